@@ -1,0 +1,205 @@
+"""The emulator's ASGI application, served by hypercorn's trio worker.
+
+One port carries REST and the ``/ws`` WebSocket, as on the real server. Authentication
+follows the server exactly (token from ``Authorization: Bearer …``, else the first
+non-blank ``api_key`` query parameter; 401 JSON bodies with the server's codes), and
+runs on the WebSocket upgrade too.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from saynad.emulator import rest, ws
+from saynad.emulator.asgi import Receive, Request, Response, Scope, Send, WebSocket, json_response
+from saynad.emulator.options import EmulatorOptions
+from saynad.emulator.state import EmulatorState
+
+__all__ = ["Context", "Emulator", "EmulatorApp", "open_emulator", "serve_emulator"]
+
+# The server's framework limit for JSON bodies (§6.1).
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+_MISSING = json_response(
+    401,
+    {
+        "error": "missing_auth_header",
+        "message": "Missing authentication token (Authorization header or api_key query parameter)",
+    },
+)
+_INVALID_HEADER = json_response(
+    401,
+    {
+        "error": "invalid_auth_header",
+        "message": "Invalid Authorization header format (expected 'Bearer {token}') "
+        "and missing api_key query parameter",
+    },
+)
+_UNAUTHORIZED = json_response(
+    401, {"error": "unauthorized", "message": "Unauthorized: Invalid API secret"}
+)
+
+
+@dataclass
+class Context:
+    """What a handler needs: the shared world, the options and the caller's tenant."""
+
+    state: EmulatorState
+    options: EmulatorOptions
+    tenant: str | None
+
+
+class EmulatorApp:
+    """ASGI entry point: authentication, then REST or WebSocket."""
+
+    def __init__(self, options: EmulatorOptions, state: EmulatorState | None = None) -> None:
+        self.options = options
+        self.state = state if state is not None else EmulatorState()
+
+    def authenticate(self, headers: dict[str, str], query: list[tuple[str, str]]) -> str | Response:
+        """Return the tenant id (``""`` when auth is off) or the 401 response to send."""
+        if not self.options.auth_required:
+            return ""
+        token: str | None = None
+        header = headers.get("authorization")
+        if header is not None and header.isascii() and header.startswith("Bearer "):
+            candidate = header[len("Bearer ") :]
+            if candidate:
+                token = candidate
+        if token is None:
+            token = next((v.strip() for k, v in query if k == "api_key" and v.strip()), None)
+        if token is None:
+            return _INVALID_HEADER if header is not None else _MISSING
+        for tenant in self.options.tenants:
+            if hmac.compare_digest(token.encode(), tenant.secret.encode()):
+                return tenant.id
+        return _UNAUTHORIZED
+
+    def context(self, tenant: str) -> Context:
+        return Context(self.state, self.options, tenant.strip() or None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+        elif kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = await Request.read(scope, receive, limit=MAX_BODY_BYTES)
+        if request is None:
+            await Response(413, b"Failed to buffer the request body: length limit exceeded").send(
+                send
+            )
+            return
+        public = (request.method, request.path) in {("GET", "/"), ("POST", "/livekit/webhook")}
+        tenant = "" if public else self.authenticate(request.headers, request.query)
+        if isinstance(tenant, Response):
+            await tenant.send(send)
+            return
+        response = await rest.handle(request, self.context(tenant))
+        await response.send(send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        socket = WebSocket(scope, receive, send)
+        if scope["path"] != "/ws":
+            await socket.reject(Response(404))
+            return
+        request = Request(scope, b"")
+        tenant = self.authenticate(request.headers, request.query)
+        if isinstance(tenant, Response):
+            await socket.reject(tenant)
+            return
+        refuse = self.options.chaos.refuse_handshake
+        if refuse is not None:
+            await socket.reject(json_response(refuse, {"error": "chaos: handshake refused"}))
+            return
+        await socket.accept()
+        self.state.connections_total += 1
+        self.state.connections_open += 1
+        try:
+            await ws.serve_session(socket, self.context(tenant))
+        finally:
+            self.state.connections_open -= 1
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+@dataclass
+class Emulator:
+    """A running emulator: ``url`` is ``http://127.0.0.1:PORT``."""
+
+    url: str
+    state: EmulatorState
+    options: EmulatorOptions
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/ws"
+
+
+def _hypercorn_config(host: str, port: int) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 1.0
+    config.websocket_max_message_size = 64 * 1024 * 1024
+    config.keep_alive_timeout = 75
+    return config
+
+
+async def serve_emulator(
+    options: EmulatorOptions | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    state: EmulatorState | None = None,
+    task_status: trio.TaskStatus[Emulator] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the emulator until cancelled; ``task_status.started`` gets the bound URL."""
+    options = options or EmulatorOptions()
+    app = EmulatorApp(options, state)
+
+
+    class _ReportURL:
+        """Turns hypercorn's ``started(binds)`` into ours: an :class:`Emulator`."""
+
+        def started(self, binds: list[str]) -> None:
+            task_status.started(Emulator(url=binds[0], state=app.state, options=options))
+
+    await serve(app, _hypercorn_config(host, port), task_status=_ReportURL())  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def open_emulator(
+    options: EmulatorOptions | None = None, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[Emulator]:
+    """Run an emulator on loopback for the duration of the ``async with`` block."""
+    async with trio.open_nursery() as nursery:
+        emulator: Emulator = await nursery.start(
+            lambda task_status: serve_emulator(
+                options, host=host, port=port, task_status=task_status
+            )
+        )
+        try:
+            yield emulator
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,188 @@
+"""The emulator's in-memory world: LiveKit rooms and participants, SIP hooks, recordings.
+
+One :class:`EmulatorState` is shared by the REST handlers and every WebSocket session
+of one emulator. Tests reach it through ``emulator.state`` to script the world (a
+caller joins, a caller hangs up, a data packet arrives) and to inspect what saynad
+sent (``wire_log``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Access", "EmulatorState", "Participant", "Room", "RoomEvent"]
+
+Access = Literal["ok", "absent", "denied"]
+
+_ids = itertools.count(1)
+
+
+def new_sid(prefix: str) -> str:
+    """A LiveKit-style id: ``RM_000001``, ``PA_000002``, ``TR_000003``."""
+    return f"{prefix}_{next(_ids):06d}"
+
+
+@dataclass
+class Participant:
+    """A participant of an emulated LiveKit room."""
+
+    identity: str
+    name: str = ""
+    kind: str = "STANDARD"  # STANDARD | INGRESS | EGRESS | SIP | AGENT
+    sid: str = field(default_factory=lambda: new_sid("PA"))
+    state: str = "ACTIVE"
+    joined_at: int = field(default_factory=lambda: int(time.time()))
+    metadata: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    is_publisher: bool = True
+    # track sid -> muted
+    tracks: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoomEvent:
+    """Something that happened in a room, fanned out to the sessions that joined it.
+
+    ``kind``: ``participant_connected`` | ``participant_disconnected`` | ``message``.
+    """
+
+    kind: str
+    participant: Participant
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+RoomListener = Callable[[RoomEvent], None]
+
+
+@dataclass
+class Room:
+    """An emulated LiveKit room. ``metadata`` holds the owner under ``auth_id``."""
+
+    name: str
+    sid: str = field(default_factory=lambda: new_sid("RM"))
+    creation_time: int = field(default_factory=lambda: int(time.time()))
+    metadata: dict[str, Any] = field(default_factory=dict)
+    max_participants: int = 0
+    active_recording: bool = False
+    participants: dict[str, Participant] = field(default_factory=dict)
+    listeners: list[RoomListener] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str | None:
+        owner = self.metadata.get("auth_id")
+        return owner if isinstance(owner, str) and owner.strip() else None
+
+    def metadata_text(self) -> str:
+        return json.dumps(self.metadata, separators=(",", ":")) if self.metadata else ""
+
+    def notify(self, event: RoomEvent) -> None:
+        for listener in list(self.listeners):
+            listener(event)
+
+
+@dataclass
+class SipHookEntry:
+    host: str
+    url: str
+    auth_id: str
+
+
+class EmulatorState:
+    """Everything the emulated server remembers between requests."""
+
+    def __init__(self, *, wire_log_size: int = 10_000) -> None:
+        self.rooms: dict[str, Room] = {}
+        self.sip_hooks: dict[str, SipHookEntry] = {}
+        self.fixed_hook_hosts: frozenset[str] = frozenset()
+        self.recordings: dict[str, bytes] = {}
+        self.transfers: list[dict[str, str]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.tokens: list[dict[str, str]] = []
+        # Raw text frames received on every WebSocket, in arrival order (bounded).
+        self.wire_log: deque[str] = deque(maxlen=wire_log_size)
+        self.connections_total = 0
+        self.connections_open = 0
+
+    # ---------------------------------------------------------------- rooms
+
+    def access(self, room_name: str, tenant: str | None) -> Access:
+        """Tenant check of §1.5 for operations on an existing room."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return "absent"
+        if tenant is None:
+            return "ok"
+        return "ok" if room.owner == tenant else "denied"
+
+    def ensure_room(self, room_name: str, tenant: str | None) -> tuple[Room | None, bool]:
+        """Create or claim a room for ``tenant``. Returns (room, allowed)."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            room = Room(name=room_name)
+            if tenant is not None:
+                room.metadata["auth_id"] = tenant
+            self.rooms[room_name] = room
+            return room, True
+        if tenant is None:
+            return room, True
+        if room.owner is None:
+            room.metadata["auth_id"] = tenant
+            return room, True
+        return room, room.owner == tenant
+
+    def delete_room(self, room_name: str) -> None:
+        self.rooms.pop(room_name, None)
+
+    # ---------------------------------------------------------------- scripting (tests)
+
+    def join(
+        self,
+        room_name: str,
+        identity: str,
+        *,
+        name: str = "",
+        kind: str = "STANDARD",
+        attributes: dict[str, str] | None = None,
+        tracks: tuple[str, ...] = (),
+    ) -> Participant:
+        """A remote participant joins ``room_name`` (created if absent)."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            room = self.rooms[room_name] = Room(name=room_name)
+        participant = Participant(
+            identity=identity,
+            name=name,
+            kind=kind,
+            attributes=dict(attributes or {}),
+            tracks=dict.fromkeys(tracks, False),
+        )
+        room.participants[identity] = participant
+        room.notify(RoomEvent("participant_connected", participant))
+        return participant
+
+    def leave(self, room_name: str, identity: str) -> None:
+        """A remote participant leaves; every session in the room ends ~100 ms later."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        participant = room.participants.pop(identity, None)
+        if participant is not None:
+            room.notify(RoomEvent("participant_disconnected", participant))
+
+    def publish_data(
+        self, room_name: str, identity: str, payload: bytes, *, topic: str | None = None
+    ) -> None:
+        """A participant publishes a data packet to the room."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        participant = room.participants.get(identity) or Participant(identity=identity)
+        room.notify(
+            RoomEvent("message", participant, {"payload": payload, "topic": topic or "default"})
+        )
