@@ -1,0 +1,10 @@
+"""The installed saynad version."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("saynad")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
