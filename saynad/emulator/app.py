@@ -163,6 +163,9 @@ def _hypercorn_config(host: str, port: int) -> HypercornConfig:
     config.graceful_timeout = 1.0
     config.websocket_max_message_size = 64 * 1024 * 1024
     config.keep_alive_timeout = 75
+    # Benchmarks and fleets connect thousands of sessions at once; the default (100)
+    # would turn a burst into SYN retries.
+    config.backlog = 4096
     return config
 
 

@@ -1,0 +1,1 @@
+"""saynad benchmarks: run with ``make bench``. Not collected by ``make test``."""

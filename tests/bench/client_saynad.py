@@ -1,0 +1,80 @@
+"""The session workload on saynad's client: ``python -m tests.bench.client_saynad URL N``."""
+
+from __future__ import annotations
+
+import sys
+
+import trio
+
+from saynad import STTConfig, STTResult, TTSAudio, TTSConfig, TTSPlaybackComplete, open_session
+from tests.bench import common
+
+STT = STTConfig(**common.STT)  # type: ignore[arg-type]
+TTS = TTSConfig(**common.TTS)  # type: ignore[arg-type]
+
+
+async def one_session(url: str, c: common.Collector) -> None:
+    async with open_session(url, stt=STT, tts=TTS, ready_timeout_s=common.SESSION_DEADLINE_S) as s:
+        c.ready_at.append(trio.current_time())
+        streamed = trio.Event()
+
+        async def stream() -> None:
+            start = trio.current_time()
+            for i in range(common.CHUNKS):
+                due = start + i * common.CHUNK_MS / 1000
+                await trio.sleep_until(due)
+                await s.send_audio(common.CHUNK)
+                c.send_lags.append(trio.current_time() - due)
+            streamed.set()
+
+        finals = 0
+        complete = False
+        async with trio.open_nursery() as nursery:
+            spoke = trio.current_time()
+            await s.speak(common.SENTENCE)
+            first_audio = False
+            nursery.start_soon(stream)
+            async for event in s.events():
+                if isinstance(event, TTSAudio):
+                    if not first_audio:
+                        first_audio = True
+                        c.first_audio.append(trio.current_time() - spoke)
+                elif isinstance(event, TTSPlaybackComplete):
+                    complete = True
+                elif isinstance(event, STTResult) and event.is_final:
+                    finals += 1
+                if complete and finals >= common.FINALS_EXPECTED and streamed.is_set():
+                    break
+
+
+async def main(url: str, n: int) -> None:
+    c = common.Collector(n)
+    rss0 = common.rss_kb()
+    cpu0 = common.cpu_s()
+    t_start = trio.current_time()
+
+    async def guarded() -> None:
+        try:
+            with trio.fail_after(common.SESSION_DEADLINE_S):
+                await one_session(url, c)
+        except Exception as exc:
+            c.fail(exc)
+
+    async def sample_rss(done: trio.Event) -> None:
+        while not done.is_set():
+            c.sample_rss()
+            await trio.sleep(0.1)
+
+    done = trio.Event()
+    async with trio.open_nursery() as outer:
+        outer.start_soon(sample_rss, done)
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(guarded)
+        done.set()
+    common.finish("saynad", c, t_start=t_start, t_end=trio.current_time(), cpu0=cpu0, rss0=rss0)
+
+
+if __name__ == "__main__":
+    common.pin_to_cpu(0)
+    trio.run(main, sys.argv[1], int(sys.argv[2]))

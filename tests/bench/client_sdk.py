@@ -1,0 +1,97 @@
+"""The same workload on the official asyncio SDK (bench-only dependency).
+
+``python -m tests.bench.client_sdk URL N``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from sayna_client import SaynaClient, STTConfig, TTSConfig
+
+from tests.bench import common
+
+
+async def one_session(url: str, c: common.Collector) -> None:
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    done = asyncio.Event()
+    state = {"finals": 0, "complete": False, "streamed": False, "first": False, "spoke": 0.0}
+
+    def check() -> None:
+        if state["complete"] and state["finals"] >= common.FINALS_EXPECTED and state["streamed"]:
+            done.set()
+
+    def on_ready(_msg: object) -> None:
+        ready.set()
+
+    def on_audio(_data: bytes) -> None:
+        if not state["first"]:
+            state["first"] = True
+            c.first_audio.append(loop.time() - float(state["spoke"]))
+
+    def on_complete(_msg: object) -> None:
+        state["complete"] = True
+        check()
+
+    def on_stt(msg: object) -> None:
+        if getattr(msg, "is_final", False):
+            state["finals"] = int(state["finals"]) + 1
+            check()
+
+    client = SaynaClient(
+        url=url, stt_config=STTConfig(**common.STT), tts_config=TTSConfig(**common.TTS)
+    )
+    client.register_on_ready(on_ready)
+    client.register_on_tts_audio(on_audio)
+    client.register_on_tts_playback_complete(on_complete)
+    client.register_on_stt_result(on_stt)
+    await client.connect()
+    try:
+        await ready.wait()
+        c.ready_at.append(loop.time())
+        state["spoke"] = loop.time()
+        await client.speak(common.SENTENCE)
+        start = loop.time()
+        for i in range(common.CHUNKS):
+            due = start + i * common.CHUNK_MS / 1000
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await client.on_audio_input(common.CHUNK)
+            c.send_lags.append(loop.time() - due)
+        state["streamed"] = True
+        check()
+        await done.wait()
+    finally:
+        await client.disconnect()
+
+
+async def main(url: str, n: int) -> None:
+    loop = asyncio.get_running_loop()
+    c = common.Collector(n)
+    rss0 = common.rss_kb()
+    cpu0 = common.cpu_s()
+    t_start = loop.time()
+
+    async def guarded() -> None:
+        try:
+            await asyncio.wait_for(one_session(url, c), common.SESSION_DEADLINE_S)
+        except Exception as exc:
+            c.fail(exc)
+
+    async def sample_rss() -> None:
+        while True:
+            c.sample_rss()
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.create_task(sample_rss())
+    await asyncio.gather(*(guarded() for _ in range(n)))
+    sampler.cancel()
+    common.finish("sdk", c, t_start=t_start, t_end=loop.time(), cpu0=cpu0, rss0=rss0)
+
+
+if __name__ == "__main__":
+    common.pin_to_cpu(0)
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))

@@ -1,0 +1,120 @@
+"""Shared pieces of the session benchmark: the workload constants and the measurements."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+from dataclasses import asdict, dataclass, field
+
+SENTENCE = "Hello from the saynad benchmark."
+SAMPLE_RATE = 16_000
+CHUNK_MS = 20
+CHUNK = b"\x01\x00" * (SAMPLE_RATE * CHUNK_MS // 1000)  # 20 ms of 16 kHz s16le mono
+STREAM_S = 2.0
+CHUNKS = int(STREAM_S * 1000 / CHUNK_MS)
+FINALS_EXPECTED = 2  # the emulator finalises one transcript per second of audio
+SESSION_DEADLINE_S = 180.0
+
+STT = {
+    "provider": "deepgram",
+    "language": "en-US",
+    "sample_rate": SAMPLE_RATE,
+    "channels": 1,
+    "punctuation": True,
+    "encoding": "linear16",
+    "model": "nova-3",
+}
+TTS = {"provider": "deepgram", "model": "aura-asteria-en"}
+
+
+def rss_kb() -> int:
+    """Current resident set size of this process, in KiB."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Collector:
+    """What one client process measures across its N sessions."""
+
+    n: int
+    send_lags: list[float] = field(default_factory=list)
+    first_audio: list[float] = field(default_factory=list)
+    ready_at: list[float] = field(default_factory=list)
+    failures: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    peak_rss_kb: int = 0
+
+    def fail(self, exc: BaseException) -> None:
+        self.failures += 1
+        key = f"{type(exc).__name__}: {str(exc)[:80]}"
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+    def sample_rss(self) -> None:
+        self.peak_rss_kb = max(self.peak_rss_kb, rss_kb())
+
+
+@dataclass
+class Result:
+    client: str
+    n: int
+    all_ready_s: float
+    wall_s: float
+    cpu_s: float
+    cpu_ms_per_session: float
+    rss_kb_per_session: float
+    send_lag_p50_s: float
+    send_lag_p99_s: float
+    first_audio_p50_s: float
+    first_audio_p99_s: float
+    failures: int
+    errors: dict[str, int]
+
+
+def finish(
+    client: str, c: Collector, *, t_start: float, t_end: float, cpu0: float, rss0: int
+) -> None:
+    """Print the result of this client process as one JSON line on stdout."""
+    ready = [t - t_start for t in c.ready_at]
+    result = Result(
+        client=client,
+        n=c.n,
+        all_ready_s=max(ready) if ready else float("nan"),
+        wall_s=t_end - t_start,
+        cpu_s=cpu_s() - cpu0,
+        cpu_ms_per_session=(cpu_s() - cpu0) * 1000 / c.n,
+        rss_kb_per_session=max(0, c.peak_rss_kb - rss0) / c.n,
+        send_lag_p50_s=statistics.median(c.send_lags) if c.send_lags else float("nan"),
+        send_lag_p99_s=percentile(c.send_lags, 99),
+        first_audio_p50_s=statistics.median(c.first_audio) if c.first_audio else float("nan"),
+        first_audio_p99_s=percentile(c.first_audio, 99),
+        failures=c.failures + (c.n - len(c.ready_at) if c.failures == 0 else 0),
+        errors=c.errors,
+    )
+    sys.stdout.write(json.dumps(asdict(result)) + "\n")
+    sys.stdout.flush()
+
+
+def pin_to_cpu(cpu: int) -> None:
+    """Keep this process on one core so client and emulator do not share one."""
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {cpu})
