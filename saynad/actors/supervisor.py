@@ -1,0 +1,349 @@
+"""The supervisor: owns the sessions nursery and restarts what fails.
+
+One :class:`Supervisor` runs under the daemon's root nursery. It takes commands through
+one bounded inbox (:class:`Start`, :class:`Stop`, :class:`Restart`, :class:`Reload`) and
+keeps one supervising task per session::
+
+    Supervisor.run ── nursery
+        ├── inbox loop        commands → start / stop / restart / reload
+        └── _supervise(name)  one per session: run → exit → policy → backoff → run …
+
+A session's work is a *runner* (``async def runner(child, control)``): the supervisor
+knows nothing of Sayna. When the runner raises, the exception is contained to that
+session: logged, recorded in the registry, counted, and the restart policy decides:
+
+- ``permanent``: restarted after every exit;
+- ``transient``: restarted only after an abnormal exit (an exception);
+- ``temporary``: never restarted (inbound calls).
+
+Restarts wait a jittered exponential backoff; more than ``max_restarts`` restarts in
+``window_s`` seconds mark the session ``failed`` and leave it down while the daemon and
+every other session carry on. Both read ``trio.current_time()``, so tests run under
+``trio.testing.MockClock``.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+import trio
+
+from saynad.actors.registry import Registry, SessionState
+from saynad.protocol.backoff import Backoff, RestartIntensity
+
+__all__ = [
+    "Child",
+    "ChildControl",
+    "Policy",
+    "Reload",
+    "Restart",
+    "RestartPolicy",
+    "Runner",
+    "Start",
+    "Stop",
+    "Supervisor",
+]
+
+log = structlog.get_logger("saynad.supervisor")
+
+
+class RestartPolicy(enum.StrEnum):
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    TEMPORARY = "temporary"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How one session is supervised. The numbers come from the configuration."""
+
+    restart: RestartPolicy = RestartPolicy.PERMANENT
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    backoff_multiplier: float = 2.0
+    max_restarts: int = 5
+    window_s: float = 60.0
+    drain_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Child:
+    """What to supervise. ``spec`` is handed to the runner and compared on reload."""
+
+    name: str
+    spec: Hashable
+    policy: Policy = Policy()
+    origin: str = "config"
+    template: str = ""
+
+
+@dataclass
+class ChildControl:
+    """The runner's handle on its supervisor: report progress, hear drain requests."""
+
+    name: str
+    registry: Registry
+    drain_requested: trio.Event = field(default_factory=trio.Event)
+
+    def connecting(self) -> None:
+        self.registry.set_state(self.name, SessionState.CONNECTING)
+
+    def ready(self, *, room: str | None = None, stream_id: str | None = None) -> None:
+        self.registry.update(self.name, room=room, stream_id=stream_id)
+        self.registry.set_state(self.name, SessionState.READY)
+
+    def draining(self) -> None:
+        self.registry.set_state(self.name, SessionState.DRAINING)
+
+
+Runner = Callable[[Child, ChildControl], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Start:
+    child: Child
+
+
+@dataclass(frozen=True)
+class Stop:
+    name: str
+
+
+@dataclass(frozen=True)
+class Restart:
+    name: str
+
+
+@dataclass(frozen=True)
+class Reload:
+    """Converge on ``children`` (the always-on sessions of a new configuration)."""
+
+    children: Mapping[str, Child]
+    origin: str = "config"
+
+
+Command = Start | Stop | Restart | Reload
+
+
+@dataclass
+class _Entry:
+    child: Child
+    scope: trio.CancelScope
+    control: ChildControl
+    done: trio.Event = field(default_factory=trio.Event)
+    stop_requested: bool = False
+
+
+class Supervisor:
+    """Owns the sessions nursery. Use :meth:`run` with ``nursery.start``."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        registry: Registry | None = None,
+        *,
+        rng: random.Random | None = None,
+        inbox_size: int = 64,
+        on_failure: Callable[[Child, str], None] | None = None,
+        on_restart: Callable[[Child, str], None] | None = None,
+    ) -> None:
+        self._runner = runner
+        self.registry = registry if registry is not None else Registry()
+        self._rng = rng or random.Random()
+        self._send, self._receive = trio.open_memory_channel[Command](inbox_size)
+        self._entries: dict[str, _Entry] = {}
+        self._nursery: trio.Nursery | None = None
+        self._on_failure = on_failure
+        self._on_restart = on_restart
+        self.admitting = True
+
+    # ------------------------------------------------------------------ public
+
+    async def send(self, command: Command) -> None:
+        """Queue a command (waits while the inbox is full)."""
+        await self._send.send(command)
+
+    def children(self) -> dict[str, Child]:
+        return {name: entry.child for name, entry in self._entries.items()}
+
+    def running(self, name: str) -> bool:
+        return name in self._entries
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve commands until cancelled; the sessions nursery lives here."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self)
+            async with self._receive:
+                async for command in self._receive:
+                    await self._apply(command)
+
+    async def start_now(self, child: Child) -> bool:
+        """Start ``child`` at once (used for inbound calls: no inbox round trip)."""
+        if not self.admitting or child.name in self._entries:
+            return False
+        self._spawn(child)
+        return True
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop admitting, ask every session to finish, cancel what remains at the deadline."""
+        self.admitting = False
+        entries = list(self._entries.values())
+        for entry in entries:
+            self._request_stop(entry)
+        with trio.move_on_after(timeout_s):
+            for entry in entries:
+                await entry.done.wait()
+        for entry in list(self._entries.values()):
+            entry.scope.cancel()
+        for entry in entries:
+            await entry.done.wait()
+
+    # ------------------------------------------------------------------ commands
+
+    async def _apply(self, command: Command) -> None:
+        if isinstance(command, Start):
+            if self.admitting and command.child.name not in self._entries:
+                self._spawn(command.child)
+        elif isinstance(command, Stop):
+            await self._stop(command.name)
+        elif isinstance(command, Restart):
+            entry = self._entries.get(command.name)
+            if entry is not None:
+                child = entry.child
+                await self._stop(command.name)
+                self._spawn(child)
+        elif isinstance(command, Reload):
+            await self._reload(command)
+
+    async def _reload(self, command: Reload) -> None:
+        current = {n: e.child for n, e in self._entries.items() if e.child.origin == command.origin}
+        wanted = command.children
+        removed = [n for n in current if n not in wanted]
+        added = [n for n in wanted if n not in current]
+        changed = [n for n in wanted if n in current and wanted[n] != current[n]]
+        log.info(
+            "reload plan",
+            added=sorted(added),
+            removed=sorted(removed),
+            changed=sorted(changed),
+            unchanged=len(current) - len(removed) - len(changed),
+        )
+        async with trio.open_nursery() as stops:
+            for name in removed + changed:
+                stops.start_soon(self._stop, name)
+        for name in added + changed:
+            if self.admitting:
+                self._spawn(wanted[name])
+
+    async def _stop(self, name: str) -> None:
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        self._request_stop(entry)
+        with trio.move_on_after(entry.child.policy.drain_timeout_s):
+            await entry.done.wait()
+        entry.scope.cancel()
+        await entry.done.wait()
+
+    def _request_stop(self, entry: _Entry) -> None:
+        entry.stop_requested = True
+        self.registry.set_state(entry.child.name, SessionState.DRAINING)
+        entry.control.drain_requested.set()
+
+    # ------------------------------------------------------------------ supervision
+
+    def _spawn(self, child: Child) -> None:
+        assert self._nursery is not None, "Supervisor.run is not running"
+        self.registry.add(child.name, origin=child.origin, template=child.template)
+        entry = _Entry(
+            child=child,
+            scope=trio.CancelScope(),
+            control=ChildControl(child.name, self.registry),
+        )
+        self._entries[child.name] = entry
+        self._nursery.start_soon(self._supervise, entry, name=f"session:{child.name}")
+
+    async def _supervise(self, entry: _Entry) -> None:
+        child = entry.child
+        policy = child.policy
+        backoff = Backoff(
+            policy.backoff_initial_s, policy.backoff_max_s, policy.backoff_multiplier, rng=self._rng
+        )
+        intensity = RestartIntensity(policy.max_restarts, policy.window_s)
+        restarts = 0
+        final = SessionState.STOPPED
+        try:
+            with entry.scope:
+                while True:
+                    entry.control = ChildControl(
+                        child.name, self.registry, entry.control.drain_requested
+                    )
+                    started = trio.current_time()
+                    error = await self._run_once(entry)
+                    if entry.stop_requested:
+                        break
+                    if policy.restart is RestartPolicy.TEMPORARY or (
+                        policy.restart is RestartPolicy.TRANSIENT and error is None
+                    ):
+                        break
+                    reason = "error" if error is not None else "exit"
+                    if trio.current_time() - started >= policy.backoff_max_s:
+                        backoff.reset()  # it ran long enough to count as healthy
+                    if not intensity.record(trio.current_time()):
+                        final = SessionState.FAILED
+                        why = f"more than {policy.max_restarts} restarts in {policy.window_s:g} s"
+                        self.registry.set_state(
+                            child.name,
+                            SessionState.FAILED,
+                            error=why + (f"; last: {error}" if error else ""),
+                        )
+                        log.error(
+                            "session failed",
+                            session=child.name,
+                            restarts=restarts,
+                            last_error=error,
+                        )
+                        if self._on_failure is not None:
+                            self._on_failure(child, reason)
+                        # Left down: the row stays, marked failed, until a reload or restart.
+                        await trio.sleep_forever()
+                    delay = backoff.next_delay()
+                    self.registry.set_state(child.name, SessionState.BACKOFF, error=error)
+                    log.info(
+                        "session backoff",
+                        session=child.name,
+                        delay_s=round(delay, 3),
+                        reason=reason,
+                    )
+                    await trio.sleep(delay)
+                    if entry.stop_requested:
+                        break
+                    restarts += 1
+                    self.registry.update(child.name, restarts=restarts)
+                    if self._on_restart is not None:
+                        self._on_restart(child, reason)
+                    self.registry.set_state(child.name, SessionState.STARTING)
+        finally:
+            if self._entries.get(child.name) is entry:
+                del self._entries[child.name]
+                self.registry.set_state(child.name, final)
+                self.registry.remove(child.name)
+            entry.done.set()
+
+    async def _run_once(self, entry: _Entry) -> str | None:
+        """Run the runner once; return ``None`` on a normal exit, else the error text."""
+        child = entry.child
+        try:
+            await self._runner(child, entry.control)
+        except Exception as exc:  # contained: one session's failure never spreads
+            text = f"{type(exc).__name__}: {exc}"
+            log.warning("session ended with an error", session=child.name, error=text)
+            return text
+        return None

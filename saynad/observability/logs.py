@@ -1,0 +1,76 @@
+"""structlog, configured once: JSON lines off a TTY (journald), console on a TTY.
+
+Every record passes through :func:`redact`: values under secret-looking keys are
+replaced by ``"***"``, and so is any occurrence of a registered secret value (the
+resolved ``${…}`` secrets of the configuration) inside any string field.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["configure_logging", "redact", "register_secrets"]
+
+_SECRET_KEYS = frozenset(
+    {"api_key", "secret", "secrets", "token", "control_token", "authorization", "password"}
+)
+_secret_values: set[str] = set()
+
+
+def register_secrets(values: Iterable[str]) -> None:
+    """Never log these values (secrets resolved from the configuration)."""
+    _secret_values.update(v for v in values if len(v) >= 4)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str) and _secret_values:
+        for secret in _secret_values:
+            if secret in value:
+                value = value.replace(secret, "***")
+    return value
+
+
+def redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: hide secrets by key and by value."""
+    for key, value in event_dict.items():
+        if key.lower() in _SECRET_KEYS and value is not None:
+            event_dict[key] = "***"
+        else:
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "auto", *, stream: TextIO | None = None
+) -> None:
+    """Configure structlog for the whole process. ``fmt``: auto | json | console."""
+    out = stream or sys.stdout
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=True,
+    )
