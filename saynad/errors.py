@@ -9,7 +9,7 @@ boundary of the client layer, and chained with ``from`` so the original stays vi
     SaynadError
     ├── ConfigError                 the daemon's YAML file is invalid (all problems at once)
     ├── ProtocolError               bytes from the peer do not form a valid Sayna frame
-    │   └── FrameDecodeError        .kind: not_json | not_object | unknown_type | invalid | too_large
+    │   └── FrameDecodeError        .kind: not_json|not_object|unknown_type|invalid|too_large
     ├── WebhookError                a SIP webhook was refused; .http_status says how to answer
     │   ├── WebhookSecretError      the verifier was built without a usable secret
     │   ├── WebhookSignatureError   missing/garbled headers or a signature that does not match (401)
@@ -28,6 +28,7 @@ boundary of the client layer, and chained with ``from`` so the original stays vi
         │   ├── NotFoundError       404 (absent, or masked: not accessible to this tenant)
         │   ├── RateLimitedError    429
         │   └── ServerError         >= 500
+        ├── ResponseDecodeError     a 2xx REST answer whose body does not match the schema
         └── SessionError            a WebSocket session failed
             ├── HandshakeRejectedError  the upgrade was answered with an HTTP status (e.g. 401)
             ├── SessionConfigError      the server sent a fatal ``error`` before ``ready``
@@ -53,6 +54,7 @@ __all__ = [
     "RateLimitedError",
     "ReadyTimeoutError",
     "RequestTimeoutError",
+    "ResponseDecodeError",
     "SaynadError",
     "ServerError",
     "SessionClosedError",
@@ -229,6 +231,24 @@ class RateLimitedError(HTTPStatusError):
 
 class ServerError(HTTPStatusError):
     """A status of 500 or more."""
+
+
+class ResponseDecodeError(ClientError):
+    """A successful REST answer whose body does not match the documented schema.
+
+    ``body`` holds the start of the raw body (at most 500 characters) and ``detail``
+    the decoder's explanation, including the JSON path of the offending field.
+    """
+
+    def __init__(
+        self, status_code: int, *, method: str, endpoint: str, detail: str, body: str = ""
+    ) -> None:
+        self.status_code = status_code
+        self.method = method
+        self.endpoint = endpoint
+        self.detail = detail
+        self.body = body
+        super().__init__(f"{method} {endpoint} -> {status_code}: undecodable body: {detail}")
 
 
 def http_status_error_class(status_code: int) -> type[HTTPStatusError]:
