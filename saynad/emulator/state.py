@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Access", "EmulatorState", "Participant", "Room", "RoomEvent"]
+__all__ = ["Access", "EmulatorState", "Participant", "Room", "RoomEvent", "SipHookEntry"]
 
 Access = Literal["ok", "absent", "denied"]
 
@@ -88,6 +88,8 @@ class Room:
 
 @dataclass
 class SipHookEntry:
+    """A SIP hook as the server stores it: ``host`` trimmed and lower-cased."""
+
     host: str
     url: str
     auth_id: str
@@ -138,6 +140,29 @@ class EmulatorState:
 
     def delete_room(self, room_name: str) -> None:
         self.rooms.pop(room_name, None)
+
+    def create_room(self, room_name: str, *, owner: str | None = None) -> Room:
+        """Create ``room_name`` (or return it), owned by ``owner`` when given (tests)."""
+        room = self.rooms.get(room_name)
+        if room is None:
+            room = self.rooms[room_name] = Room(name=room_name)
+        if owner is not None:
+            room.metadata["auth_id"] = owner
+        return room
+
+    # ---------------------------------------------------------------- SIP hooks
+
+    def add_config_hook(self, host: str, url: str, auth_id: str = "") -> SipHookEntry:
+        """Add a hook from the server's own configuration: REST may neither change nor
+        delete it (405), as for hooks written in the real server's config file."""
+        entry = SipHookEntry(host=host.strip().lower(), url=url, auth_id=auth_id.strip())
+        self.sip_hooks[entry.host] = entry
+        self.fixed_hook_hosts = self.fixed_hook_hosts | {entry.host}
+        return entry
+
+    def hook_list(self) -> list[SipHookEntry]:
+        """The merged runtime hook list, in insertion order."""
+        return list(self.sip_hooks.values())
 
     # ---------------------------------------------------------------- scripting (tests)
 

@@ -1,0 +1,75 @@
+"""Deterministic synthetic speech for the emulator's TTS (REST ``/speak`` and WebSocket).
+
+The emulator has no voice: "speech" is a 440 Hz sine tone whose length is proportional
+to the text, as signed 16-bit little-endian mono PCM. The same text at the same rate
+always yields the same bytes, so tests can compare audio exactly and predict its size:
+``len(text) * ms_per_char`` milliseconds, i.e. ``sample_rate * ms // 1000`` samples.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import sys
+from array import array
+from functools import lru_cache
+
+__all__ = ["TONE_HZ", "synthesize", "wav_bytes"]
+
+TONE_HZ = 440
+# About -10 dBFS: clearly audible, far from clipping when mixed with other audio.
+_AMPLITUDE = 10_000
+
+
+@lru_cache(maxsize=16)
+def _one_second(sample_rate: int) -> bytes:
+    """One second of tone. An integer frequency completes whole periods in one second,
+    so seconds can be tiled without a click at the seams."""
+    samples = array(
+        "h",
+        (
+            round(_AMPLITUDE * math.sin(2 * math.pi * TONE_HZ * i / sample_rate))
+            for i in range(sample_rate)
+        ),
+    )
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples.tobytes()
+
+
+def synthesize(text: str, sample_rate: int, ms_per_char: int) -> bytes:
+    """Return ``len(text) * ms_per_char`` ms of tone as s16le mono PCM at ``sample_rate``.
+
+    Empty text yields ``b""``. Raises :class:`ValueError` for a non-positive
+    ``sample_rate`` or a negative ``ms_per_char``.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"invalid sample rate {sample_rate}")
+    if ms_per_char < 0:
+        raise ValueError(f"invalid ms_per_char {ms_per_char}")
+    n_samples = sample_rate * len(text) * ms_per_char // 1000
+    second = _one_second(sample_rate)
+    full, rest = divmod(n_samples * 2, len(second))
+    return second * full + second[:rest]
+
+
+def wav_bytes(pcm: bytes, sample_rate: int, *, channels: int = 1) -> bytes:
+    """Wrap s16le PCM in a canonical 44-byte RIFF/WAVE header."""
+    block_align = 2 * channels
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(pcm),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,  # PCM
+        channels,
+        sample_rate,
+        sample_rate * block_align,
+        block_align,
+        16,
+        b"data",
+        len(pcm),
+    )
+    return header + pcm
