@@ -1,0 +1,54 @@
+"""The public surface is pinned: adding or removing a name is a deliberate change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import saynad
+
+PINNED = {
+    "ApiKeyAuth", "AzureAuth", "ClearFrame", "ClientFrame", "ConfigFrame", "Error", "GoogleAuth",
+    "HealthResponse", "LiveKitConfig", "LiveKitParticipantInfo", "LiveKitRoomDetails",
+    "LiveKitRoomSummary", "LiveKitRoomsResponse", "LiveKitTokenResponse", "LoadingAudioConfig",
+    "LoadingStartFrame", "LoadingStopFrame", "Message", "MuteParticipantResponse", "Participant",
+    "ParticipantConnected", "ParticipantDisconnected", "Pronunciation", "ProviderAuth", "Ready",
+    "RemoveParticipantResponse", "RestClient", "RoomMessage", "STTConfig", "STTResult",
+    "SaynadError", "SendMessageFrame", "ServerEvent", "Session", "SipCallResponse",
+    "SipCallSipConfig", "SipHook", "SipHooksResponse", "SipTransferError", "SipTransferFrame",
+    "SipTransferResponse", "SipWebhook", "SpeakFrame", "TTSAudio", "TTSConfig",
+    "TTSPlaybackComplete", "Track", "TrackSubscribed", "TurnDetectSettings", "UpdateConfigFrame",
+    "VADEvent", "VadSettings", "VerifiedSipWebhook", "VoiceDescriptor", "WebhookParticipant",
+    "WebhookRoom", "WebhookVerifier", "__version__", "open_session", "sign_webhook",
+}  # fmt: skip
+
+
+def test_public_names_are_pinned() -> None:
+    assert set(saynad.__all__) == PINNED
+
+
+def test_every_public_name_resolves() -> None:
+    for name in saynad.__all__:
+        assert getattr(saynad, name) is not None, name
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        saynad.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_protocol_layer_is_sans_io() -> None:
+    """Importing the whole protocol layer pulls in neither trio nor httpx."""
+    code = (
+        "import sys\n"
+        "import saynad.protocol.messages, saynad.protocol.rest, saynad.protocol.webhooks\n"
+        "import saynad.protocol.backoff, saynad.protocol.urls, saynad.protocol.phone\n"
+        "bad = sorted(m for m in ('trio', 'httpx', 'trio_websocket') if m in sys.modules)\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == ""
