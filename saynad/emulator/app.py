@@ -178,15 +178,14 @@ async def serve_emulator(
     task_status: trio.TaskStatus[Emulator] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the emulator until cancelled; ``task_status.started`` gets the bound URL."""
-    options = options or EmulatorOptions()
-    app = EmulatorApp(options, state)
-
+    chosen = options or EmulatorOptions()
+    app = EmulatorApp(chosen, state)
 
     class _ReportURL:
         """Turns hypercorn's ``started(binds)`` into ours: an :class:`Emulator`."""
 
         def started(self, binds: list[str]) -> None:
-            task_status.started(Emulator(url=binds[0], state=app.state, options=options))
+            task_status.started(Emulator(url=binds[0], state=app.state, options=chosen))
 
     await serve(app, _hypercorn_config(host, port), task_status=_ReportURL())  # type: ignore[arg-type]
 

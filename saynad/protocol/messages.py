@@ -198,7 +198,7 @@ class _ClientFrame(msgspec.Struct, frozen=True, tag_field="type"):
     """Base of the frames saynad sends."""
 
 
-class ConfigFrame(_ClientFrame, tag="config"):
+class ConfigFrame(_ClientFrame, frozen=True, tag="config"):
     """``config``: the first frame of every session. The server answers ``ready``."""
 
     stream_id: str | UnsetType = UNSET
@@ -209,7 +209,7 @@ class ConfigFrame(_ClientFrame, tag="config"):
     loading_audio: LoadingAudioConfig | UnsetType = UNSET
 
 
-class SpeakFrame(_ClientFrame, tag="speak"):
+class SpeakFrame(_ClientFrame, frozen=True, tag="speak"):
     """``speak``: queue text for synthesis (FIFO; ``flush`` has no effect today)."""
 
     text: str
@@ -217,11 +217,11 @@ class SpeakFrame(_ClientFrame, tag="speak"):
     allow_interruption: bool = True
 
 
-class ClearFrame(_ClientFrame, tag="clear"):
+class ClearFrame(_ClientFrame, frozen=True, tag="clear"):
     """``clear``: drop queued speech (ignored inside a non-interruptible window)."""
 
 
-class SendMessageFrame(_ClientFrame, tag="send_message"):
+class SendMessageFrame(_ClientFrame, frozen=True, tag="send_message"):
     """``send_message``: publish a data message to the LiveKit room."""
 
     message: str
@@ -230,7 +230,7 @@ class SendMessageFrame(_ClientFrame, tag="send_message"):
     debug: Any | UnsetType = UNSET
 
 
-class SipTransferFrame(_ClientFrame, tag="sip_transfer"):
+class SipTransferFrame(_ClientFrame, frozen=True, tag="sip_transfer"):
     """``sip_transfer``: transfer the room's SIP caller to ``transfer_to``."""
 
     transfer_to: str
@@ -248,18 +248,18 @@ class TurnDetectSettings(msgspec.Struct, frozen=True):
     threshold: float | UnsetType = UNSET
 
 
-class UpdateConfigFrame(_ClientFrame, tag="update_config"):
+class UpdateConfigFrame(_ClientFrame, frozen=True, tag="update_config"):
     """``update_config``: tune VAD / turn detection."""
 
     vad: VadSettings | UnsetType = UNSET
     turn_detect: TurnDetectSettings | UnsetType = UNSET
 
 
-class LoadingStartFrame(_ClientFrame, tag="loading_start"):
+class LoadingStartFrame(_ClientFrame, frozen=True, tag="loading_start"):
     """``loading_start``: start looping the loading clip in the room."""
 
 
-class LoadingStopFrame(_ClientFrame, tag="loading_stop"):
+class LoadingStopFrame(_ClientFrame, frozen=True, tag="loading_stop"):
     """``loading_stop``: fade the loading clip out."""
 
 
@@ -282,7 +282,7 @@ class _ServerEvent(msgspec.Struct, frozen=True, tag_field="type", omit_defaults=
     """Base of the JSON frames the server sends."""
 
 
-class Ready(_ServerEvent, tag="ready"):
+class Ready(_ServerEvent, frozen=True, tag="ready"):
     """``ready``: the session is configured. ``livekit_url`` is sent even without LiveKit;
     decide "LiveKit is active" from ``livekit_room_name``."""
 
@@ -293,7 +293,7 @@ class Ready(_ServerEvent, tag="ready"):
     sayna_participant_name: str | None = None
 
 
-class STTResult(_ServerEvent, tag="stt_result"):
+class STTResult(_ServerEvent, frozen=True, tag="stt_result"):
     """``stt_result``: an interim or final transcript, or an end-of-turn marker.
 
     A forced end of turn has ``transcript == ""`` with both flags true.
@@ -305,7 +305,7 @@ class STTResult(_ServerEvent, tag="stt_result"):
     confidence: float
 
 
-class TTSPlaybackComplete(_ServerEvent, tag="tts_playback_complete"):
+class TTSPlaybackComplete(_ServerEvent, frozen=True, tag="tts_playback_complete"):
     """``tts_playback_complete``: the TTS queue drained (once per run of ``speak``s)."""
 
     timestamp: int
@@ -322,7 +322,7 @@ class RoomMessage(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True)
     timestamp: int
 
 
-class Message(_ServerEvent, tag="message"):
+class Message(_ServerEvent, frozen=True, tag="message"):
     """``message``: a data packet received in the LiveKit room."""
 
     message: RoomMessage
@@ -337,13 +337,13 @@ class Participant(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True)
     timestamp: int
 
 
-class ParticipantConnected(_ServerEvent, tag="participant_connected"):
+class ParticipantConnected(_ServerEvent, frozen=True, tag="participant_connected"):
     """``participant_connected``: a remote participant joined the room."""
 
     participant: Participant
 
 
-class ParticipantDisconnected(_ServerEvent, tag="participant_disconnected"):
+class ParticipantDisconnected(_ServerEvent, frozen=True, tag="participant_disconnected"):
     """``participant_disconnected``: a remote participant left; the server closes the
     session ~100 ms later (close code 1005)."""
 
@@ -361,13 +361,13 @@ class Track(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     timestamp: int
 
 
-class TrackSubscribed(_ServerEvent, tag="track_subscribed"):
+class TrackSubscribed(_ServerEvent, frozen=True, tag="track_subscribed"):
     """``track_subscribed``: the agent subscribed to a remote track."""
 
     track: Track
 
 
-class VADEvent(_ServerEvent, tag="vad_event"):
+class VADEvent(_ServerEvent, frozen=True, tag="vad_event"):
     """``vad_event``: defined in the server's schema, never emitted by current servers."""
 
     event: str
@@ -375,13 +375,13 @@ class VADEvent(_ServerEvent, tag="vad_event"):
     silence_duration_ms: int | None = None
 
 
-class Error(_ServerEvent, tag="error"):
+class Error(_ServerEvent, frozen=True, tag="error"):
     """``error``: a failure report. Never closes the session."""
 
     message: str
 
 
-class SipTransferError(_ServerEvent, tag="sip_transfer_error"):
+class SipTransferError(_ServerEvent, frozen=True, tag="sip_transfer_error"):
     """``sip_transfer_error``: a WebSocket ``sip_transfer`` failed."""
 
     message: str
@@ -427,7 +427,7 @@ SERVER_EVENT_TYPES: Final[frozenset[str]] = frozenset(
 # --------------------------------------------------------------------------- codecs
 
 _encoder: Final = msgspec.json.Encoder()
-_server_decoder: Final = msgspec.json.Decoder(ServerEvent)
+_server_decoder: Final[msgspec.json.Decoder[ServerEvent]] = msgspec.json.Decoder(ServerEvent)
 
 
 def encode_client_frame(frame: ClientFrame) -> bytes:
