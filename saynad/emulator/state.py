@@ -72,6 +72,8 @@ class Room:
     active_recording: bool = False
     participants: dict[str, Participant] = field(default_factory=dict)
     listeners: list[RoomListener] = field(default_factory=list)
+    # TTS audio the agents of WebSocket sessions published to this room (bytes of PCM).
+    published_audio_bytes: int = 0
 
     @property
     def owner(self) -> str | None:
@@ -110,6 +112,13 @@ class EmulatorState:
         self.wire_log: deque[str] = deque(maxlen=wire_log_size)
         self.connections_total = 0
         self.connections_open = 0
+        # Data messages the agents of WebSocket sessions published (``send_message``):
+        # ``{"room", "identity", "topic", "payload"}`` with the payload JSON text (bounded).
+        self.published_messages: deque[dict[str, str]] = deque(maxlen=wire_log_size)
+        # The turn-detection threshold last set by ``update_config`` (server-global).
+        self.turn_threshold: float | None = None
+        # Room events a WebSocket session could not queue (its room queue was full).
+        self.dropped_room_events = 0
 
     # ---------------------------------------------------------------- rooms
 

@@ -1,0 +1,590 @@
+"""One Sayna WebSocket session: :func:`open_session` and :class:`Session`.
+
+::
+
+    async with open_session(url, stt=stt, tts=tts) as session:   # returns after `ready`
+        await session.speak("Hello!")
+        async for event in session.events():
+            ...
+
+Lifecycle. :func:`open_session` validates its arguments (before any connection),
+connects, sends ``config`` and waits for ``ready``. A fatal ``error`` before ``ready``
+(the prefixes of §2.5 of the protocol reference) raises
+:class:`~saynad.errors.SessionConfigError`; other ``error`` frames before ``ready``
+(loading-audio problems, asynchronous provider errors) are kept and delivered first by
+:meth:`Session.events`. No ``ready`` within ``ready_timeout_s`` (counted from the end of
+the handshake) raises :class:`~saynad.errors.ReadyTimeoutError`. Leaving the block closes
+the socket with code 1000.
+
+Events. :meth:`Session.events` yields every server frame as its typed struct
+(:class:`~saynad.protocol.messages.STTResult`, ``Error``, ...) and binary frames as
+:class:`~saynad.protocol.messages.TTSAudio`. ``error`` frames are ordinary events: they
+never end the session. Frames that do not decode (not JSON, unknown ``type``, bad
+fields) are counted in :attr:`Session.stats`, logged (rate-limited) and skipped.
+There is a single consumer; commands may be sent from any task.
+
+How the iterator ends when the connection closes:
+
+- it **ends normally** when this side closed the session (:meth:`Session.aclose`), when
+  the server closed with code ``1000``, or when the server closed without a status code
+  (``1005``) after a ``participant_disconnected`` event — that is how the server ends a
+  LiveKit session when a participant leaves (§2.2, §9 rule 5);
+- it **raises** :class:`~saynad.errors.ConnectionClosedError` (with ``code`` and
+  ``reason``) for every other close: ``1005`` out of the blue, ``1006`` (the connection
+  broke), ``1011``, ``1009`` (a message over ``max_message_bytes``), and so on.
+
+Once ended, further iteration ends at once (or raises the same error again). Sending a
+command after :meth:`Session.aclose` raises :class:`~saynad.errors.SessionClosedError`;
+sending after the server closed raises :class:`~saynad.errors.ConnectionClosedError`.
+
+Back-pressure: events are read only while someone iterates. A session nobody reads
+stops reading its socket after ``receive_queue_size`` messages, and the server then
+blocks (the real server queues 1024 frames per connection, then waits).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+import trio
+
+from saynad.client.transport import (
+    DEFAULT_CLOSE_TIMEOUT_S,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_RECEIVE_QUEUE_SIZE,
+    WebSocketTransport,
+    connect_websocket,
+)
+from saynad.errors import (
+    ConnectionClosedError,
+    FrameDecodeError,
+    ReadyTimeoutError,
+    SessionClosedError,
+    SessionConfigError,
+    ValidationError,
+)
+from saynad.protocol.messages import (
+    UNSET,
+    ClearFrame,
+    ClientFrame,
+    ConfigFrame,
+    Error,
+    LiveKitConfig,
+    LoadingAudioConfig,
+    LoadingStartFrame,
+    LoadingStopFrame,
+    Message,
+    ParticipantConnected,
+    ParticipantDisconnected,
+    Ready,
+    SendMessageFrame,
+    ServerEvent,
+    SipTransferError,
+    SipTransferFrame,
+    SpeakFrame,
+    STTConfig,
+    STTResult,
+    TrackSubscribed,
+    TTSAudio,
+    TTSConfig,
+    TTSPlaybackComplete,
+    TurnDetectSettings,
+    UnsetType,
+    UpdateConfigFrame,
+    VADEvent,
+    VadSettings,
+    decode_server_event,
+    encode_client_frame,
+)
+from saynad.protocol.urls import websocket_url
+
+__all__ = [
+    "FATAL_CONFIG_ERROR_PREFIXES",
+    "Session",
+    "SessionEvent",
+    "SessionStats",
+    "is_fatal_config_error",
+    "open_session",
+]
+
+SessionEvent = ServerEvent | TTSAudio
+"""What :meth:`Session.events` yields."""
+
+FATAL_CONFIG_ERROR_PREFIXES: Final[tuple[str, ...]] = (
+    "STT configuration is required when audio=true",
+    "TTS configuration is required when audio=true",
+    "Unsupported provider: ",
+    "Invalid auth input for provider ",
+    "Missing server auth for provider ",
+    "Failed to create voice manager: ",
+    "Failed to start voice manager: ",
+    "Failed to set up STT callback: ",
+    "Failed to set up STT error callback: ",
+    "Failed to set up TTS error callback: ",
+    "Failed to set up TTS completion callback: ",
+    "Timeout waiting for voice providers to be ready",
+    "LiveKit room handler not initialized",
+    "Access denied: room '",
+    "Failed to create room '",
+    "Failed to prepare room: ",
+    "Failed to create room: ",
+    "Failed to generate agent token: ",
+    "Failed to connect to LiveKit room: ",
+    "Invalid message format: ",
+)
+"""``error`` texts that, before ``ready``, mean no ``ready`` will follow (§2.5).
+
+Everything else before ``ready`` is non-fatal — notably ``Failed to set up TTS audio
+callback: …``, the loading-audio texts, ``STT streaming error: …`` and ``TTS error: …``.
+"""
+
+# How many pre-``ready`` events are kept for events(). The server sends a handful at
+# most; past this bound the oldest are dropped and counted (stats.dropped).
+_PENDING_LIMIT: Final = 256
+
+# Malformed-frame logging: the first few lines in full, then one per window per session.
+_LOG_BURST: Final = 5
+_LOG_WINDOW_S: Final = 10.0
+
+_log = structlog.get_logger("saynad.client.session")
+
+
+def is_fatal_config_error(message: str) -> bool:
+    """Whether an ``error`` text received before ``ready`` is fatal (§2.5)."""
+    return message.startswith(FATAL_CONFIG_ERROR_PREFIXES)
+
+
+_IN_KIND: Final[dict[type[Any], str]] = {
+    cls: cls.__struct_config__.tag  # type: ignore[misc]
+    for cls in (
+        Ready,
+        STTResult,
+        TTSPlaybackComplete,
+        Message,
+        ParticipantConnected,
+        ParticipantDisconnected,
+        TrackSubscribed,
+        VADEvent,
+        Error,
+        SipTransferError,
+    )
+}
+_OUT_KIND: Final[dict[type[Any], str]] = {
+    cls: cls.__struct_config__.tag  # type: ignore[misc]
+    for cls in (
+        ConfigFrame,
+        SpeakFrame,
+        ClearFrame,
+        SendMessageFrame,
+        SipTransferFrame,
+        UpdateConfigFrame,
+        LoadingStartFrame,
+        LoadingStopFrame,
+    )
+}
+
+
+@dataclass(slots=True)
+class SessionStats:
+    """Per-session counters, updated in place (cheap to read at any time).
+
+    ``bytes_in``/``bytes_out`` count payload sizes: bytes for binary frames and
+    characters for text frames (the same for ASCII JSON). ``in_by_kind`` is keyed by the
+    frame ``type`` (``tts_audio`` for binary frames), ``out_by_kind`` likewise
+    (``audio`` for binary frames). ``malformed`` counts frames that are not JSON, not an
+    object, or a known type with bad fields; ``unknown_types`` frames with an unknown
+    ``type``. ``dropped`` counts pre-``ready`` events discarded past the buffer bound.
+    """
+
+    frames_in: int = 0
+    frames_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    malformed: int = 0
+    unknown_types: int = 0
+    dropped: int = 0
+    in_by_kind: dict[str, int] = field(default_factory=dict)
+    out_by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class _Events:
+    """The async iterator returned by :meth:`Session.events` (a plain class, not an
+    async generator, so abandoning it needs no finalisation)."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> SessionEvent:
+        return await self._session._next_event()
+
+
+class Session:
+    """An open, ready Sayna session. Obtain one from :func:`open_session`."""
+
+    def __init__(self, transport: WebSocketTransport, *, url: str) -> None:
+        self._transport = transport
+        self.url = url
+        """The WebSocket URL this session is connected to."""
+        self.stats = SessionStats()
+        """Counters for frames and bytes in each direction (see :class:`SessionStats`)."""
+        self._ready: Ready | None = None
+        self._pending: deque[SessionEvent] = deque()
+        self._closing = False
+        self._peer_left = False
+        self._ended = False
+        self._end_error: ConnectionClosedError | None = None
+        self._bad_logged = 0
+        self._bad_window_start = 0.0
+        self._bad_suppressed = 0
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def ready(self) -> Ready:
+        """The ``ready`` frame: ``stream_id``, LiveKit room name, URL, agent identity/name."""
+        if self._ready is None:  # only reachable from inside open_session
+            raise RuntimeError("the session is not ready yet")
+        return self._ready
+
+    @property
+    def stream_id(self) -> str:
+        """The session's stream id (ours, or the UUID the server generated)."""
+        return self.ready.stream_id
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closing
+
+    # ------------------------------------------------------------------ commands
+
+    async def speak(self, text: str, flush: bool = True, allow_interruption: bool = True) -> None:
+        """Queue ``text`` for synthesis. Both flags are always sent.
+
+        Speech is FIFO (``flush`` has no effect on current servers); empty text produces
+        nothing, not even ``tts_playback_complete``. ``allow_interruption=False`` makes
+        :meth:`clear` a no-op while this utterance plays.
+        """
+        if not isinstance(text, str):
+            raise ValidationError("text must be a string")
+        await self._send(SpeakFrame(text=text, flush=flush, allow_interruption=allow_interruption))
+
+    async def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
+        """Send raw audio for STT, in the ``stt_config`` format (one binary frame)."""
+        if self._closing:
+            raise SessionClosedError("the session is closed")
+        data = pcm if type(pcm) is bytes else bytes(pcm)
+        await self._transport.send_bytes(data)
+        stats = self.stats
+        stats.frames_out += 1
+        stats.bytes_out += len(data)
+        stats.out_by_kind["audio"] = stats.out_by_kind.get("audio", 0) + 1
+
+    async def clear(self) -> None:
+        """Drop queued and unsent speech (ignored inside a non-interruptible window)."""
+        await self._send(ClearFrame())
+
+    async def tts_flush(self, allow_interruption: bool = True) -> None:
+        """Send ``speak`` with empty text, as the official client does (a server no-op)."""
+        await self._send(SpeakFrame(text="", flush=True, allow_interruption=allow_interruption))
+
+    async def send_message(
+        self, message: str, role: str, topic: str | None = None, debug: Any = None
+    ) -> None:
+        """Publish a data message to the LiveKit room; ``topic``/``debug`` are omitted when
+        ``None`` (the server then uses topic ``messages``)."""
+        if not isinstance(message, str) or not isinstance(role, str):
+            raise ValidationError("message and role must be strings")
+        await self._send(
+            SendMessageFrame(
+                message=message,
+                role=role,
+                topic=UNSET if topic is None else topic,
+                debug=UNSET if debug is None else debug,
+            )
+        )
+
+    async def sip_transfer(self, transfer_to: str) -> None:
+        """Transfer the room's SIP caller to ``transfer_to`` (sent stripped).
+
+        Failures arrive later as :class:`~saynad.protocol.messages.SipTransferError`.
+        """
+        if not isinstance(transfer_to, str) or not transfer_to.strip():
+            raise ValidationError("transfer_to must be a non-empty string")
+        await self._send(SipTransferFrame(transfer_to=transfer_to.strip()))
+
+    async def update_config(
+        self, *, vad: VadSettings | None = None, turn_detect: TurnDetectSettings | None = None
+    ) -> None:
+        """Send ``update_config``. ``turn_detect.threshold`` is server-global (§3.8)."""
+        await self._send(
+            UpdateConfigFrame(
+                vad=UNSET if vad is None else vad,
+                turn_detect=UNSET if turn_detect is None else turn_detect,
+            )
+        )
+
+    async def loading_start(self) -> None:
+        """Start looping the loading clip in the room (exactly ``{"type":"loading_start"}``)."""
+        await self._send(LoadingStartFrame())
+
+    async def loading_stop(self) -> None:
+        """Fade the loading clip out (exactly ``{"type":"loading_stop"}``)."""
+        await self._send(LoadingStopFrame())
+
+    async def aclose(self) -> None:
+        """Close the WebSocket with code 1000. Idempotent; :meth:`events` then ends."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            await self._transport.aclose(1000)
+        finally:
+            _log.debug(
+                "session closed",
+                stream_id=self._ready.stream_id if self._ready else None,
+                frames_in=self.stats.frames_in,
+                frames_out=self.stats.frames_out,
+                malformed=self.stats.malformed,
+                unknown_types=self.stats.unknown_types,
+            )
+
+    async def _send(self, frame: ClientFrame) -> None:
+        if self._closing:
+            raise SessionClosedError("the session is closed")
+        data = encode_client_frame(frame)
+        await self._transport.send_text(data)
+        stats = self.stats
+        stats.frames_out += 1
+        stats.bytes_out += len(data)
+        kind = _OUT_KIND[type(frame)]
+        stats.out_by_kind[kind] = stats.out_by_kind.get(kind, 0) + 1
+
+    # ------------------------------------------------------------------ events
+
+    def events(self) -> AsyncIterator[SessionEvent]:
+        """Iterate over incoming events; see the module docstring for how it ends."""
+        return _Events(self)
+
+    async def _next_event(self) -> SessionEvent:
+        if self._pending:
+            return self._pending.popleft()
+        while True:
+            if self._ended:
+                if self._end_error is not None:
+                    error = self._end_error
+                    raise ConnectionClosedError(error.code, error.reason)
+                raise StopAsyncIteration
+            try:
+                raw = await self._transport.receive()
+            except ConnectionClosedError as exc:
+                self._ended = True
+                if not (
+                    self._closing or exc.code == 1000 or (exc.code == 1005 and self._peer_left)
+                ):
+                    self._end_error = exc
+                continue
+            event = self._decode(raw)
+            if event is not None:
+                return event
+
+    def _decode(self, raw: str | bytes) -> SessionEvent | None:
+        """Count and decode one frame; ``None`` for frames that are skipped."""
+        stats = self.stats
+        stats.frames_in += 1
+        stats.bytes_in += len(raw)
+        kinds = stats.in_by_kind
+        if type(raw) is bytes:
+            kinds["tts_audio"] = kinds.get("tts_audio", 0) + 1
+            return TTSAudio(raw)
+        try:
+            event = decode_server_event(raw)
+        except FrameDecodeError as exc:
+            if exc.kind == "unknown_type":
+                stats.unknown_types += 1
+            else:
+                stats.malformed += 1
+            self._log_bad_frame(exc, raw)
+            return None
+        cls = type(event)
+        kind = _IN_KIND[cls]
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if cls is ParticipantDisconnected:
+            self._peer_left = True
+        return event
+
+    def _log_bad_frame(self, exc: FrameDecodeError, raw: str | bytes) -> None:
+        """One warning per bad frame, at most ``_LOG_BURST`` per ``_LOG_WINDOW_S``."""
+        now = time.monotonic()
+        if now - self._bad_window_start >= _LOG_WINDOW_S:
+            self._bad_window_start = now
+            self._bad_logged = 0
+        if self._bad_logged >= _LOG_BURST:
+            self._bad_suppressed += 1
+            return
+        self._bad_logged += 1
+        _log.warning(
+            "ignored undecodable frame",
+            kind=exc.kind,
+            frame_type=exc.frame_type,
+            detail=exc.detail[:200],
+            preview=raw[:80],
+            stream_id=self._ready.stream_id if self._ready else None,
+            suppressed_before=self._bad_suppressed,
+        )
+        self._bad_suppressed = 0
+
+    async def _wait_ready(self) -> Ready:
+        """Read until ``ready``: keep non-fatal events, raise on a fatal ``error``."""
+        while True:
+            event = self._decode(await self._transport.receive())
+            if event is None:
+                continue
+            if isinstance(event, Ready):
+                self._ready = event
+                return event
+            if isinstance(event, Error) and is_fatal_config_error(event.message):
+                raise SessionConfigError(event.message)
+            if len(self._pending) >= _PENDING_LIMIT:
+                self._pending.popleft()
+                self.stats.dropped += 1
+            self._pending.append(event)
+
+
+def _build_config(
+    *,
+    stt: STTConfig | None,
+    tts: TTSConfig | None,
+    livekit: LiveKitConfig | None,
+    audio: bool | UnsetType,
+    stream_id: str | None,
+    loading_audio: LoadingAudioConfig | None,
+) -> ConfigFrame:
+    """Validate the caller's arguments and build the ``config`` frame (omit what was not
+    passed, so the server applies its own defaults)."""
+    if audio is not UNSET and not isinstance(audio, bool):
+        raise ValidationError("audio must be a bool")
+    if stt is not None and not isinstance(stt, STTConfig):
+        raise ValidationError("stt must be an STTConfig")
+    if tts is not None and not isinstance(tts, TTSConfig):
+        raise ValidationError("tts must be a TTSConfig")
+    if livekit is not None and not isinstance(livekit, LiveKitConfig):
+        raise ValidationError("livekit must be a LiveKitConfig")
+    if loading_audio is not None:
+        if not isinstance(loading_audio, LoadingAudioConfig):
+            raise ValidationError("loading_audio must be a LoadingAudioConfig")
+        if not loading_audio.data:
+            raise ValidationError("loading_audio.data must be non-empty base64")
+    if stream_id is not None and not isinstance(stream_id, str):
+        raise ValidationError("stream_id must be a string")
+    if audio is not False and (stt is None or tts is None):
+        missing = " and ".join(name for name, v in (("stt", stt), ("tts", tts)) if v is None)
+        raise ValidationError(f"{missing} required when audio is enabled (pass audio=False)")
+    return ConfigFrame(
+        stream_id=UNSET if stream_id is None else stream_id,
+        audio=audio,
+        stt_config=UNSET if stt is None else stt,
+        tts_config=UNSET if tts is None else tts,
+        livekit=UNSET if livekit is None else livekit,
+        loading_audio=UNSET if loading_audio is None else loading_audio,
+    )
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValidationError(f"{name} must be a positive number")
+
+
+@asynccontextmanager
+async def open_session(
+    url: str,
+    *,
+    stt: STTConfig | None = None,
+    tts: TTSConfig | None = None,
+    livekit: LiveKitConfig | None = None,
+    audio: bool | UnsetType = UNSET,
+    api_key: str | None = None,
+    stream_id: str | None = None,
+    loading_audio: LoadingAudioConfig | None = None,
+    ready_timeout_s: float = 60.0,
+    connect_timeout_s: float = 10.0,
+    close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    receive_queue_size: int = DEFAULT_RECEIVE_QUEUE_SIZE,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[Session]:
+    """Open a Sayna session; the block runs once ``ready`` has arrived.
+
+    ``url``: ``http(s)://host[:port]`` (``/ws`` is appended) or ``ws(s)://…`` (used as
+    given). ``api_key`` (else the ``SAYNA_API_KEY`` environment variable) is sent as
+    ``Authorization: Bearer …`` on the upgrade. ``audio`` left unset is omitted from
+    ``config`` (the server's default is ``true``); with audio enabled, ``stt`` and
+    ``tts`` are required. Every ``config`` field the caller did not pass is omitted.
+
+    Raises :class:`~saynad.errors.ValidationError` (bad arguments, nothing sent),
+    :class:`~saynad.errors.TransportError` (cannot connect),
+    :class:`~saynad.errors.HandshakeRejectedError` (e.g. 401),
+    :class:`~saynad.errors.SessionConfigError` (fatal ``error`` before ``ready``),
+    :class:`~saynad.errors.ReadyTimeoutError` (no ``ready`` within ``ready_timeout_s``)
+    and :class:`~saynad.errors.ConnectionClosedError` (closed before ``ready``).
+    """
+    frame = _build_config(
+        stt=stt,
+        tts=tts,
+        livekit=livekit,
+        audio=audio,
+        stream_id=stream_id,
+        loading_audio=loading_audio,
+    )
+    ws_url = websocket_url(url)
+    _positive("ready_timeout_s", ready_timeout_s)
+    _positive("connect_timeout_s", connect_timeout_s)
+    _positive("close_timeout_s", close_timeout_s)
+    if not isinstance(max_message_bytes, int) or max_message_bytes <= 0:
+        raise ValidationError("max_message_bytes must be a positive integer")
+    if not isinstance(receive_queue_size, int) or receive_queue_size <= 0:
+        raise ValidationError("receive_queue_size must be a positive integer")
+    key = os.environ.get("SAYNA_API_KEY") if api_key is None else api_key
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+
+    async with connect_websocket(
+        ws_url,
+        headers,
+        connect_timeout_s=connect_timeout_s,
+        max_message_bytes=max_message_bytes,
+        receive_queue_size=receive_queue_size,
+        close_timeout_s=close_timeout_s,
+        ssl_context=ssl_context,
+    ) as transport:
+        session = Session(transport, url=ws_url)
+        try:
+            await session._send(frame)
+            try:
+                with trio.fail_after(ready_timeout_s):
+                    ready = await session._wait_ready()
+            except trio.TooSlowError:
+                raise ReadyTimeoutError(
+                    f"no ready frame from {ws_url} within {ready_timeout_s} s"
+                ) from None
+            _log.debug(
+                "session ready",
+                stream_id=ready.stream_id,
+                room=ready.livekit_room_name,
+                pending_events=len(session._pending),
+            )
+            yield session
+        finally:
+            await session.aclose()

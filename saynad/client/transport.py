@@ -1,0 +1,348 @@
+"""The WebSocket connection under a session, behind one small interface.
+
+:class:`WebSocketTransport` is everything :mod:`saynad.client.session` needs from a
+WebSocket: send text, send bytes, receive a message, close. :func:`connect_websocket`
+opens one. The implementation here sits on trio-websocket; everything specific to it
+(its exceptions, its close reasons, its nursery) stays in this file, so a thinner
+transport can replace it without touching the session.
+
+Errors are translated once, here:
+
+- the upgrade answered with an HTTP status → :class:`~saynad.errors.HandshakeRejectedError`
+  (``status_code``, ``body``, ``error`` = the JSON body's ``error`` field, if any);
+- refused connection, DNS failure, TLS failure, a peer that hangs up or answers garbage
+  during the handshake, or a handshake slower than ``connect_timeout_s`` →
+  :class:`~saynad.errors.TransportError`;
+- the connection closed (by either side) → :class:`~saynad.errors.ConnectionClosedError`
+  with the close code: the peer's code, ``1005`` when its Close frame carried none,
+  ``1006`` when the connection broke without a Close frame.
+
+Buffers: trio-websocket reads ahead at most ``receive_queue_size`` messages of at most
+``max_message_bytes`` each; when the consumer stops reading, the reader blocks and TCP
+back-pressure reaches the server (overflow policy: block). A message larger than
+``max_message_bytes`` makes trio-websocket close the connection with code 1009.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import NoReturn, Protocol
+from urllib.parse import urlsplit
+
+import msgspec
+import trio
+import trio_websocket
+
+from saynad.errors import (
+    ConnectionClosedError,
+    HandshakeRejectedError,
+    TransportError,
+    ValidationError,
+)
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT_S",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_RECEIVE_QUEUE_SIZE",
+    "WebSocketTransport",
+    "connect_websocket",
+]
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+"""Largest message accepted from the server. TTS cache hits arrive as one large binary
+frame (16 MiB ≈ 5.8 min of 24 kHz s16 mono); the server itself accepts up to 64 MiB."""
+
+DEFAULT_RECEIVE_QUEUE_SIZE = 16
+"""Messages read ahead of the consumer before the reader blocks."""
+
+DEFAULT_CLOSE_TIMEOUT_S = 2.0
+"""How long to wait for the server to answer our Close frame (it may never do so)."""
+
+_RECEIVE_BUFFER_BYTES = 64 * 1024
+
+# Close codes for the two cases where the peer sent no code of its own (RFC 6455 §7.1.5).
+NO_STATUS_CODE = 1005
+ABNORMAL_CLOSURE = 1006
+
+
+class WebSocketTransport(Protocol):
+    """One open WebSocket connection, as a session sees it.
+
+    Sends may come from several tasks at once (the implementation serialises them);
+    ``receive`` has a single consumer.
+    """
+
+    async def send_text(self, data: str | bytes) -> None:
+        """Send a text frame. ``bytes`` must be UTF-8 (encoded JSON)."""
+        ...
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a binary frame."""
+        ...
+
+    async def receive(self) -> str | bytes:
+        """The next message: ``str`` for text frames, ``bytes`` for binary ones.
+
+        Messages the peer sent before closing are delivered first; then this raises
+        :class:`~saynad.errors.ConnectionClosedError`.
+        """
+        ...
+
+    async def aclose(self, code: int = 1000) -> None:
+        """Send a Close frame with ``code``, wait briefly for the answer, drop the
+        connection. Idempotent."""
+        ...
+
+
+class _TrioWebSocketTransport:
+    """:class:`WebSocketTransport` over a ``trio_websocket.WebSocketConnection``."""
+
+    __slots__ = ("_close_timeout_s", "_ws")
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, close_timeout_s: float) -> None:
+        self._ws = ws
+        self._close_timeout_s = close_timeout_s
+
+    async def send_text(self, data: str | bytes) -> None:
+        # trio-websocket decides the frame type from the Python type, so JSON bytes
+        # must become str to go out as a text frame.
+        message = data.decode() if isinstance(data, bytes) else data
+        try:
+            await self._ws.send_message(message)
+        except trio_websocket.ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+
+    async def send_bytes(self, data: bytes) -> None:
+        try:
+            await self._ws.send_message(data)
+        except trio_websocket.ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._ws.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+
+    async def aclose(self, code: int = 1000) -> None:
+        # The server may never answer our Close frame (§2.6): bound the wait. When the
+        # deadline hits, trio-websocket still closes the TCP stream on its way out.
+        with trio.move_on_after(self._close_timeout_s):
+            await self._ws.aclose(code)
+
+
+def _closed_error(exc: trio_websocket.ConnectionClosed) -> ConnectionClosedError:
+    reason = exc.reason
+    if reason is None:
+        return ConnectionClosedError(ABNORMAL_CLOSURE, None)
+    # wsproto hands out IntEnum members; callers compare and log plain ints.
+    return ConnectionClosedError(int(reason.code), reason.reason)
+
+
+def _broken(exc: BaseException) -> TransportError:
+    return TransportError(f"connection broken during the WebSocket handshake: {exc}")
+
+
+class _HandshakeGuard(trio.abc.Stream):
+    """Passes bytes through, but during the opening handshake turns a peer that hangs
+    up into an exception.
+
+    trio-websocket's reader task ends quietly when the stream breaks before the upgrade
+    response, leaving the opener waiting until its timeout. Raising from the stream
+    instead makes the reader task fail, which aborts the handshake at once.
+    """
+
+    __slots__ = ("_inner", "handshaking")
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self._inner = inner
+        self.handshaking = True
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.handshaking:
+            await self._inner.send_all(data)
+            return
+        try:
+            await self._inner.send_all(data)
+        except trio.BrokenResourceError as exc:
+            raise TransportError(
+                f"connection broken during the WebSocket handshake: {exc}"
+            ) from exc
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if not self.handshaking:
+            return await self._inner.receive_some(max_bytes)
+        try:
+            data = await self._inner.receive_some(max_bytes)
+        except trio.BrokenResourceError as exc:
+            raise TransportError(
+                f"connection broken during the WebSocket handshake: {exc}"
+            ) from exc
+        if not data:
+            raise TransportError("the server closed the connection during the WebSocket handshake")
+        return data
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _Target(msgspec.Struct, frozen=True):
+    host: str
+    port: int
+    resource: str
+    tls: bool
+    host_header: str
+
+
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValidationError(f"not a WebSocket URL: {url!r}")
+    tls = scheme == "wss"
+    default_port = 443 if tls else 80
+    try:
+        port = parts.port or default_port
+    except ValueError as exc:
+        raise ValidationError(f"invalid port in {url!r}") from exc
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == default_port else f"{shown}:{port}"
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(host, port, resource, tls, host_header)
+
+
+async def _open_stream(target: _Target, ssl_context: ssl.SSLContext | None) -> trio.abc.Stream:
+    """TCP (and TLS, handshake included) so that these failures surface here, at once."""
+    try:
+        if not target.tls:
+            return await trio.open_tcp_stream(target.host, target.port)
+        context = ssl_context if ssl_context is not None else ssl.create_default_context()
+        stream = await trio.open_ssl_over_tcp_stream(
+            target.host, target.port, ssl_context=context, https_compatible=True
+        )
+        try:
+            await stream.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
+    except OSError as exc:
+        raise TransportError(f"cannot connect to {target.host}:{target.port}: {exc}") from exc
+    except trio.BrokenResourceError as exc:
+        # trio reports TLS failures as BrokenResourceError caused by ssl.SSLError.
+        cause = exc.__cause__ or exc
+        raise TransportError(
+            f"TLS handshake with {target.host}:{target.port} failed: {cause}"
+        ) from exc
+
+
+def _rejected(exc: trio_websocket.ConnectionRejected) -> HandshakeRejectedError:
+    body = (exc.body or b"").decode("utf-8", "replace")
+    error: str | None = None
+    try:
+        decoded = msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), str):
+        error = decoded["error"]
+    return HandshakeRejectedError(exc.status_code, body, error=error)
+
+
+def _translate(exc: BaseException) -> BaseException:
+    """Map one trio-websocket / network exception to saynad's hierarchy."""
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        return _rejected(exc)
+    if isinstance(exc, trio_websocket.ConnectionClosed):
+        return _closed_error(exc)
+    if isinstance(exc, trio_websocket.HandshakeError | OSError):
+        return TransportError(f"WebSocket connection failed: {exc!r}")
+    return exc
+
+
+def _raise_unwrapped(exc: BaseException) -> NoReturn:
+    """Re-raise ``exc`` without chaining it to the group it was taken from."""
+    context = exc.__context__
+    try:
+        raise exc
+    finally:
+        exc.__context__ = context
+        del exc, context
+
+
+def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one non-``Cancelled`` exception in ``group``, or ``None`` if there is not
+    exactly one."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseExceptionGroup):
+            stack.extend(item.exceptions)
+        elif not isinstance(item, trio.Cancelled):
+            leaves.append(item)
+    return leaves[0] if len(leaves) == 1 else None
+
+
+@asynccontextmanager
+async def connect_websocket(
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    connect_timeout_s: float,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    receive_queue_size: int = DEFAULT_RECEIVE_QUEUE_SIZE,
+    close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[WebSocketTransport]:
+    """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) for the ``async with`` block.
+
+    ``headers`` go on the upgrade request. ``connect_timeout_s`` bounds TCP, TLS and the
+    upgrade together. On exit the connection is closed with code 1000 (waiting at most
+    ``close_timeout_s`` for the server's answer). Exceptions raised inside the block
+    come out unchanged (never wrapped in an exception group).
+    """
+    target = _target(url)
+    extra_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    try:
+        async with trio.open_nursery() as nursery:
+            try:
+                with trio.fail_after(connect_timeout_s):
+                    stream = _HandshakeGuard(await _open_stream(target, ssl_context))
+                    ws = await trio_websocket.wrap_client_stream(
+                        nursery,
+                        stream,  # type: ignore[arg-type]  # any trio Stream works
+                        target.host_header,
+                        target.resource,
+                        extra_headers=extra_headers,
+                        message_queue_size=receive_queue_size,
+                        max_message_size=max_message_bytes,
+                        # One read per typical TTS chunk instead of several 4 KiB ones.
+                        receive_buffer_size=_RECEIVE_BUFFER_BYTES,
+                    )
+            except trio.TooSlowError:
+                raise TransportError(
+                    f"WebSocket handshake with {target.host}:{target.port} "
+                    f"took longer than {connect_timeout_s} s"
+                ) from None
+            stream.handshaking = False
+            transport = _TrioWebSocketTransport(ws, close_timeout_s)
+            try:
+                yield transport
+            finally:
+                await transport.aclose()
+    except BaseExceptionGroup as group:
+        # The hidden nursery wraps everything; unwrap the single real exception (from
+        # the block, or from trio-websocket's reader task) and translate it.
+        sole = _sole_exception(group)
+        if sole is None:
+            raise
+        translated = _translate(sole)
+        if translated is sole:
+            _raise_unwrapped(sole)
+        raise translated from sole
