@@ -22,7 +22,8 @@ class Request:
     """An HTTP request whose body has been read."""
 
     def __init__(self, scope: Scope, body: bytes) -> None:
-        self.method: str = scope["method"]
+        # WebSocket scopes carry no method; their upgrade request is always a GET.
+        self.method: str = scope.get("method", "GET")
         self.path: str = scope["path"]
         self.raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         self.headers: dict[str, str] = {
