@@ -1,0 +1,100 @@
+"""Audio in and out: stream a file into the session; write received TTS audio to WAV."""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+import trio.lowlevel
+
+from saynad.actors.behaviour import BehaviourContext
+from saynad.client.session import SessionEvent
+from saynad.protocol.messages import TTSAudio, TTSPlaybackComplete
+
+__all__ = ["AudioSink", "AudioSource", "load_pcm"]
+
+
+def load_pcm(path: Path, fmt: str = "wav") -> tuple[bytes, int, int]:
+    """Read ``path`` as 16-bit PCM: returns (frames, sample_rate, channels).
+
+    Raw PCM files carry no header; their rate and channels come from configuration, so
+    (frames, 0, 0) is returned for them.
+    """
+    if fmt == "pcm":
+        return path.read_bytes(), 0, 0
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit PCM WAV files are supported")
+        return wav.readframes(wav.getnframes()), wav.getframerate(), wav.getnchannels()
+
+
+@dataclass
+class AudioSource:
+    """Stream a WAV or raw s16le file in ``chunk_ms`` chunks, at real-time pace or at once."""
+
+    path: Path
+    fmt: str = "wav"
+    sample_rate: int = 16_000
+    channels: int = 1
+    realtime: bool = True
+    loop: bool = False
+    chunk_ms: int = 20
+    name: str = "audio-source"
+
+    def wants(self, event: SessionEvent) -> bool:
+        return False
+
+    async def run(self, ctx: BehaviourContext) -> None:
+        pcm, rate, channels = await trio.to_thread.run_sync(load_pcm, self.path, self.fmt)
+        rate = rate or self.sample_rate
+        channels = channels or self.channels
+        step = max(2 * channels, rate * channels * 2 * self.chunk_ms // 1000)
+        period = self.chunk_ms / 1000
+        while True:
+            start = trio.current_time()
+            for i, offset in enumerate(range(0, len(pcm), step)):
+                if self.realtime:
+                    await trio.sleep_until(start + i * period)
+                await ctx.out.send_audio(pcm[offset : offset + step])
+                ctx.counters.audio_chunks_sent += 1
+            if not self.loop:
+                return
+            if not self.realtime:
+                await trio.lowlevel.checkpoint()  # let the writer drain between loops
+
+
+@dataclass
+class AudioSink:
+    """Write each utterance of TTS audio (up to ``tts_playback_complete``) to a WAV file."""
+
+    directory: Path
+    sample_rate: int = 24_000
+    name: str = "audio-sink"
+
+    def wants(self, event: SessionEvent) -> bool:
+        return type(event) in (TTSAudio, TTSPlaybackComplete)
+
+    async def run(self, ctx: BehaviourContext) -> None:
+        await trio.Path(self.directory).mkdir(parents=True, exist_ok=True)
+        chunks: list[bytes] = []
+        index = 0
+        async for event in ctx.events:
+            if isinstance(event, TTSAudio):
+                chunks.append(event.data)
+            elif chunks:
+                index += 1
+                name = f"{ctx.identity.name}-{ctx.identity.stream_id or 'x'}-{index:04d}.wav"
+                await trio.to_thread.run_sync(
+                    _write_wav, self.directory / name, b"".join(chunks), self.sample_rate
+                )
+                chunks.clear()
+
+
+def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
