@@ -217,7 +217,8 @@ def _serde_syntax_error(exc: msgspec.DecodeError, body: bytes) -> str:
         return "EOF while parsing a value" + _position(body, len(body))
     byte = _BYTE.search(message)
     offset = int(byte.group("byte")) + 1 if byte else len(body)
-    return "expected value" + _position(body, min(offset, len(body)))
+    what = "trailing characters" if "trailing characters" in message else "expected value"
+    return what + _position(body, min(offset, len(body)))
 
 
 def _json_body(request: Request, cls: type[T]) -> T | Response:
@@ -425,10 +426,9 @@ def _token(request: Request, ctx: Context, _: str) -> Response:
     ):
         if not value.strip():
             return _error(400, f"Invalid request: {field} cannot be empty")
-    if ctx.tenant is not None:
-        # With a tenant the room is created (or claimed) before the token is minted.
-        if not ctx.state.ensure_room(body.room_name, ctx.tenant)[1]:
-            return _error(403, "Access denied: room belongs to a different tenant")
+    # With a tenant the room is created (or claimed) before the token is minted.
+    if ctx.tenant is not None and not ctx.state.ensure_room(body.room_name, ctx.tenant)[1]:
+        return _error(403, "Access denied: room belongs to a different tenant")
     token = fake_livekit_token(
         body.room_name, body.participant_name, body.participant_identity, now=time.time()
     )
