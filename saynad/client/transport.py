@@ -99,10 +99,16 @@ class WebSocketTransport(Protocol):
 class _TrioWebSocketTransport:
     """:class:`WebSocketTransport` over a ``trio_websocket.WebSocketConnection``."""
 
-    __slots__ = ("_close_timeout_s", "_ws")
+    __slots__ = ("_close_timeout_s", "_stream", "_ws")
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, close_timeout_s: float) -> None:
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        stream: trio.abc.Stream,
+        close_timeout_s: float,
+    ) -> None:
         self._ws = ws
+        self._stream = stream
         self._close_timeout_s = close_timeout_s
 
     async def send_text(self, data: str | bytes) -> None:
@@ -129,8 +135,13 @@ class _TrioWebSocketTransport:
     async def aclose(self, code: int = 1000) -> None:
         # The server may never answer our Close frame (§2.6): bound the wait. When the
         # deadline hits, trio-websocket still closes the TCP stream on its way out.
-        with trio.move_on_after(self._close_timeout_s):
-            await self._ws.aclose(code)
+        try:
+            with trio.move_on_after(self._close_timeout_s):
+                await self._ws.aclose(code)
+        finally:
+            # After a close started by the peer, trio-websocket's aclose() returns at once
+            # and never closes the socket: close it ourselves (idempotent).
+            await trio.aclose_forcefully(self._stream)
 
 
 def _closed_error(exc: trio_websocket.ConnectionClosed) -> ConnectionClosedError:
@@ -311,6 +322,7 @@ async def connect_websocket(
     extra_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     try:
         async with trio.open_nursery() as nursery:
+            stream: _HandshakeGuard | None = None
             try:
                 with trio.fail_after(connect_timeout_s):
                     stream = _HandshakeGuard(await _open_stream(target, ssl_context))
@@ -325,13 +337,19 @@ async def connect_websocket(
                         # One read per typical TTS chunk instead of several 4 KiB ones.
                         receive_buffer_size=_RECEIVE_BUFFER_BYTES,
                     )
-            except trio.TooSlowError:
-                raise TransportError(
-                    f"WebSocket handshake with {target.host}:{target.port} "
-                    f"took longer than {connect_timeout_s} s"
-                ) from None
+            except BaseException as exc:
+                # trio-websocket leaves the socket open when the handshake fails
+                # (rejection, timeout, cancellation): close it here.
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+                if isinstance(exc, trio.TooSlowError):
+                    raise TransportError(
+                        f"WebSocket handshake with {target.host}:{target.port} "
+                        f"took longer than {connect_timeout_s} s"
+                    ) from None
+                raise
             stream.handshaking = False
-            transport = _TrioWebSocketTransport(ws, close_timeout_s)
+            transport = _TrioWebSocketTransport(ws, stream, close_timeout_s)
             try:
                 yield transport
             finally:
