@@ -350,17 +350,7 @@ class Session:
         if self._closing:
             return
         self._closing = True
-        try:
-            await self._transport.aclose(1000)
-        finally:
-            _log.debug(
-                "session closed",
-                stream_id=self._ready.stream_id if self._ready else None,
-                frames_in=self.stats.frames_in,
-                frames_out=self.stats.frames_out,
-                malformed=self.stats.malformed,
-                unknown_types=self.stats.unknown_types,
-            )
+        await self._transport.aclose(1000)
 
     async def _send(self, frame: ClientFrame) -> None:
         if self._closing:
@@ -574,17 +564,11 @@ async def open_session(
             await session._send(frame)
             try:
                 with trio.fail_after(ready_timeout_s):
-                    ready = await session._wait_ready()
+                    await session._wait_ready()
             except trio.TooSlowError:
                 raise ReadyTimeoutError(
                     f"no ready frame from {ws_url} within {ready_timeout_s} s"
                 ) from None
-            _log.debug(
-                "session ready",
-                stream_id=ready.stream_id,
-                room=ready.livekit_room_name,
-                pending_events=len(session._pending),
-            )
             yield session
         finally:
             await session.aclose()
