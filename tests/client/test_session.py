@@ -10,7 +10,9 @@ before it (the server handles a connection's frames strictly in order).
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -18,6 +20,7 @@ from functools import partial
 import pytest
 import trio
 import trio_websocket
+import trustme
 from structlog.testing import capture_logs
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
@@ -742,3 +745,38 @@ async def test_pre_ready_events_are_kept_in_order() -> None:
         Error(message="STT streaming error: x"),
     ]
     assert session.stats.malformed == 1
+
+
+async def test_message_over_the_size_limit_closes_with_1009(emulator: Emulator) -> None:
+    async with open_session(emulator.url, stt=STT, tts=TTS, max_message_bytes=1000) as session:
+        await session.speak("hello")  # one 4800-byte chunk
+        with pytest.raises(ConnectionClosedError) as info:
+            await next_event(session)
+        assert info.value.code == 1009
+
+
+async def test_untrusted_tls_certificate_is_a_transport_error() -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+
+    async def tls_handler(stream: trio.SSLStream[trio.SocketStream]) -> None:
+        with contextlib.suppress(trio.BrokenResourceError):
+            await stream.do_handshake()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio.serve_ssl_over_tcp, tls_handler, 0, server_context, host="127.0.0.1")
+        )
+        port = listeners[0].transport_listener.socket.getsockname()[1]
+        url = f"wss://127.0.0.1:{port}/ws"
+        with trio.fail_after(5), pytest.raises(TransportError, match="TLS handshake"):
+            async with open_session(url, stt=STT, tts=TTS):
+                pass
+        # With the CA trusted, TLS succeeds (and the plain TLS server then hangs up).
+        client_context = ssl.create_default_context()
+        ca.configure_trust(client_context)
+        with trio.fail_after(5), pytest.raises(TransportError, match="during the WebSocket"):
+            async with open_session(url, stt=STT, tts=TTS, ssl_context=client_context):
+                pass
+        nursery.cancel_scope.cancel()
