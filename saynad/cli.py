@@ -10,10 +10,14 @@ import argparse
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import trio
 
 from saynad._version import __version__
+from saynad.config import DEFAULT_CONFIG_PATH, Config, load_config, summarize
+from saynad.errors import ConfigError
+from saynad.observability.logs import configure_logging
 
 __all__ = ["main"]
 
@@ -47,6 +51,36 @@ def _emulator(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _load(path: str) -> Config | None:
+    """Load the configuration, or print every problem (one per line) to stderr."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EX_FAILURE
+    print(summarize(config))
+    return EX_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        # EX_CONFIG: the unit's RestartPreventExitStatus=78 stops a restart loop.
+        return EX_CONFIG
+    configure_logging(args.log_level or config.logging.level, config.logging.format)
+    from saynad.app import run_daemon
+
+    trio.run(run_daemon, Path(args.config), config)
+    return EX_OK
+
+
 def _version(args: argparse.Namespace) -> int:
     print(f"saynad {__version__}")
     return EX_OK
@@ -72,6 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--numbered", action="store_true", help="number final transcripts per connection"
     )
     emulator.set_defaults(func=_emulator)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG_PATH,
+        help=f"the YAML configuration file (default: {DEFAULT_CONFIG_PATH})",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="override logging.level of the configuration",
+    )
+    run = sub.add_parser("run", parents=[common], help="run the daemon")
+    run.set_defaults(func=_run)
+    check = sub.add_parser(
+        "check", parents=[common], help="validate a configuration; exit 1 on problems"
+    )
+    check.set_defaults(func=_check)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)

@@ -75,6 +75,7 @@ class Journal:
             caller=self.identity.caller,
         )
         self.received += 1
+        log.info("transcript", role=role, text=text)
         for queue in self.queues:
             try:
                 queue.send.send_nowait(entry)
