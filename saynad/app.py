@@ -32,6 +32,7 @@ from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
 from saynad.actors.supervisor import Child, ChildControl, Reload, Supervisor
 from saynad.config import Config, Secret, SessionSpec, load_config
+from saynad.emulator import Emulator, serve_emulator
 from saynad.errors import ConfigError
 from saynad.observability.logs import register_secrets
 from saynad.systemd import Notifier
@@ -77,6 +78,7 @@ class Daemon:
     sayna_url: str = ""
     draining: bool = False
     supervisor: Supervisor | None = None
+    emulator: Emulator | None = None
     calls: dict[str, CallInfo] = field(default_factory=dict)
     reloads: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
     reload_requested: trio.Event = field(default_factory=trio.Event)
@@ -140,7 +142,9 @@ class Daemon:
         )
         self.config = new
         assert self.supervisor is not None
-        await self.supervisor.send(Reload(new_children))
+        applied = trio.Event()
+        await self.supervisor.send(Reload(new_children, done=applied))
+        await applied.wait()
         self.reloads["ok"] += 1
         log.info(
             "configuration reloaded",
@@ -197,13 +201,12 @@ class Daemon:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._signals, nursery, name="signals")
                 if self.config.sayna.url is None:
-                    from saynad.emulator import serve_emulator
-
                     emulator = await nursery.start(
                         lambda task_status: serve_emulator(
                             self.config.sayna.emulator_options(), task_status=task_status
                         )
                     )
+                    self.emulator = emulator
                     self.sayna_url = emulator.url
                     log.info("embedded emulator started", url=emulator.url)
                 else:

@@ -124,6 +124,8 @@ class Reload:
 
     children: Mapping[str, Child]
     origin: str = "config"
+    done: trio.Event | None = field(default=None, compare=False)
+    """Set once the plan is applied: removed and changed sessions stopped, new ones spawned."""
 
 
 Command = Start | Stop | Restart | Reload
@@ -221,6 +223,8 @@ class Supervisor:
                 self._spawn(child)
         elif isinstance(command, Reload):
             await self._reload(command)
+            if command.done is not None:
+                command.done.set()
 
     async def _reload(self, command: Reload) -> None:
         current = {n: e.child for n, e in self._entries.items() if e.child.origin == command.origin}
