@@ -208,7 +208,20 @@ _decoder: Final[msgspec.json.Decoder[IncomingFrame]] = msgspec.json.Decoder(Inco
 
 def decode_client_frame(text: str | bytes) -> IncomingFrame:
     """Decode one client text frame, or raise :class:`~saynad.errors.FrameDecodeError`
-    whose ``detail`` is the serde_json-like explanation."""
+    (and nothing else) whose ``detail`` is the serde_json-like explanation."""
+    try:
+        return _decode_client_frame(text)
+    # msgspec raises these outside its own hierarchy, from the decoder or while the
+    # error text is built. serde_json stops at depth 128 with "recursion limit
+    # exceeded"; msgspec goes deeper, but past its own limit says the same.
+    except RecursionError as exc:
+        raise FrameDecodeError("not_json", "recursion limit exceeded") from exc
+    except UnicodeError as exc:
+        # Only reachable from Python callers: the WebSocket layer has validated UTF-8.
+        raise FrameDecodeError("not_json", f"invalid unicode: {exc}") from exc
+
+
+def _decode_client_frame(text: str | bytes) -> IncomingFrame:
     try:
         return _decoder.decode(text)
     except msgspec.ValidationError as exc:

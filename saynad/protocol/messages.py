@@ -440,11 +440,21 @@ def decode_server_event(data: bytes | str) -> ServerEvent:
 
     Raises :class:`~saynad.errors.FrameDecodeError` (and nothing else) when the frame is
     not JSON, not an object, of an unknown ``type``, or a known type with bad fields.
+    Text that is not valid Unicode (invalid UTF-8 bytes, lone surrogates in a ``str``)
+    is ``not_json``; JSON nested deeper than msgspec recurses is ``invalid``.
     """
     try:
         return _server_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise classify_decode_failure(data, exc, SERVER_EVENT_TYPES) from exc
+    # msgspec raises these outside its own hierarchy; a peer must not crash the reader.
+    except UnicodeError as exc:
+        raise FrameDecodeError("not_json", f"not valid Unicode text: {exc}") from exc
+    except RecursionError as exc:
+        raise FrameDecodeError("invalid", _TOO_DEEP) from exc
+
+
+_TOO_DEEP: Final = "JSON nested too deeply"
 
 
 def classify_decode_failure(
@@ -453,8 +463,16 @@ def classify_decode_failure(
     """Explain why ``data`` failed to decode. Runs only on the failure path."""
     try:
         obj = msgspec.json.decode(data)
+    except msgspec.ValidationError as generic:
+        # Valid JSON holding a number msgspec cannot represent (an integer of more than
+        # 4300 digits, 1e999): readable as text, but not as a frame.
+        return FrameDecodeError("invalid", str(generic))
     except msgspec.DecodeError:
         return FrameDecodeError("not_json", str(exc))
+    except UnicodeError as generic:
+        return FrameDecodeError("not_json", f"not valid Unicode text: {generic}")
+    except RecursionError:
+        return FrameDecodeError("invalid", _TOO_DEEP)
     if not isinstance(obj, dict):
         return FrameDecodeError("not_object", f"expected a JSON object, got {type(obj).__name__}")
     frame_type = obj.get("type")
