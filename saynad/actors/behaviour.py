@@ -16,9 +16,10 @@ Fan-out overflow policy (per behaviour channel, ``capacity`` events):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import trio
 
@@ -50,9 +51,40 @@ class SessionIdentity:
     sip_headers: Mapping[str, str] = field(default_factory=dict)
 
 
+LATENCY_SAMPLES: Final = 1024
+"""How many recent final-transcript→first-speak latencies a session keeps."""
+
+
 @dataclass
 class SessionCounters:
-    """Counted while a session runs; reported in its summary line."""
+    """Counted while a session runs; reported in its summary line and read by metrics.
+
+    Every integer only grows during a run (a restart gets fresh counters). The names are
+    stable: the metrics catalog reads them.
+
+    - ``transcripts``: non-empty final transcripts received;
+    - ``replies``: agent replies spoken (at least one sentence sent);
+    - ``spoken``: ``speak`` frames sent (greeting, reply sentences, fallback, goodbye);
+    - ``audio_chunks_sent``: binary audio frames queued by the audio source;
+    - ``dropped_events``: media events the fan-out dropped (a behaviour's channel was full);
+    - ``behaviour_errors``: behaviours that raised;
+    - ``agent_requests``: turns handed to the agent backend;
+    - ``agent_failures``: backend failures (timeout, HTTP status, transport, bad reply,
+      exception), broken down by reason in ``agent_failure_reasons``;
+    - ``barge_ins``: replies cut because the caller spoke;
+    - ``transfers`` / ``transfer_errors``: ``sip_transfer`` frames sent by the agent /
+      ``sip_transfer_error`` frames received;
+    - ``sink_written`` / ``sink_dropped`` / ``sink_errors``: transcript entries delivered
+      by the sinks / lost (queue overflow, retries exhausted, unwritten at teardown) /
+      failed write or POST attempts.
+
+    Latency: ``last_turn_end_at`` is the trio time at which the reader received the
+    latest ``stt_result`` closing a turn (``is_final`` and ``is_speech_final``); the
+    writer, when it sends the first ``speak`` frame of the reply to that turn, records
+    the difference with :meth:`observe_first_speak` — kept in ``first_speak_latencies_s``
+    (the latest :data:`LATENCY_SAMPLES`) and passed to ``on_first_speak`` if set (e.g. a
+    histogram's ``observe``).
+    """
 
     transcripts: int = 0
     replies: int = 0
@@ -60,15 +92,45 @@ class SessionCounters:
     audio_chunks_sent: int = 0
     dropped_events: int = 0
     behaviour_errors: int = 0
+    agent_requests: int = 0
+    agent_failures: int = 0
+    agent_failure_reasons: Counter[str] = field(default_factory=Counter)
+    barge_ins: int = 0
+    transfers: int = 0
+    transfer_errors: int = 0
+    sink_written: int = 0
+    sink_dropped: int = 0
+    sink_errors: int = 0
+    last_turn_end_at: float | None = None
+    first_speak_latencies_s: deque[float] = field(
+        default_factory=lambda: deque(maxlen=LATENCY_SAMPLES)
+    )
+    on_first_speak: Callable[[float], None] | None = None
+
+    def agent_failed(self, reason: str) -> None:
+        """Count one agent failure (``reason``: a short stable word, e.g. ``timeout``)."""
+        self.agent_failures += 1
+        self.agent_failure_reasons[reason] += 1
+
+    def observe_first_speak(self, latency_s: float) -> None:
+        """Record one final-transcript→first-``speak`` latency."""
+        self.first_speak_latencies_s.append(latency_s)
+        if self.on_first_speak is not None:
+            self.on_first_speak(latency_s)
 
 
 @dataclass(frozen=True)
 class Command:
     """One frame for the writer: ``kind`` names a :class:`~saynad.client.session.Session`
-    method and ``args`` its keyword arguments (``audio`` carries raw PCM)."""
+    method and ``args`` its keyword arguments (``send_audio`` carries raw PCM).
+
+    ``turn_end_at``, on the first ``speak`` of a reply, is when the turn it answers
+    ended (trio time): the writer records the latency once the frame is sent.
+    """
 
     kind: str
     args: Mapping[str, Any] = field(default_factory=dict)
+    turn_end_at: float | None = None
 
 
 class Outbox:
@@ -79,9 +141,13 @@ class Outbox:
         self._end = end
         self.end_reason: str | None = None
 
-    async def speak(self, text: str, *, allow_interruption: bool = True) -> None:
+    async def speak(
+        self, text: str, *, allow_interruption: bool = True, turn_end_at: float | None = None
+    ) -> None:
+        """Queue ``speak``. ``turn_end_at``: see :class:`Command` (agents set it once per
+        reply, on its first sentence)."""
         await self._send.send(
-            Command("speak", {"text": text, "allow_interruption": allow_interruption})
+            Command("speak", {"text": text, "allow_interruption": allow_interruption}, turn_end_at)
         )
 
     async def clear(self) -> None:

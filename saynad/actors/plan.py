@@ -11,15 +11,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saynad.actors.behaviour import Behaviour, SessionIdentity
-from saynad.actors.behaviours.agent import EchoAgent
+from saynad.actors.behaviours.agent import (
+    DEFAULT_HISTORY_TURNS,
+    Agent,
+    AgentBackend,
+    Conversation,
+    EchoBackend,
+)
 from saynad.actors.behaviours.audio import AudioSink, AudioSource
+from saynad.actors.behaviours.backends import (
+    HttpBackend,
+    OpenAIBackend,
+    PythonBackend,
+    load_function,
+)
 from saynad.actors.behaviours.greeting import Greeting
-from saynad.actors.behaviours.transcripts import Journal, JsonlSink
+from saynad.actors.behaviours.transcripts import HttpSink, Journal, JsonlSink, Sink
 from saynad.actors.session import EndPolicy, SessionPlan
 from saynad.actors.supervisor import Child, Policy, RestartPolicy
-from saynad.config import EchoAgentSettings, JsonlSinkSettings, SessionSpec
+from saynad.config import (
+    AgentSettings,
+    EchoAgentSettings,
+    HttpAgentSettings,
+    JsonlSinkSettings,
+    OpenAIAgentSettings,
+    PythonAgentSettings,
+    SessionSpec,
+)
 
-__all__ = ["CallInfo", "build_plan", "child_for"]
+__all__ = ["CallInfo", "build_agent", "build_behaviours", "build_plan", "build_sinks", "child_for"]
 
 
 @dataclass(frozen=True)
@@ -72,42 +92,11 @@ def build_plan(
     b = spec.behaviours
     end = b.end
     limits = [v for v in (end.max_duration_s if end else None, max_duration_s) if v is not None]
-    tts_rate = (spec.tts.sample_rate if spec.tts else None) or 24_000
+    sinks = build_sinks(spec)
 
     def behaviours(journal: Journal) -> list[Behaviour]:
-        made: list[Behaviour] = []
-        if b.greeting is not None:
-            made.append(
-                Greeting(
-                    b.greeting.text,
-                    when=b.greeting.when,
-                    allow_interruption=b.greeting.allow_interruption,
-                )
-            )
-        if isinstance(b.agent, EchoAgentSettings):
-            made.append(EchoAgent(journal))
-        if b.audio is not None and b.audio.source is not None:
-            src = b.audio.source
-            made.append(
-                AudioSource(
-                    Path(src.path),
-                    fmt=src.format,
-                    sample_rate=src.sample_rate or (spec.stt.sample_rate if spec.stt else 16_000),
-                    channels=spec.stt.channels if spec.stt else 1,
-                    realtime=src.realtime,
-                    loop=src.loop,
-                    chunk_ms=src.chunk_ms,
-                )
-            )
-        if b.audio is not None and b.audio.sink is not None:
-            made.append(AudioSink(Path(b.audio.sink.dir), sample_rate=tts_rate))
-        return made
+        return build_behaviours(spec, journal)
 
-    sinks = [
-        JsonlSink(s.path, fsync=s.fsync, fsync_interval_s=s.fsync_interval_s)
-        for s in b.transcripts
-        if isinstance(s, JsonlSinkSettings)
-    ]
     policy = spec.policy
     return SessionPlan(
         url=url,
@@ -130,3 +119,99 @@ def build_plan(
             goodbye_text=end.goodbye_text if end else None,
         ),
     )
+
+
+def build_behaviours(spec: SessionSpec, journal: Journal) -> list[Behaviour]:
+    """Fresh behaviours for one run of ``spec`` (the transcript recorder is the actor's)."""
+    b = spec.behaviours
+    made: list[Behaviour] = []
+    agent = b.agent
+    conversation = Conversation(
+        agent.max_history_turns if isinstance(agent, OpenAIAgentSettings) else DEFAULT_HISTORY_TURNS
+    )
+    if b.greeting is not None:
+        made.append(
+            Greeting(
+                b.greeting.text,
+                when=b.greeting.when,
+                allow_interruption=b.greeting.allow_interruption,
+                journal=journal,
+                conversation=conversation,
+            )
+        )
+    if agent is not None:
+        made.append(build_agent(agent, journal=journal, conversation=conversation))
+    if b.audio is not None and b.audio.source is not None:
+        src = b.audio.source
+        made.append(
+            AudioSource(
+                Path(src.path),
+                fmt=src.format,
+                sample_rate=src.sample_rate or (spec.stt.sample_rate if spec.stt else 16_000),
+                channels=spec.stt.channels if spec.stt else 1,
+                realtime=src.realtime,
+                loop=src.loop,
+                chunk_ms=src.chunk_ms,
+            )
+        )
+    if b.audio is not None and b.audio.sink is not None:
+        tts_rate = (spec.tts.sample_rate if spec.tts else None) or 24_000
+        made.append(AudioSink(b.audio.sink.dir, sample_rate=tts_rate))
+    return made
+
+
+def build_agent(
+    settings: AgentSettings, *, journal: Journal | None, conversation: Conversation
+) -> Agent:
+    """The agent behaviour for ``settings`` (one backend per run: its own HTTP client)."""
+    backend: AgentBackend
+    if isinstance(settings, EchoAgentSettings):
+        backend = EchoBackend()
+    elif isinstance(settings, OpenAIAgentSettings):
+        backend = OpenAIBackend(
+            model=settings.model,
+            base_url=settings.base_url,
+            api_key=settings.api_key.reveal() if settings.api_key is not None else None,
+            system_prompt=settings.system_prompt,
+            temperature=settings.temperature,
+            timeout_s=settings.timeout_s,
+        )
+    elif isinstance(settings, HttpAgentSettings):
+        backend = HttpBackend(
+            settings.url,
+            headers={k: v.reveal() for k, v in settings.headers.items()},
+            timeout_s=settings.timeout_s,
+        )
+    else:
+        assert isinstance(settings, PythonAgentSettings)
+        backend = PythonBackend(load_function(settings.function))
+    return Agent(
+        backend,
+        journal=journal,
+        conversation=conversation,
+        barge_in=settings.barge_in,
+        fallback_text=settings.fallback_text,
+        timeout_s=settings.timeout_s,
+        loading_indicator=settings.loading_indicator,
+    )
+
+
+def build_sinks(spec: SessionSpec) -> list[Sink]:
+    """The transcript sinks of ``spec`` (fresh per run)."""
+    sinks: list[Sink] = []
+    for s in spec.behaviours.transcripts:
+        if isinstance(s, JsonlSinkSettings):
+            sinks.append(JsonlSink(s.path, fsync=s.fsync, fsync_interval_s=s.fsync_interval_s))
+        else:
+            sinks.append(
+                HttpSink(
+                    s.url,
+                    headers={k: v.reveal() for k, v in s.headers.items()},
+                    batch_size=s.batch_size,
+                    flush_interval_s=s.flush_interval_s,
+                    queue_size=s.queue_size,
+                    max_retries=s.max_retries,
+                    timeout_s=s.timeout_s,
+                )
+            )
+    return sinks

@@ -15,14 +15,27 @@ The session ends *normally* when the server closes it (e.g. after
 ``participant_disconnected``), when a behaviour calls ``out.end``, on a drain request,
 at ``max_duration_s`` or after ``idle_timeout_s`` without speech. It ends *with an
 error* (and the supervisor decides about a restart) when the connection breaks or a
-behaviour raises. Teardown is bounded: an optional goodbye line gets
-``goodbye_timeout_s``, sinks get ``flush_timeout_s`` to write what they hold.
+behaviour raises.
+
+Idle means: no non-empty transcript (interim or final) and no finished agent speech
+(``tts_playback_complete``) for ``idle_timeout_s``; the clock starts at ``ready``.
+
+Teardown is bounded phase by phase, so a session never outlives its limits by more than
+the sum of these deadlines: behaviours are cancelled (they clean up within 1–2 s,
+shielded), an optional goodbye line — after a ``clear`` of the agent's queued speech —
+gets ``goodbye_timeout_s`` to be generated, sinks get ``flush_timeout_s`` to deliver
+what they hold (the rest is dropped and counted), and closing the socket waits at most
+the transport's close timeout.
+
+A sink that fails never fails its session (counted in ``sink_errors``); a behaviour
+that raises does (the supervisor's policy decides about a restart).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import structlog
 import trio
@@ -36,22 +49,32 @@ from saynad.actors.behaviour import (
     SessionIdentity,
     is_media,
 )
-from saynad.actors.behaviours.transcripts import Entry, Journal, JsonlSink, Recorder
+from saynad.actors.behaviours.transcripts import EntryQueue, Journal, Recorder, Sink
 from saynad.actors.supervisor import ChildControl
-from saynad.client.session import Session, SessionEvent, open_session
+from saynad.client.session import SessionEvent, SessionStats, open_session
 from saynad.errors import ConnectionClosedError, SessionClosedError
 from saynad.protocol.messages import (
     UNSET,
     LiveKitConfig,
     LoadingAudioConfig,
     ParticipantDisconnected,
+    Ready,
     STTConfig,
     STTResult,
+    TTSAudio,
     TTSConfig,
     TTSPlaybackComplete,
 )
 
-__all__ = ["EndPolicy", "SessionPlan", "run_session"]
+__all__ = [
+    "EndPolicy",
+    "RunTally",
+    "SessionObserver",
+    "SessionPlan",
+    "SessionPort",
+    "run_session",
+    "serve_session",
+]
 
 log = structlog.get_logger("saynad.session")
 
@@ -71,6 +94,68 @@ class EndPolicy:
 BehaviourFactory = Callable[[Journal], Sequence[Behaviour]]
 
 
+class SessionPort(Protocol):
+    """What the actor uses of a :class:`~saynad.client.session.Session` (tests pass a
+    fake with the same methods)."""
+
+    @property
+    def ready(self) -> Ready: ...
+
+    @property
+    def stats(self) -> Any: ...
+
+    async def speak(
+        self, text: str, flush: bool = True, allow_interruption: bool = True
+    ) -> None: ...
+
+    async def send_audio(self, pcm: bytes) -> None: ...
+
+    async def clear(self) -> None: ...
+
+    async def send_message(
+        self, message: str, role: str, topic: str | None = None, debug: Any = None
+    ) -> None: ...
+
+    async def sip_transfer(self, transfer_to: str) -> None: ...
+
+    async def loading_start(self) -> None: ...
+
+    async def loading_stop(self) -> None: ...
+
+    def events(self) -> AsyncIterator[SessionEvent]: ...
+
+
+@dataclass(eq=False)
+class RunTally:
+    """One run's counters, handed to the observer once at the start and once at the end.
+
+    Nothing is copied per frame: ``stats`` is the session's own
+    :class:`~saynad.client.session.SessionStats` and ``counters`` the behaviours'
+    :class:`~saynad.actors.behaviour.SessionCounters`, both updated in place; an
+    observer reads them when it needs to (the metrics do at scrape time).
+    """
+
+    origin: str
+    stats: SessionStats
+    counters: SessionCounters
+    stt_finals: int = 0
+
+
+class SessionObserver(Protocol):
+    """Receives a session's tallies and latencies (the daemon's metrics implement it).
+
+    Calls are rare (per run, per ``speak``), never per frame, and must not block.
+    """
+
+    def run_started(self, run: RunTally) -> None: ...
+
+    def run_ended(self, run: RunTally) -> None: ...
+
+    def observe_speak_to_audio(self, seconds: float) -> None: ...
+
+    def observe_final_to_speak(self, seconds: float) -> None: ...
+
+
 @dataclass(frozen=True)
 class SessionPlan:
     """Everything one run of a session needs, resolved from the configuration."""
@@ -87,11 +172,13 @@ class SessionPlan:
     ready_timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
     behaviours: BehaviourFactory = lambda journal: ()
-    sinks: Sequence[JsonlSink] = ()
+    sinks: Sequence[Sink] = ()
     end: EndPolicy = EndPolicy()
     fanout_capacity: int = 256
     outbox_capacity: int = 256
-    sink_queue_size: int = 10_000
+    counters: SessionCounters = field(default_factory=SessionCounters, compare=False)
+    """This run's counters; pass your own to read them during and after the run."""
+    observer: SessionObserver | None = None
 
 
 @dataclass
@@ -106,12 +193,16 @@ class _Run:
     """State of one run, shared by its tasks."""
 
     plan: SessionPlan
-    session: Session
+    session: SessionPort
     identity: SessionIdentity
-    counters: SessionCounters = field(default_factory=SessionCounters)
+    counters: SessionCounters
     end: trio.Event = field(default_factory=trio.Event)
     end_reason: str | None = None
     last_speech: float = 0.0
+    tally: RunTally | None = None
+    # When the oldest unanswered non-empty ``speak`` left (trio time), until its first
+    # audio frame arrives: the speak→first-audio latency.
+    speak_at: float | None = None
 
     def finish(self, reason: str) -> None:
         if self.end_reason is None:
@@ -122,7 +213,6 @@ class _Run:
 async def run_session(plan: SessionPlan, control: ChildControl) -> None:
     """Run one session until it ends; raise when it ends with an error."""
     control.connecting()
-    started = trio.current_time()
     async with open_session(
         plan.url,
         stt=plan.stt,
@@ -136,39 +226,67 @@ async def run_session(plan: SessionPlan, control: ChildControl) -> None:
         ready_timeout_s=plan.ready_timeout_s,
         connect_timeout_s=plan.connect_timeout_s,
     ) as session:
-        ready = session.ready
-        identity = replace(plan.identity, room=ready.livekit_room_name, stream_id=ready.stream_id)
-        run = _Run(plan, session, identity, last_speech=trio.current_time())
-        with structlog.contextvars.bound_contextvars(
-            session=identity.name,
-            template=identity.template,
-            room=identity.room,
-            stream_id=identity.stream_id,
-        ):
-            control.ready(room=identity.room, stream_id=identity.stream_id)
-            try:
-                await _serve(run, control)
-            finally:
-                stats = session.stats
-                log.info(
-                    "session ended",
-                    reason=run.end_reason or "error",
-                    duration_s=round(trio.current_time() - started, 3),
-                    restarts=control.registry.get(control.name).restarts  # type: ignore[union-attr]
-                    if control.registry.get(control.name)
-                    else 0,
-                    frames_in=stats.frames_in,
-                    frames_out=stats.frames_out,
-                    malformed=stats.malformed,
-                    transcripts=run.counters.transcripts,
-                    replies=run.counters.replies,
-                    dropped_events=run.counters.dropped_events,
-                )
+        await serve_session(plan, session, control)
+
+
+async def serve_session(plan: SessionPlan, session: SessionPort, control: ChildControl) -> None:
+    """Run ``plan``'s behaviours on an open, ready ``session`` until the session ends."""
+    started = trio.current_time()
+    ready = session.ready
+    identity = replace(plan.identity, room=ready.livekit_room_name, stream_id=ready.stream_id)
+    counters = plan.counters
+    run = _Run(plan, session, identity, counters, last_speech=trio.current_time())
+    run.tally = tally = RunTally(identity.origin, session.stats, counters)
+    observer = plan.observer
+    if observer is not None:
+        if counters.on_first_speak is None:
+            counters.on_first_speak = observer.observe_final_to_speak
+        observer.run_started(tally)
+    # An inbound call's numbers and SIP headers go on every line the session logs.
+    call: dict[str, object] = (
+        {
+            "caller": identity.caller,
+            "callee": identity.callee,
+            "sip_headers": dict(identity.sip_headers),
+        }
+        if identity.origin == "inbound"
+        else {}
+    )
+    with structlog.contextvars.bound_contextvars(
+        session=identity.name,
+        template=identity.template,
+        room=identity.room,
+        stream_id=identity.stream_id,
+        **call,
+    ):
+        control.ready(room=identity.room, stream_id=identity.stream_id)
+        try:
+            await _serve(run, control)
+        finally:
+            if observer is not None:
+                observer.run_ended(tally)
+            stats = session.stats
+            info = control.registry.get(control.name)
+            log.info(
+                "session ended",
+                reason=run.end_reason or "error",
+                duration_s=round(trio.current_time() - started, 3),
+                restarts=info.restarts if info is not None else 0,
+                frames_in=stats.frames_in,
+                frames_out=stats.frames_out,
+                malformed=stats.malformed,
+                transcripts=counters.transcripts,
+                replies=counters.replies,
+                agent_failures=counters.agent_failures,
+                barge_ins=counters.barge_ins,
+                dropped_events=counters.dropped_events,
+                sink_dropped=counters.sink_dropped,
+            )
 
 
 async def _serve(run: _Run, control: ChildControl) -> None:
     plan = run.plan
-    journal = Journal(run.identity)
+    journal = Journal(run.identity, run.counters)
     out_send, out_receive = trio.open_memory_channel[Command](plan.outbox_capacity)
     outbox = Outbox(out_send, run.end)
     behaviours = [Recorder(journal), *plan.behaviours(journal)]
@@ -176,7 +294,7 @@ async def _serve(run: _Run, control: ChildControl) -> None:
     for behaviour in behaviours:
         send, receive = trio.open_memory_channel[SessionEvent](plan.fanout_capacity)
         subscribers.append(_Subscriber(behaviour, send, receive))
-    queues = [journal.add_queue(type(s).__name__, plan.sink_queue_size) for s in plan.sinks]
+    queues = [journal.add_queue(sink.name, sink.queue_size) for sink in plan.sinks]
 
     async with trio.open_nursery() as outer:
         outer.start_soon(_writer, run, out_receive, name="writer")
@@ -196,36 +314,45 @@ async def _serve(run: _Run, control: ChildControl) -> None:
                 if outbox.end_reason is not None:
                     run.finish(outbox.end_reason)
                 inner.cancel_scope.cancel()
-            await _goodbye(run, out_send)
+            await _goodbye(run, out_send, journal)
         finally:
             out_send.close()
             # Sinks write what they hold, within a deadline; then everything stops.
+            journal.close()
             with trio.CancelScope(shield=True), trio.move_on_after(plan.end.flush_timeout_s):
-                await journal.aclose()
                 await sinks_done.wait()
             outer.cancel_scope.cancel()
 
 
-async def _sinks(
-    run: _Run, queues: list[trio.MemoryReceiveChannel[Entry]], done: trio.Event
-) -> None:
+async def _sinks(run: _Run, queues: list[EntryQueue], done: trio.Event) -> None:
     try:
         async with trio.open_nursery() as nursery:
             for sink, queue in zip(run.plan.sinks, queues, strict=True):
-                nursery.start_soon(
-                    sink.run, run.identity, queue, name=f"sink:{type(sink).__name__}"
-                )
+                nursery.start_soon(_sink, run, sink, queue, name=f"sink:{sink.name}")
     finally:
         done.set()
 
 
-async def _goodbye(run: _Run, out: trio.MemorySendChannel[Command]) -> None:
+async def _sink(run: _Run, sink: Sink, queue: EntryQueue) -> None:
+    """One sink; its failure is contained: counted, logged, its entries dropped."""
+    try:
+        await sink.run(run.identity, queue, run.counters)
+    except Exception:
+        run.counters.sink_errors += 1
+        log.exception("transcript sink failed", sink=sink.name)
+        queue.close()
+        queue.discard()
+
+
+async def _goodbye(run: _Run, out: trio.MemorySendChannel[Command], journal: Journal) -> None:
     """Say the goodbye line and wait (bounded) until its audio was generated."""
     text = run.plan.end.goodbye_text
     if not text or run.end_reason in ("server closed", "participant left"):
         return
     with trio.move_on_after(run.plan.end.goodbye_timeout_s):
+        await out.send(Command("clear"))  # the agent's queued speech would come first
         await out.send(Command("speak", {"text": text, "allow_interruption": False}))
+        journal.record("agent", text)
         async for event in run.session.events():
             if type(event) is TTSPlaybackComplete:
                 break
@@ -234,13 +361,15 @@ async def _goodbye(run: _Run, out: trio.MemorySendChannel[Command]) -> None:
 async def _writer(run: _Run, commands: trio.MemoryReceiveChannel[Command]) -> None:
     """The socket's only sender. Once the session is ending, a closed socket is expected."""
     try:
-        await _write(run.session, commands)
+        await _write(run, commands)
     except (ConnectionClosedError, SessionClosedError):
         if not run.end.is_set():
             raise
 
 
-async def _write(session: Session, commands: trio.MemoryReceiveChannel[Command]) -> None:
+async def _write(run: _Run, commands: trio.MemoryReceiveChannel[Command]) -> None:
+    session = run.session
+    counters = run.counters
     async with commands:
         async for command in commands:
             kind = command.kind
@@ -248,8 +377,15 @@ async def _write(session: Session, commands: trio.MemoryReceiveChannel[Command])
                 await session.send_audio(command.args["pcm"])
             elif kind == "speak":
                 await session.speak(**command.args)
+                counters.spoken += 1
+                now = trio.current_time()
+                if command.turn_end_at is not None:
+                    counters.observe_first_speak(now - command.turn_end_at)
+                if run.speak_at is None and command.args["text"].strip():
+                    run.speak_at = now
             elif kind == "clear":
                 await session.clear()
+                run.speak_at = None  # what was queued may never produce audio
             elif kind == "send_message":
                 await session.send_message(**command.args)
             elif kind == "sip_transfer":
@@ -263,25 +399,50 @@ async def _write(session: Session, commands: trio.MemoryReceiveChannel[Command])
 
 
 async def _reader(run: _Run, subscribers: list[_Subscriber]) -> None:
-    """Read every event and hand it to the behaviours that want it."""
+    """Read every event and hand it to the behaviours that want it.
+
+    A behaviour that has finished (closed its channel) simply stops getting events.
+    """
     end_on_leave = run.plan.end.on_participant_disconnected
     counters = run.counters
+    tally = run.tally
+    assert tally is not None
+    observer = run.plan.observer
+    live = list(subscribers)
     try:
         async for event in run.session.events():
-            if type(event) is STTResult and event.transcript:
+            cls = type(event)
+            if cls is TTSAudio:
+                if run.speak_at is not None:
+                    if observer is not None:
+                        observer.observe_speak_to_audio(trio.current_time() - run.speak_at)
+                    run.speak_at = None
+            elif cls is STTResult:
+                assert isinstance(event, STTResult)
+                if event.transcript:
+                    run.last_speech = trio.current_time()
+                if event.is_final:
+                    tally.stt_finals += 1
+                    if event.is_speech_final:
+                        counters.last_turn_end_at = trio.current_time()
+            elif cls is TTSPlaybackComplete:
                 run.last_speech = trio.current_time()
+                run.speak_at = None  # LiveKit sessions get no audio frames on the socket
             media = is_media(event)
-            for sub in subscribers:
+            for sub in live:
                 if not sub.behaviour.wants(event):
                     continue
-                if media:
-                    try:
-                        sub.send.send_nowait(event)
-                    except trio.WouldBlock:
-                        counters.dropped_events += 1
-                else:
-                    await sub.send.send(event)
-            if type(event) is ParticipantDisconnected and end_on_leave:
+                try:
+                    if media:
+                        try:
+                            sub.send.send_nowait(event)
+                        except trio.WouldBlock:
+                            counters.dropped_events += 1
+                    else:
+                        await sub.send.send(event)
+                except trio.BrokenResourceError:
+                    live = [s for s in live if s is not sub]
+            if cls is ParticipantDisconnected and end_on_leave:
                 run.finish("participant left")
         run.finish("server closed")
     finally:

@@ -10,6 +10,7 @@ import trio
 import trio.lowlevel
 
 from saynad.actors.behaviour import BehaviourContext
+from saynad.actors.behaviours.transcripts import render_path
 from saynad.client.session import SessionEvent
 from saynad.protocol.messages import TTSAudio, TTSPlaybackComplete
 
@@ -52,12 +53,19 @@ class AudioSource:
         channels = channels or self.channels
         step = max(2 * channels, rate * channels * 2 * self.chunk_ms // 1000)
         period = self.chunk_ms / 1000
+        chunks = [pcm[offset : offset + step] for offset in range(0, len(pcm), step)]
+        if not chunks:
+            return
+        # Real time: chunk i of the whole (looped) stream leaves at start + i * period, so
+        # pacing never drifts, and a late chunk does not delay the ones after it.
+        start = trio.current_time()
+        sent = 0
         while True:
-            start = trio.current_time()
-            for i, offset in enumerate(range(0, len(pcm), step)):
+            for chunk in chunks:
                 if self.realtime:
-                    await trio.sleep_until(start + i * period)
-                await ctx.out.send_audio(pcm[offset : offset + step])
+                    await trio.sleep_until(start + sent * period)
+                await ctx.out.send_audio(chunk)
+                sent += 1
                 ctx.counters.audio_chunks_sent += 1
             if not self.loop:
                 return
@@ -67,29 +75,45 @@ class AudioSource:
 
 @dataclass
 class AudioSink:
-    """Write each utterance of TTS audio (up to ``tts_playback_complete``) to a WAV file."""
+    """Write each utterance of TTS audio (up to ``tts_playback_complete``) to a WAV file.
 
-    directory: Path
+    ``directory`` may hold ``{session}``, ``{date}`` and ``{stream_id}``; files are named
+    ``{session}-{stream_id}-NNNN.wav``. Audio still buffered when the session ends is
+    written too (bounded by ``flush_timeout_s``). In LiveKit sessions the server sends
+    TTS audio to the room, not the socket, so there is nothing to write. TTS audio is a
+    media event: under pressure the fan-out may drop chunks (counted).
+    """
+
+    directory: str | Path
     sample_rate: int = 24_000
+    flush_timeout_s: float = 2.0
     name: str = "audio-sink"
+    files: int = 0
 
     def wants(self, event: SessionEvent) -> bool:
         return type(event) in (TTSAudio, TTSPlaybackComplete)
 
     async def run(self, ctx: BehaviourContext) -> None:
-        await trio.Path(self.directory).mkdir(parents=True, exist_ok=True)
+        directory = render_path(str(self.directory), ctx.identity)
+        await trio.Path(directory).mkdir(parents=True, exist_ok=True)
         chunks: list[bytes] = []
-        index = 0
-        async for event in ctx.events:
-            if isinstance(event, TTSAudio):
-                chunks.append(event.data)
-            elif chunks:
-                index += 1
-                name = f"{ctx.identity.name}-{ctx.identity.stream_id or 'x'}-{index:04d}.wav"
-                await trio.to_thread.run_sync(
-                    _write_wav, self.directory / name, b"".join(chunks), self.sample_rate
-                )
-                chunks.clear()
+        try:
+            async for event in ctx.events:
+                if isinstance(event, TTSAudio):
+                    chunks.append(event.data)
+                elif chunks:
+                    pcm = b"".join(chunks)
+                    chunks.clear()
+                    await self._write(directory, ctx, pcm)
+        finally:
+            if chunks:
+                with trio.CancelScope(shield=True), trio.move_on_after(self.flush_timeout_s):
+                    await self._write(directory, ctx, b"".join(chunks))
+
+    async def _write(self, directory: Path, ctx: BehaviourContext, pcm: bytes) -> None:
+        self.files += 1
+        name = f"{ctx.identity.name}-{ctx.identity.stream_id or 'x'}-{self.files:04d}.wav"
+        await trio.to_thread.run_sync(_write_wav, directory / name, pcm, self.sample_rate)
 
 
 def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
