@@ -6,38 +6,90 @@
     ├── signals         SIGTERM/SIGINT → drain (a second one: cancel at once); SIGHUP → reload
     ├── reloader        one reload at a time; a burst of SIGHUPs coalesces into ≤ 2 reloads
     ├── emulator        only when the configuration has no sayna.url
-    └── Supervisor.run  the sessions
+    ├── Supervisor.run  the sessions
+    ├── http            /metrics /healthz /readyz /sessions, control routes, SIP webhook
+    ├── watchdog        WATCHDOG=1 at half of WATCHDOG_USEC while the supervisor answers
+    └── status          STATUS= with session counts when they change (rate-limited)
+
+Start-up order: supervisor, then the HTTP server (bound address logged), then the
+always-on sessions, then ``READY=1``.
 
 Reload: the file is read again; an invalid file keeps the running fleet (logged,
 counted, ``READY=1`` re-sent); a valid one starts added sessions, stops removed ones and
 restarts changed ones, leaving unchanged sessions and their sockets alone.
 
-Drain: stop admitting, give sessions ``drain_timeout_s``, cancel the rest, return.
+Inbound calls: :meth:`Daemon.admit_call` turns a verified SIP webhook into a temporary
+session. The check against ``max_sessions`` and the reservation of the slot happen with
+no checkpoint in between (trio runs one task at a time), so concurrent webhooks never
+admit more than ``max_sessions``; the slot is released when the session ends.
+
+Drain: stop admitting (``/readyz`` and the webhook answer 503 at once), give sessions
+``drain_timeout_s``, cancel the rest, then shut the HTTP server down gracefully, return.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import re
 import signal
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import structlog
 import trio
+from prometheus_client import CollectorRegistry
 
 from saynad.actors.plan import CallInfo, build_plan, child_for
 from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
-from saynad.actors.supervisor import Child, ChildControl, Reload, Supervisor
-from saynad.config import Config, Secret, SessionSpec, load_config
+from saynad.actors.supervisor import Child, ChildControl, Reload, Restart, Supervisor
+from saynad.client.rest import RestClient
+from saynad.config import Config, Secret, SessionSpec, SipWebhookSettings, load_config
 from saynad.emulator import Emulator, serve_emulator
-from saynad.errors import ConfigError
+from saynad.errors import (
+    ConfigError,
+    ConnectionClosedError,
+    HandshakeRejectedError,
+    ProtocolError,
+    ReadyTimeoutError,
+    SessionConfigError,
+    TransportError,
+    WebhookReplayError,
+)
+from saynad.http import HttpApp, serve_http
 from saynad.observability.logs import register_secrets
+from saynad.observability.metrics import DaemonSnapshot, Metrics
+from saynad.protocol.webhooks import (
+    DEFAULT_REPLAY_CACHE_SIZE,
+    VerifiedSipWebhook,
+    WebhookVerifier,
+)
 from saynad.systemd import Notifier
 
-__all__ = ["Daemon", "ReloadOutcome", "iter_secrets", "run_daemon"]
+__all__ = [
+    "Admission",
+    "Daemon",
+    "ReloadOutcome",
+    "failure_reason",
+    "inbound_session_name",
+    "iter_secrets",
+    "run_daemon",
+]
+
+EX_OK: Final = 0
+EX_UNAVAILABLE: Final = 69
+"""Exit status when the HTTP server cannot listen (address in use, no permission)."""
+
+STATUS_INTERVAL_S: Final = 2.0
+"""Shortest time between two ``STATUS=`` updates."""
+
+HTTP_GRACEFUL_TIMEOUT_S: Final = 5.0
 
 log = structlog.get_logger("saynad.daemon")
 
@@ -66,15 +118,83 @@ class ReloadOutcome:
     changed: int = 0
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What :meth:`Daemon.admit_call` decided.
+
+    ``reason``: ``accepted``, ``draining`` (shutting down), ``saturated``
+    (``max_sessions`` reached), ``duplicate`` (a session of that name runs) or
+    ``not_configured`` (no ``inbound.sip_webhook``).
+    """
+
+    accepted: bool
+    reason: str
+    session: str | None = None
+
+
+_NAME_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def inbound_session_name(event_id: str) -> str:
+    """``sip-<event id>``, made safe for logs, metrics and file names.
+
+    LiveKit ids (``EV_…``) pass unchanged; any other character becomes ``_`` and a short
+    hash of the original keeps distinct ids distinct.
+    """
+    safe = _NAME_UNSAFE.sub("_", event_id)
+    if safe != event_id or len(safe) > 100:
+        digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        safe = f"{safe[:100]}-{digest}"
+    return f"sip-{safe}"
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The bounded ``reason`` label of ``saynad_session_failures_total`` for ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    if isinstance(exc, HandshakeRejectedError | TransportError):
+        return "connect"
+    if isinstance(exc, ReadyTimeoutError):
+        return "ready_timeout"
+    if isinstance(exc, SessionConfigError):
+        return "config_rejected"
+    if isinstance(exc, ConnectionClosedError):
+        return "connection_lost"
+    if isinstance(exc, ProtocolError):
+        return "protocol"
+    return "error"
+
+
+def _verifier_for(hook: SipWebhookSettings | None) -> WebhookVerifier | None:
+    if hook is None:
+        return None
+    return WebhookVerifier(
+        [secret.reveal() for secret in hook.secrets],
+        tolerance_s=hook.tolerance_s,
+        max_body_bytes=hook.max_body_bytes,
+    )
+
+
+def _verifier_key(hook: SipWebhookSettings | None) -> object:
+    if hook is None:
+        return None
+    return (hook.secrets, hook.tolerance_s, hook.max_body_bytes)
+
+
 @dataclass
 class Daemon:
-    """The running daemon's state, shared by its tasks and the HTTP surface."""
+    """The running daemon's state, shared by its tasks and the HTTP surface.
+
+    ``metrics_registry`` is where the catalog registers (a fresh one by default, never
+    the global registry); ``/metrics`` serves it.
+    """
 
     config_path: Path
     config: Config
     env: Mapping[str, str] | None = None
     notifier: Notifier = field(default_factory=Notifier)
     registry: Registry = field(default_factory=Registry)
+    metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     sayna_url: str = ""
     draining: bool = False
     supervisor: Supervisor | None = None
@@ -82,30 +202,50 @@ class Daemon:
     calls: dict[str, CallInfo] = field(default_factory=dict)
     reloads: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
     reload_requested: trio.Event = field(default_factory=trio.Event)
+    http_urls: list[str] = field(default_factory=list)
+    exit_code: int = EX_OK
     _root: trio.CancelScope | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = Metrics(self.metrics_registry, snapshot=self._metrics_snapshot)
+        self.verifier: WebhookVerifier | None = _verifier_for(self.config.inbound.sip_webhook)
+        # Inbound sessions admitted and not yet ended: the admission count.
+        self._inbound: set[str] = set()
+        # Recently accepted webhooks: their ids stay claimed when a reload rebuilds the
+        # verifier (new secrets), so a replay across the reload is still refused.
+        self._accepted: deque[VerifiedSipWebhook] = deque(maxlen=DEFAULT_REPLAY_CACHE_SIZE)
+        self._reload_lock = trio.Lock()
+        self._http_stop = trio.Event()
+        self._http_done = trio.Event()
+        self._changed = trio.Event()
+        self.registry.listeners.append(lambda old, new: self._changed.set())
 
     # ------------------------------------------------------------------ sessions
 
     async def _runner(self, child: Child, control: ChildControl) -> None:
-        spec = child.spec
-        assert isinstance(spec, SessionSpec)
-        api_key = self.config.sayna.api_key
-        plan = build_plan(
-            spec,
-            url=self.sayna_url,
-            api_key=api_key.reveal() if api_key is not None else None,
-            call=self.calls.get(child.name),
-            max_duration_s=(
-                self.config.inbound.sip_webhook.max_duration_s
-                if child.origin == "inbound" and self.config.inbound.sip_webhook is not None
-                else None
-            ),
-        )
         try:
+            spec = child.spec
+            assert isinstance(spec, SessionSpec)
+            api_key = self.config.sayna.api_key
+            hook = self.config.inbound.sip_webhook
+            plan = build_plan(
+                spec,
+                url=self.sayna_url,
+                api_key=api_key.reveal() if api_key is not None else None,
+                call=self.calls.get(child.name),
+                max_duration_s=(
+                    hook.max_duration_s if child.origin == "inbound" and hook is not None else None
+                ),
+            )
+            plan = dataclasses.replace(plan, observer=self.metrics)
             await run_session(plan, control)
+        except Exception as exc:
+            self.metrics.session_failed(child.origin, failure_reason(exc))
+            raise
         finally:
             if child.origin == "inbound":
                 self.calls.pop(child.name, None)
+                self._inbound.discard(child.name)
 
     def always_on(self, config: Config) -> dict[str, Child]:
         return {spec.name: child_for(spec) for spec in config.sessions}
@@ -115,17 +255,135 @@ class Daemon:
         ready = sum(1 for r in rows if r.state is SessionState.READY)
         failed = sum(1 for r in rows if r.state is SessionState.FAILED)
         state = "draining" if self.draining else "running"
-        return f"{state}: {len(rows)} sessions, {ready} ready, {failed} failed"
+        line = f"{state}: {len(rows)} sessions, {ready} ready, {failed} failed"
+        hook = self.config.inbound.sip_webhook
+        if hook is not None:
+            line += f", {len(self._inbound)}/{hook.max_sessions} calls"
+        return line
+
+    def rest_client(self) -> RestClient:
+        """A REST client for the configured Sayna server, observed by the metrics."""
+        api_key = self.config.sayna.api_key
+        return RestClient(
+            self.sayna_url,
+            api_key.reveal() if api_key is not None else None,
+            on_response=self.metrics.rest_response,
+        )
+
+    async def restart_session(self, name: str) -> bool:
+        """Ask the supervisor to restart ``name``; False when no such session runs."""
+        if self.supervisor is None or not self.supervisor.running(name):
+            return False
+        await self.supervisor.send(Restart(name))
+        return True
+
+    # ------------------------------------------------------------------ inbound calls
+
+    @property
+    def inbound_active(self) -> int:
+        """Inbound sessions admitted and not yet ended."""
+        return len(self._inbound)
+
+    async def admit_call(self, webhook: VerifiedSipWebhook) -> Admission:
+        """Start a temporary session for a verified SIP webhook, or say why not.
+
+        The session joins ``webhook.room.name`` as-is and carries the caller, callee and
+        SIP headers. Never waits for the session: it is spawned and this returns.
+        """
+        hook = self.config.inbound.sip_webhook
+        supervisor = self.supervisor
+        if hook is None:
+            return Admission(False, "not_configured")
+        if self.draining or supervisor is None or not supervisor.admitting:
+            return Admission(False, "draining")
+        # Check and reserve with no checkpoint in between: exact under concurrency.
+        if len(self._inbound) >= hook.max_sessions:
+            return Admission(False, "saturated")
+        name = inbound_session_name(webhook.event_id)
+        if name in self._inbound or supervisor.running(name):
+            return Admission(False, "duplicate")
+        self._inbound.add(name)
+        started = False
+        try:
+            # The room is used as-is: braces are escaped so that no placeholder of the
+            # template syntax is ever rendered in it.
+            room = webhook.room.name.replace("{", "{{").replace("}", "}}")
+            spec = self.config.inbound_session(name, room_name=room)
+            self.calls[name] = CallInfo(
+                caller=webhook.from_phone_number,
+                callee=webhook.to_phone_number,
+                sip_headers=dict(webhook.sip_headers or {}),
+            )
+            started = await supervisor.start_now(child_for(spec))
+        finally:
+            if not started:
+                self._inbound.discard(name)
+                self.calls.pop(name, None)
+        if not started:
+            return Admission(False, "draining" if not supervisor.admitting else "duplicate")
+        self._accepted.append(webhook)
+        log.info(
+            "inbound call admitted",
+            session=name,
+            room=webhook.room.name,
+            caller=webhook.from_phone_number,
+            callee=webhook.to_phone_number,
+            sip_host=webhook.sip_host,
+            calls=len(self._inbound),
+            max_sessions=hook.max_sessions,
+        )
+        return Admission(True, "accepted", name)
+
+    # ------------------------------------------------------------------ health
+
+    async def alive(self, timeout_s: float) -> bool:
+        """True when the supervisor answers a ping within ``timeout_s``."""
+        if self.supervisor is None:
+            return False
+        with trio.move_on_after(timeout_s):
+            await self.supervisor.ping()
+            return True
+        return False
+
+    def readiness(self) -> dict[str, bool]:
+        """The ``/readyz`` checks; ready when every value is True."""
+        supervisor = self.supervisor
+        hook = self.config.inbound.sip_webhook
+        return {
+            "config_loaded": True,  # a Daemon only exists with a valid configuration
+            "supervisor_up": supervisor is not None,
+            "not_draining": not self.draining,
+            "admission_open": supervisor is not None
+            and supervisor.admitting
+            and (hook is None or len(self._inbound) < hook.max_sessions),
+        }
+
+    def _metrics_snapshot(self) -> DaemonSnapshot:
+        counts = dict.fromkeys((state.value for state in SessionState), 0)
+        for row in self.registry.rows.values():
+            counts[row.state.value] += 1
+        hook = self.config.inbound.sip_webhook
+        return DaemonSnapshot(
+            sessions_by_state=counts,
+            inbound_active=len(self._inbound),
+            inbound_max=hook.max_sessions if hook is not None else 0,
+            draining=self.draining,
+        )
 
     # ------------------------------------------------------------------ reload
 
     async def reload(self) -> ReloadOutcome:
         """Load the file again and converge on it; a broken file changes nothing."""
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> ReloadOutcome:
         await self.notifier.reloading()
         try:
             new = await trio.to_thread.run_sync(lambda: load_config(self.config_path, env=self.env))
         except ConfigError as exc:
             self.reloads["error"] += 1
+            self.metrics.reload_done(False)
             log.error("reload failed; keeping the running configuration", problems=exc.problems)
             await self.notifier.ready(self.status_line())
             return ReloadOutcome(ok=False, error="\n".join(exc.problems))
@@ -140,12 +398,20 @@ class Daemon:
                 1 for n, c in new_children.items() if n in old_children and old_children[n] != c
             ),
         )
+        if new.http.listen != self.config.http.listen:
+            log.warning(
+                "http.listen changed; it applies at the next start",
+                listening=self.config.http.listen,
+                configured=new.http.listen,
+            )
+        self._swap_verifier(new)
         self.config = new
         assert self.supervisor is not None
         applied = trio.Event()
         await self.supervisor.send(Reload(new_children, done=applied))
         await applied.wait()
         self.reloads["ok"] += 1
+        self.metrics.reload_done(True)
         log.info(
             "configuration reloaded",
             added=outcome.added,
@@ -154,6 +420,17 @@ class Daemon:
         )
         await self.notifier.ready(self.status_line())
         return outcome
+
+    def _swap_verifier(self, new: Config) -> None:
+        old_hook, new_hook = self.config.inbound.sip_webhook, new.inbound.sip_webhook
+        if _verifier_key(old_hook) == _verifier_key(new_hook):
+            return
+        verifier = _verifier_for(new_hook)
+        if verifier is not None:
+            for webhook in self._accepted:
+                with contextlib.suppress(WebhookReplayError):
+                    verifier.remember(webhook)
+        self.verifier = verifier
 
     async def _reloader(self) -> None:
         while True:
@@ -164,18 +441,29 @@ class Daemon:
     # ------------------------------------------------------------------ drain
 
     async def drain(self) -> None:
-        """Stop admitting, give sessions ``drain_timeout_s``, then cancel everything."""
+        """Stop admitting, give sessions ``drain_timeout_s``, then cancel everything.
+
+        The HTTP server stays up meanwhile (``/readyz`` says 503, ``/metrics`` still
+        answers) and shuts down gracefully once the sessions are gone.
+        """
         if self.draining:
             return
         self.draining = True
+        self._changed.set()
         await self.notifier.stopping()
         timeout = self.config.defaults.drain_timeout_s
         log.info("draining", sessions=len(self.registry.snapshot()), timeout_s=timeout)
         assert self.supervisor is not None
         await self.supervisor.drain(timeout)
         log.info("drained")
+        await self._stop_http()
         if self._root is not None:
             self._root.cancel()
+
+    async def _stop_http(self) -> None:
+        self._http_stop.set()
+        with trio.move_on_after(HTTP_GRACEFUL_TIMEOUT_S + 1.0):
+            await self._http_done.wait()
 
     async def _signals(self, nursery: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
@@ -191,10 +479,48 @@ class Daemon:
                     if self._root is not None:
                         self._root.cancel()
 
+    # ------------------------------------------------------------------ systemd
+
+    async def _supervisor_answers(self) -> bool:
+        assert self.supervisor is not None
+        await self.supervisor.ping()
+        return True
+
+    async def _status(self) -> None:
+        """``STATUS=`` when the counts change, at most every ``STATUS_INTERVAL_S``."""
+        last = ""
+        while True:
+            await self._changed.wait()
+            self._changed = trio.Event()
+            line = self.status_line()
+            if line != last:
+                await self.notifier.status(line)
+                last = line
+            await trio.sleep(STATUS_INTERVAL_S)
+
+    # ------------------------------------------------------------------ http
+
+    async def _serve_http(self, *, task_status: trio.TaskStatus[list[str]]) -> None:
+        http = self.config.http
+        try:
+            await serve_http(
+                HttpApp(self),
+                http.host,
+                http.port,
+                shutdown_trigger=self._http_stop.wait,
+                graceful_timeout_s=HTTP_GRACEFUL_TIMEOUT_S,
+                task_status=task_status,
+            )
+        finally:
+            self._http_done.set()
+
     # ------------------------------------------------------------------ run
 
     async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run until drained or cancelled. ``task_status.started`` once sessions are starting."""
+        """Run until drained or cancelled. ``task_status.started`` once serving.
+
+        When the HTTP server cannot listen, logs why, sets ``exit_code`` and returns.
+        """
         register_secrets(iter_secrets(self.config))
         with trio.CancelScope() as root:
             self._root = root
@@ -211,15 +537,39 @@ class Daemon:
                     log.info("embedded emulator started", url=emulator.url)
                 else:
                     self.sayna_url = self.config.sayna.url
-                supervisor = Supervisor(self._runner, self.registry)
+                supervisor = Supervisor(
+                    self._runner,
+                    self.registry,
+                    on_start=lambda child: self.metrics.session_started(child.origin),
+                    on_restart=lambda child, why: self.metrics.session_restarted(child.origin, why),
+                    on_failure=lambda child, why: self.metrics.session_failed(
+                        child.origin, "gave_up"
+                    ),
+                )
                 self.supervisor = await nursery.start(supervisor.run)
+                try:
+                    self.http_urls = await nursery.start(self._serve_http, name="http")
+                except OSError as exc:
+                    log.error(
+                        "cannot listen for http", listen=self.config.http.listen, error=str(exc)
+                    )
+                    self.exit_code = EX_UNAVAILABLE
+                    root.cancel()
+                    return
+                log.info("http server listening", url=self.http_urls[0])
                 await supervisor.send(Reload(self.always_on(self.config)))
                 nursery.start_soon(self._reloader, name="reloader")
+                nursery.start_soon(
+                    self.notifier.watchdog, self._supervisor_answers, name="watchdog"
+                )
+                if self.notifier.enabled:
+                    nursery.start_soon(self._status, name="status")
                 log.info(
                     "saynad running",
                     sessions=len(self.config.sessions),
                     sayna=self.sayna_url,
                     config=str(self.config_path),
+                    http=self.http_urls[0],
                 )
                 await self.notifier.ready(self.status_line())
                 task_status.started(self)
@@ -232,7 +582,11 @@ async def run_daemon(
     *,
     env: Mapping[str, str] | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run the daemon for ``config`` (loaded from ``config_path``) until drained."""
+) -> int:
+    """Run the daemon for ``config`` (loaded from ``config_path``) until drained.
+
+    Returns the process exit status (0, or ``EX_UNAVAILABLE`` when it could not listen).
+    """
     daemon = Daemon(config_path=config_path, config=config, env=env)
     await daemon.run(task_status=task_status)
+    return daemon.exit_code

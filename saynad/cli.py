@@ -1,16 +1,23 @@
 """The ``saynad`` command line.
 
 Exit codes: 0 success, 1 a check found problems or a command failed, 2 usage error
-(argparse), 78 (EX_CONFIG) the daemon refused to start on an invalid configuration.
+(argparse), 69 (EX_UNAVAILABLE) the daemon could not listen on ``http.listen``,
+78 (EX_CONFIG) the daemon refused to start on an invalid configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import secrets
+import shlex
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -77,7 +84,118 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or config.logging.level, config.logging.format)
     from saynad.app import run_daemon
 
-    trio.run(run_daemon, Path(args.config), config)
+    code: int = trio.run(run_daemon, Path(args.config), config)
+    return code
+
+
+DEFAULT_URL = "http://127.0.0.1:9464"
+
+
+def _age(since: float, now: float) -> str:
+    seconds = max(0, int(now - since))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def format_sessions(rows: list[dict[str, Any]], *, now: float | None = None) -> str:
+    """The ``saynad status`` table: one line per session, aligned columns."""
+    current = time.time() if now is None else now
+    header = ("NAME", "ORIGIN", "TEMPLATE", "STATE", "FOR", "RESTARTS", "ROOM", "STREAM", "ERROR")
+    table = [header]
+    for row in rows:
+        error = row.get("last_error") or ""
+        table.append(
+            (
+                str(row.get("name", "")),
+                str(row.get("origin", "")),
+                str(row.get("template", "")),
+                str(row.get("state", "")),
+                _age(float(row.get("since") or current), current),
+                str(row.get("restarts", 0)),
+                str(row.get("room") or "-"),
+                str(row.get("stream_id") or "-"),
+                error if len(error) <= 60 else error[:57] + "...",
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    import httpx
+
+    url = args.url.rstrip("/")
+    try:
+        response = httpx.get(f"{url}/sessions", timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"saynad status: cannot reach {url}: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    if response.status_code != 200:
+        print(f"saynad status: {url}/sessions answered {response.status_code}", file=sys.stderr)
+        return EX_FAILURE
+    rows = response.json().get("sessions", [])
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EX_OK
+    print(format_sessions(rows))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no sessions"
+    print(f"\n{len(rows)} sessions: {summary}")
+    return EX_OK
+
+
+def _sign_webhook(args: argparse.Namespace) -> int:
+    from saynad.protocol.webhooks import (
+        SipWebhook,
+        WebhookParticipant,
+        WebhookRoom,
+        encode_webhook_payload,
+        sign_webhook,
+    )
+
+    secret = args.secret or os.environ.get("SAYNA_WEBHOOK_SECRET", "")
+    if not secret.strip():
+        print("saynad sign-webhook: give --secret or set SAYNA_WEBHOOK_SECRET", file=sys.stderr)
+        return EX_FAILURE
+    caller = args.caller
+    payload = SipWebhook(
+        participant=WebhookParticipant(
+            name=args.participant_name,
+            identity=f"sip_{caller}",
+            sid="PA_" + secrets.token_hex(6),
+        ),
+        room=WebhookRoom(name=args.room, sid="RM_" + secrets.token_hex(6)),
+        from_phone_number=caller,
+        to_phone_number=args.callee,
+        room_prefix=args.room_prefix,
+        sip_host=args.sip_host,
+        sip_headers={"to": f"sip:{args.callee}@{args.sip_host}", "x-to-ip": args.sip_host},
+    )
+    body = encode_webhook_payload(payload)
+    event_id = args.event_id or "EV_" + secrets.token_hex(8)
+    timestamp = int(time.time()) if args.timestamp is None else args.timestamp
+    headers = sign_webhook(secret, body, timestamp=timestamp, event_id=event_id)
+    if args.curl:
+        parts = ["curl", "-sS", "-i", "-X", "POST", args.url]
+        for name, value in headers.items():
+            parts += ["-H", f"{name}: {value}"]
+        parts += ["--data-binary", body.decode()]
+        print(" ".join(shlex.quote(part) for part in parts))
+    else:
+        for name, value in headers.items():
+            print(f"{name}: {value}")
+        print()
+        print(body.decode())
     return EX_OK
 
 
@@ -124,6 +242,39 @@ def build_parser() -> argparse.ArgumentParser:
         "check", parents=[common], help="validate a configuration; exit 1 on problems"
     )
     check.set_defaults(func=_check)
+
+    status = sub.add_parser("status", help="show the running daemon's sessions")
+    status.add_argument(
+        "--url", default=DEFAULT_URL, help=f"the daemon's HTTP address (default: {DEFAULT_URL})"
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON rows")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
+    status.set_defaults(func=_status)
+
+    sign = sub.add_parser(
+        "sign-webhook",
+        help="print a signed test SIP webhook (headers and body, or a curl command)",
+        description="Build a SIP webhook as Sayna sends it, signed with --secret, to test "
+        "a deployment end to end: saynad sign-webhook --secret ... --room sip-test --curl | sh",
+    )
+    sign.add_argument(
+        "--secret", help="the webhook secret (default: $SAYNA_WEBHOOK_SECRET)", default=None
+    )
+    sign.add_argument("--room", required=True, help="the LiveKit room the call is in")
+    sign.add_argument("--from", dest="caller", default="+15551230001", help="caller number")
+    sign.add_argument("--to", dest="callee", default="+15551230002", help="called number")
+    sign.add_argument("--sip-host", default="sip.example.com")
+    sign.add_argument("--room-prefix", default="sip-")
+    sign.add_argument("--participant-name", default="Test caller")
+    sign.add_argument("--event-id", help="X-Sayna-Event-Id (default: a random EV_ id)")
+    sign.add_argument("--timestamp", type=int, help="X-Sayna-Timestamp (default: now)")
+    sign.add_argument(
+        "--url",
+        default=f"{DEFAULT_URL}/webhooks/sip",
+        help=f"where --curl posts it (default: {DEFAULT_URL}/webhooks/sip)",
+    )
+    sign.add_argument("--curl", action="store_true", help="print a ready curl command line")
+    sign.set_defaults(func=_sign_webhook)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)

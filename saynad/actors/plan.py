@@ -113,7 +113,9 @@ def build_plan(
         behaviours=behaviours,
         sinks=sinks,
         end=EndPolicy(
-            on_participant_disconnected=end.on_participant_disconnected if end else False,
+            # An inbound call ends when the caller hangs up, whatever the template says.
+            on_participant_disconnected=spec.origin == "inbound"
+            or (end.on_participant_disconnected if end else False),
             max_duration_s=min(limits) if limits else None,
             idle_timeout_s=end.idle_timeout_s if end else None,
             goodbye_text=end.goodbye_text if end else None,

@@ -38,6 +38,7 @@ from saynad.protocol.backoff import Backoff, RestartIntensity
 __all__ = [
     "Child",
     "ChildControl",
+    "Ping",
     "Policy",
     "Reload",
     "Restart",
@@ -119,6 +120,13 @@ class Restart:
 
 
 @dataclass(frozen=True)
+class Ping:
+    """Answered by setting ``answered``: proves the inbox loop is alive (watchdog, healthz)."""
+
+    answered: trio.Event = field(default_factory=trio.Event, compare=False)
+
+
+@dataclass(frozen=True)
 class Reload:
     """Converge on ``children`` (the always-on sessions of a new configuration)."""
 
@@ -128,7 +136,7 @@ class Reload:
     """Set once the plan is applied: removed and changed sessions stopped, new ones spawned."""
 
 
-Command = Start | Stop | Restart | Reload
+Command = Start | Stop | Restart | Reload | Ping
 
 
 @dataclass
@@ -152,6 +160,7 @@ class Supervisor:
         inbox_size: int = 64,
         on_failure: Callable[[Child, str], None] | None = None,
         on_restart: Callable[[Child, str], None] | None = None,
+        on_start: Callable[[Child], None] | None = None,
     ) -> None:
         self._runner = runner
         self.registry = registry if registry is not None else Registry()
@@ -161,6 +170,7 @@ class Supervisor:
         self._nursery: trio.Nursery | None = None
         self._on_failure = on_failure
         self._on_restart = on_restart
+        self._on_start = on_start
         self.admitting = True
 
     # ------------------------------------------------------------------ public
@@ -185,6 +195,12 @@ class Supervisor:
             async with self._receive:
                 async for command in self._receive:
                     await self._apply(command)
+
+    async def ping(self) -> None:
+        """Return once the inbox loop has answered (callers bound it with a deadline)."""
+        command = Ping()
+        await self._send.send(command)
+        await command.answered.wait()
 
     async def start_now(self, child: Child) -> bool:
         """Start ``child`` at once (used for inbound calls: no inbox round trip)."""
@@ -225,6 +241,8 @@ class Supervisor:
             await self._reload(command)
             if command.done is not None:
                 command.done.set()
+        elif isinstance(command, Ping):
+            command.answered.set()
 
     async def _reload(self, command: Reload) -> None:
         current = {n: e.child for n, e in self._entries.items() if e.child.origin == command.origin}
@@ -272,6 +290,8 @@ class Supervisor:
             control=ChildControl(child.name, self.registry),
         )
         self._entries[child.name] = entry
+        if self._on_start is not None:
+            self._on_start(child)
         self._nursery.start_soon(self._supervise, entry, name=f"session:{child.name}")
 
     async def _supervise(self, entry: _Entry) -> None:

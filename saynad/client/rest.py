@@ -14,6 +14,12 @@ encodes request Structs, sends them, and maps what comes back. All failures surf
   :class:`~saynad.errors.ResponseDecodeError`;
 - bad arguments raise :class:`~saynad.errors.ValidationError` before anything is sent.
 
+Observation: ``on_response(endpoint, status, seconds)`` is called after every attempt
+(retries included) with the endpoint as ``"METHOD /path"`` where path parameters are
+folded (``GET /livekit/rooms/{room_name}``, ``GET /recording/{stream_id}``, so the value
+set stays bounded), the HTTP status (``0`` when no response arrived) and the attempt's
+duration. The daemon feeds its metrics from it; this layer knows nothing of Prometheus.
+
 Retries: only idempotent GETs (health, voices, rooms, room, SIP hooks, recording) are
 retried, on 429/502/503/504 and transport errors, at most ``max_retries`` times, waiting
 ``Retry-After`` when the server gives one (capped by ``retry_after_max_s``) and a
@@ -28,7 +34,7 @@ import importlib.metadata
 import os
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
@@ -75,7 +81,7 @@ from saynad.protocol.rest import (
 )
 from saynad.protocol.urls import rest_base_url
 
-__all__ = ["RETRY_STATUSES", "RestClient"]
+__all__ = ["RETRY_STATUSES", "ResponseHook", "RestClient", "endpoint_name"]
 
 T = TypeVar("T")
 
@@ -98,6 +104,24 @@ _CALL: Final = msgspec.json.Decoder(SipCallResponse)
 _JSON_HEADERS: Final = {"content-type": "application/json"}
 # Body text kept on errors: enough to read a server message, bounded for logs.
 _MAX_ERROR_BODY_CHARS: Final = 4096
+
+
+ResponseHook = Callable[[str, int, float], None]
+"""``on_response(endpoint, status, seconds)``: see the module docstring."""
+
+# Paths with a parameter, folded to their template for observation.
+_PARAM_PREFIXES: Final = (
+    ("/livekit/rooms/", "/livekit/rooms/{room_name}"),
+    ("/recording/", "/recording/{stream_id}"),
+)
+
+
+def endpoint_name(method: str, path: str) -> str:
+    """``"GET /livekit/rooms/{room_name}"`` for ``("GET", "/livekit/rooms/sip-%2B1555")``."""
+    for prefix, template in _PARAM_PREFIXES:
+        if path.startswith(prefix):
+            return f"{method} {template}"
+    return f"{method} {path}"
 
 
 def _user_agent() -> str:
@@ -145,7 +169,8 @@ class RestClient:
     ``httpx.MockTransport``). ``max_retries`` bounds the retries of a GET;
     ``backoff_base_s``/``backoff_max_s`` shape the jittered exponential backoff between
     them and ``retry_after_max_s`` caps a server's ``Retry-After``. ``headers`` are
-    added to every request.
+    added to every request. ``on_response`` observes every attempt (see the module
+    docstring); an exception it raises propagates to the caller.
     """
 
     def __init__(
@@ -160,6 +185,7 @@ class RestClient:
         backoff_max_s: float = 10.0,
         retry_after_max_s: float = 60.0,
         headers: Mapping[str, str] | None = None,
+        on_response: ResponseHook | None = None,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
@@ -173,6 +199,7 @@ class RestClient:
         self._backoff_max_s = backoff_max_s
         self._retry_after_max_s = retry_after_max_s
         self._rng = random.Random()
+        self._on_response = on_response
         default_headers = {"user-agent": _user_agent()}
         if key:
             default_headers["authorization"] = f"Bearer {key}"
@@ -431,6 +458,20 @@ class RestClient:
             await trio.sleep(delay)
 
     async def _attempt(self, method: str, path: str, content: bytes | None) -> httpx.Response:
+        """One HTTP exchange, observed by ``on_response`` when set."""
+        hook = self._on_response
+        if hook is None:
+            return await self._exchange(method, path, content)
+        started = trio.current_time()
+        status = 0
+        try:
+            response = await self._exchange(method, path, content)
+            status = response.status_code
+            return response
+        finally:
+            hook(endpoint_name(method, path), status, trio.current_time() - started)
+
+    async def _exchange(self, method: str, path: str, content: bytes | None) -> httpx.Response:
         """One HTTP exchange, with httpx's errors translated to saynad's."""
         headers = _JSON_HEADERS if content is not None else None
         try:

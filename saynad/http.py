@@ -1,0 +1,395 @@
+"""The daemon's HTTP surface: a small ASGI app served by hypercorn's trio worker.
+
+::
+
+    GET  /metrics                   Prometheus text (OpenMetrics when the scraper asks for it)
+    GET  /healthz                   200 while the event loop and the supervisor answer
+    GET  /readyz                    200 when config loaded, supervisor up, not draining and
+                                    admission open; 503 otherwise (JSON says which check)
+    GET  /sessions                  every supervised session (JSON)
+    GET  /sessions/{name}           one session (JSON), 404 when unknown
+    POST /sessions/{name}/restart   control: restart one session      (needs control_token)
+    POST /reload                    control: reload the configuration (needs control_token)
+    POST {inbound.sip_webhook.path} a signed SIP webhook → 202 and a temporary session
+
+The control routes exist only when ``http.control_token`` is set; they take
+``Authorization: Bearer <token>``, compared in constant time.
+
+The webhook route answers fast and never waits for the session: the body is read up to
+``max_body_bytes`` (``Content-Length`` is checked before reading), verified on the raw
+bytes by :class:`~saynad.protocol.webhooks.WebhookVerifier` (which claims the event id),
+then :meth:`Daemon.admit_call <saynad.app.Daemon.admit_call>` starts the session or
+refuses; a refusal releases the event id so a re-delivery can be admitted later.
+Statuses: 202 accepted, 400 bad payload, 401 bad or missing signature (no detail in the
+body; the reason is logged and counted), 405, 409 replayed event id, 413 too large,
+503 + ``Retry-After`` when ``max_sessions`` is reached or the daemon is draining.
+
+Serving (:func:`serve_http`) follows the rest of the daemon: ``task_status.started``
+reports the bound addresses, and ``shutdown_trigger`` starts hypercorn's graceful
+shutdown (stop accepting, let in-flight requests finish within ``graceful_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from prometheus_client.exposition import choose_encoder
+
+from saynad.errors import (
+    WebhookError,
+    WebhookPayloadError,
+    WebhookReplayError,
+    WebhookSignatureError,
+    WebhookTimestampError,
+    WebhookTooLargeError,
+)
+
+if TYPE_CHECKING:
+    from saynad.app import Daemon
+
+__all__ = ["HttpApp", "serve_http"]
+
+log = structlog.get_logger("saynad.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+HEALTH_TIMEOUT_S: Final = 5.0
+"""How long ``/healthz`` waits for the supervisor's answer."""
+
+BODY_TIMEOUT_S: Final = 10.0
+"""A request body must arrive within this (Sayna gives up after 5 s anyway)."""
+
+MAX_CONTROL_BODY_BYTES: Final = 64 * 1024
+RETRY_AFTER_SATURATED_S: Final = 5
+RETRY_AFTER_DRAINING_S: Final = 30
+
+_json: Final = msgspec.json.Encoder()
+# Sent when a request body was left unread: the connection cannot carry another request.
+_CLOSE: Final = {"connection": "close"}
+
+
+class _Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes = b"",
+        *,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = {"content-type": content_type, **(headers or {})}
+
+    async def send(self, send: Send) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        headers.append((b"content-length", str(len(self.body)).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def _json_response(status: int, obj: object, headers: dict[str, str] | None = None) -> _Response:
+    return _Response(status, _json.encode(obj) + b"\n", headers=headers)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> _Response:
+    return _json_response(status, {"error": message}, headers)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, or :class:`_BodyTooLarge` as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+class HttpApp:
+    """The ASGI application over one :class:`~saynad.app.Daemon`."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if kind != "http":  # websockets: nothing here speaks them
+            return
+        try:
+            response = await self._route(scope, receive)
+        except _Disconnected:
+            return
+        except Exception:
+            log.exception("http handler failed", path=scope.get("path"))
+            response = _error(500, "internal error")
+        await response.send(send)
+
+    # ----------------------------------------------------------------- routing
+
+    async def _route(self, scope: Scope, receive: Receive) -> _Response:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if path == "/metrics":
+            return self._only(method, "GET") or self._metrics(scope)
+        if path == "/healthz":
+            return self._only(method, "GET") or await self._healthz()
+        if path == "/readyz":
+            return self._only(method, "GET") or self._readyz()
+        if path == "/sessions":
+            return self._only(method, "GET") or self._sessions()
+        if path.startswith("/sessions/"):
+            name, _, action = path[len("/sessions/") :].partition("/")
+            if not action:
+                return self._only(method, "GET") or self._session(name)
+            if action == "restart":
+                return self._only(method, "POST") or await self._control(
+                    scope, receive, lambda: self._restart(name)
+                )
+            return _error(404, "not found")
+        if path == "/reload":
+            return self._only(method, "POST") or await self._control(scope, receive, self._reload)
+        hook = self.daemon.config.inbound.sip_webhook
+        if hook is not None and path == hook.path:
+            return await self._webhook(scope, receive, method)
+        return _error(404, "not found")
+
+    @staticmethod
+    def _only(method: str, allowed: str) -> _Response | None:
+        if method == allowed:
+            return None
+        return _error(405, "method not allowed", {"allow": allowed})
+
+    # ----------------------------------------------------------------- read-only routes
+
+    def _metrics(self, scope: Scope) -> _Response:
+        accept = (_header(scope, b"accept") or b"").decode("latin-1")
+        encoder, content_type = choose_encoder(accept)
+        return _Response(200, encoder(self.daemon.metrics.registry), content_type=content_type)
+
+    async def _healthz(self) -> _Response:
+        # Answering at all proves the event loop runs; the supervisor must answer too.
+        if await self.daemon.alive(HEALTH_TIMEOUT_S):
+            return _json_response(200, {"status": "ok"})
+        return _json_response(503, {"status": "supervisor not answering"})
+
+    def _readyz(self) -> _Response:
+        checks = self.daemon.readiness()
+        ready = all(checks.values())
+        return _json_response(
+            200 if ready else 503, {"status": "ready" if ready else "not ready", "checks": checks}
+        )
+
+    def _sessions(self) -> _Response:
+        rows = sorted(self.daemon.registry.snapshot(), key=lambda row: row.name)
+        return _json_response(200, {"sessions": [row.as_json() for row in rows]})
+
+    def _session(self, name: str) -> _Response:
+        row = self.daemon.registry.get(name)
+        if row is None:
+            return _error(404, "no such session")
+        return _json_response(200, row.as_json())
+
+    # ----------------------------------------------------------------- control routes
+
+    async def _control(
+        self, scope: Scope, receive: Receive, action: Callable[[], Awaitable[_Response]]
+    ) -> _Response:
+        token = self.daemon.config.http.control_token
+        if token is None:
+            return _error(404, "not found (control routes need http.control_token)")
+        given = _header(scope, b"authorization") or b""
+        expected = b"Bearer " + token.reveal().encode()
+        if not hmac.compare_digest(given, expected):
+            return _error(401, "unauthorized", {"www-authenticate": 'Bearer realm="saynad"'})
+        try:
+            with trio.move_on_after(BODY_TIMEOUT_S) as scope_:
+                await _read_body(receive, MAX_CONTROL_BODY_BYTES)  # ignored, but consumed
+        except _BodyTooLarge:
+            return _error(413, "request body too large", _CLOSE)
+        if scope_.cancelled_caught:
+            return _error(408, "request body too slow", _CLOSE)
+        return await action()
+
+    async def _restart(self, name: str) -> _Response:
+        if self.daemon.draining:
+            return _error(503, "draining", {"retry-after": str(RETRY_AFTER_DRAINING_S)})
+        if not await self.daemon.restart_session(name):
+            return _error(404, "no such session")
+        log.info("restart requested over http", session=name)
+        return _json_response(202, {"restarting": name})
+
+    async def _reload(self) -> _Response:
+        if self.daemon.draining:
+            return _error(503, "draining", {"retry-after": str(RETRY_AFTER_DRAINING_S)})
+        log.info("reload requested over http")
+        outcome = await self.daemon.reload()
+        body = {
+            "ok": outcome.ok,
+            "added": outcome.added,
+            "removed": outcome.removed,
+            "changed": outcome.changed,
+            "error": outcome.error,
+        }
+        return _json_response(200 if outcome.ok else 422, body)
+
+    # ----------------------------------------------------------------- SIP webhook
+
+    async def _webhook(self, scope: Scope, receive: Receive, method: str) -> _Response:
+        if method != "POST":
+            return self._refuse(
+                "method_not_allowed", _error(405, "method not allowed", {"allow": "POST"})
+            )
+        daemon = self.daemon
+        if daemon.draining:
+            return self._refuse("draining", _unavailable("draining", RETRY_AFTER_DRAINING_S))
+        verifier = daemon.verifier
+        assert verifier is not None  # set whenever inbound.sip_webhook is configured
+        limit = verifier.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return self._refuse("too_large", _error(413, "payload too large", _CLOSE))
+        try:
+            with trio.move_on_after(BODY_TIMEOUT_S) as deadline:
+                body = await _read_body(receive, limit)
+        except _BodyTooLarge:
+            return self._refuse("too_large", _error(413, "payload too large", _CLOSE))
+        if deadline.cancelled_caught:
+            return self._refuse("bad_payload", _error(408, "request body too slow", _CLOSE))
+        try:
+            webhook = verifier.verify(scope["headers"], body)
+        except WebhookError as exc:
+            return self._rejected(exc)
+        admission = await daemon.admit_call(webhook)
+        if not admission.accepted:
+            verifier.forget(webhook.event_id)  # a later re-delivery may be admitted
+            if admission.reason == "draining":
+                return self._refuse("draining", _unavailable("draining", RETRY_AFTER_DRAINING_S))
+            if admission.reason == "duplicate":
+                return self._refuse("replay", _error(409, "duplicate event"))
+            return self._refuse(
+                "saturated", _unavailable("max_sessions reached", RETRY_AFTER_SATURATED_S)
+            )
+        daemon.metrics.webhook("accepted")
+        return _json_response(202, {"session": admission.session, "room": webhook.room.name})
+
+    def _refuse(self, outcome: str, response: _Response) -> _Response:
+        self.daemon.metrics.webhook(outcome)
+        if outcome in ("saturated", "draining"):
+            log.warning("webhook refused", outcome=outcome)
+        return response
+
+    def _rejected(self, exc: WebhookError) -> _Response:
+        # The reason goes to the log and the metrics, never to the sender.
+        if isinstance(exc, WebhookTooLargeError):
+            outcome, response = "too_large", _error(413, "payload too large")
+        elif isinstance(exc, WebhookTimestampError):
+            outcome, response = "stale", _error(401, "unauthorized")
+        elif isinstance(exc, WebhookSignatureError):
+            outcome, response = "unauthorized", _error(401, "unauthorized")
+        elif isinstance(exc, WebhookReplayError):
+            outcome, response = "replay", _error(409, "duplicate event")
+        elif isinstance(exc, WebhookPayloadError):
+            outcome, response = "bad_payload", _error(400, "invalid payload")
+        else:
+            outcome, response = "error", _error(500, "internal error")
+        log.warning("webhook rejected", outcome=outcome, reason=str(exc)[:200])
+        self.daemon.metrics.webhook(outcome)
+        return response
+
+
+def _unavailable(message: str, retry_after_s: int) -> _Response:
+    return _error(503, message, {"retry-after": str(retry_after_s)})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def hypercorn_config(host: str, port: int, *, graceful_timeout_s: float) -> HypercornConfig:
+    """hypercorn settings for the daemon: quiet (structlog logs), bounded, graceful."""
+    config = HypercornConfig()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = graceful_timeout_s
+    config.keep_alive_timeout = 30  # Prometheus keeps its scrape connection open
+    config.backlog = 1024  # bursts of inbound calls
+    config.h11_max_incomplete_size = 16 * 1024
+    return config
+
+
+async def serve_http(
+    app: HttpApp,
+    host: str,
+    port: int,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    graceful_timeout_s: float = 5.0,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until ``shutdown_trigger`` returns, then shut down gracefully.
+
+    ``task_status.started`` receives the bound URLs (``["http://127.0.0.1:9464"]``).
+    """
+    config = hypercorn_config(host, port, graceful_timeout_s=graceful_timeout_s)
+    try:
+        await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
+    except BaseExceptionGroup as group:
+        # hypercorn binds inside its own nurseries: a bind failure (address in use, no
+        # permission) arrives wrapped. Hand it on bare so the caller can report it.
+        leaves = list(_leaves(group))
+        if len(leaves) == 1 and isinstance(leaves[0], OSError):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc

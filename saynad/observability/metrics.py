@@ -1,0 +1,488 @@
+"""The Prometheus metrics catalog, on an injected ``CollectorRegistry``.
+
+Every name starts with ``saynad_``; no metric carries a per-session or per-room label
+(``docs/operations.md`` lists the catalog with its labels and their bounded values).
+
+Nothing here costs anything per WebSocket frame. Two kinds of metrics live side by side:
+
+- **event counters and histograms** (starts, restarts, failures, webhooks, REST
+  requests, reloads, latencies) are updated when the event happens: each is rare
+  compared with frames (a restart, a webhook, one ``speak``);
+- **scrape-time sums** (frames, bytes, malformed frames, STT results, barge-ins,
+  channel drops, sessions by state) are computed by :class:`Metrics`' collector when
+  Prometheus scrapes. Each running session registers its live counters once
+  (:meth:`Metrics.run_started`, the session's own ``Session.stats`` and
+  ``SessionCounters``, which the hot path updates anyway); when the run ends its final
+  numbers are folded into running totals (:meth:`Metrics.run_ended`). A scrape adds the
+  totals and the live runs, so the counters stay monotonic across session ends.
+
+The layers below (actors, client) never import this module: the daemon hands a
+:class:`Metrics` to them as a plain observer object or callback.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from saynad._version import __version__
+
+__all__ = [
+    "FAILURE_REASONS",
+    "WEBHOOK_OUTCOMES",
+    "DaemonSnapshot",
+    "Metrics",
+    "RunLike",
+]
+
+WEBHOOK_OUTCOMES: Final = (
+    "accepted",  # 202: a session was started
+    "unauthorized",  # 401: missing, malformed or wrong signature
+    "stale",  # 401: timestamp outside the tolerance window
+    "bad_payload",  # 400
+    "replay",  # 409: event id seen before
+    "too_large",  # 413
+    "saturated",  # 503: inbound.sip_webhook.max_sessions reached
+    "draining",  # 503: the daemon is shutting down
+    "method_not_allowed",  # 405
+    "error",  # 500: a bug; logged with its traceback
+)
+"""Values of ``saynad_webhook_requests_total{outcome}``."""
+
+FAILURE_REASONS: Final = (
+    "connect",  # the WebSocket could not be opened (refused, DNS, TLS, handshake)
+    "ready_timeout",  # no ``ready`` within ready_timeout_s
+    "config_rejected",  # the server refused the session's config
+    "connection_lost",  # the socket broke after ``ready``
+    "protocol",  # the server spoke something saynad could not follow
+    "error",  # anything else
+    "gave_up",  # restart intensity exceeded: the session is left ``failed``
+)
+"""Values of ``saynad_session_failures_total{reason}``."""
+
+SPEAK_BUCKETS: Final = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+REPLY_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)
+REST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+_ORIGINS: Final = ("config", "inbound")
+_RESTART_REASONS: Final = ("error", "exit")
+_CHANNELS: Final = ("behaviour_inbox", "pre_ready", "transcript_sink")
+
+
+class StatsLike(Protocol):
+    """What the collector reads of a ``saynad.client.session.SessionStats``."""
+
+    @property
+    def frames_in(self) -> int: ...
+    @property
+    def frames_out(self) -> int: ...
+    @property
+    def bytes_in(self) -> int: ...
+    @property
+    def bytes_out(self) -> int: ...
+    @property
+    def malformed(self) -> int: ...
+    @property
+    def unknown_types(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def in_by_kind(self) -> Mapping[str, int]: ...
+    @property
+    def out_by_kind(self) -> Mapping[str, int]: ...
+
+
+class CountersLike(Protocol):
+    """What the collector reads of a ``saynad.actors.behaviour.SessionCounters``."""
+
+    @property
+    def barge_ins(self) -> int: ...
+    @property
+    def behaviour_errors(self) -> int: ...
+    @property
+    def agent_requests(self) -> int: ...
+    @property
+    def agent_failures(self) -> int: ...
+    @property
+    def agent_failure_reasons(self) -> Mapping[str, int]: ...
+    @property
+    def dropped_events(self) -> int: ...
+    @property
+    def sink_dropped(self) -> int: ...
+
+
+class RunLike(Protocol):
+    """What the collector reads of one running session (``saynad.actors.session.RunTally``)."""
+
+    @property
+    def stats(self) -> StatsLike: ...
+    @property
+    def counters(self) -> CountersLike: ...
+    @property
+    def stt_finals(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DaemonSnapshot:
+    """The daemon's state as the collector reports it, built at scrape time."""
+
+    sessions_by_state: Mapping[str, int]
+    inbound_active: int = 0
+    inbound_max: int = 0
+    draining: bool = False
+
+
+@dataclass
+class _Totals:
+    """Scrape-time sums: what ended runs left behind, plus (per scrape) the live runs."""
+
+    frames: dict[tuple[str, str], int] = field(default_factory=dict)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    malformed: int = 0
+    unknown_types: int = 0
+    stt_results: int = 0
+    stt_finals: int = 0
+    barge_ins: int = 0
+    behaviour_errors: int = 0
+    agent_requests: int = 0
+    agent_failures: dict[str, int] = field(default_factory=dict)
+    drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CHANNELS, 0))
+
+    def copy(self) -> _Totals:
+        return _Totals(
+            frames=dict(self.frames),
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            malformed=self.malformed,
+            unknown_types=self.unknown_types,
+            stt_results=self.stt_results,
+            stt_finals=self.stt_finals,
+            barge_ins=self.barge_ins,
+            behaviour_errors=self.behaviour_errors,
+            agent_requests=self.agent_requests,
+            agent_failures=dict(self.agent_failures),
+            drops=dict(self.drops),
+        )
+
+    def add(self, run: RunLike) -> None:
+        stats = run.stats
+        frames = self.frames
+        for kind, count in stats.in_by_kind.items():
+            key = ("in", kind)
+            frames[key] = frames.get(key, 0) + count
+        for kind, count in stats.out_by_kind.items():
+            key = ("out", kind)
+            frames[key] = frames.get(key, 0) + count
+        self.bytes_in += stats.bytes_in
+        self.bytes_out += stats.bytes_out
+        self.malformed += stats.malformed
+        self.unknown_types += stats.unknown_types
+        self.stt_results += stats.in_by_kind.get("stt_result", 0)
+        self.stt_finals += run.stt_finals
+        counters = run.counters
+        self.behaviour_errors += counters.behaviour_errors
+        self.barge_ins += counters.barge_ins
+        self.agent_requests += counters.agent_requests
+        if counters.agent_failures:
+            failures = self.agent_failures
+            for reason, count in counters.agent_failure_reasons.items():
+                failures[reason] = failures.get(reason, 0) + count
+        drops = self.drops
+        drops["behaviour_inbox"] += counters.dropped_events
+        drops["pre_ready"] += stats.dropped
+        drops["transcript_sink"] += counters.sink_dropped
+
+
+class Metrics:
+    """The catalog. Create one per daemon with the registry ``/metrics`` serves.
+
+    ``snapshot`` returns the daemon's current :class:`DaemonSnapshot`; it is called at
+    every scrape (by default: no sessions).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        snapshot: Callable[[], DaemonSnapshot] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # ``*_created`` series would double the series count for no operational use.
+        # (A process-wide switch; saynad has no other metrics.)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = registry
+        self._snapshot = snapshot or (lambda: DaemonSnapshot(sessions_by_state={}))
+        self._clock = clock
+        self._live: set[RunLike] = set()
+        self._ended = _Totals()
+
+        self.build_info = Gauge(
+            "saynad_build_info",
+            "Always 1; the labels carry the saynad and Python versions.",
+            ["version", "python"],
+            registry=registry,
+        )
+        self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
+
+        self.session_starts = Counter(
+            "saynad_session_starts",
+            "Sessions started (spawned by the supervisor), by origin (config, inbound).",
+            ["origin"],
+            registry=registry,
+        )
+        self.session_restarts = Counter(
+            "saynad_session_restarts",
+            "Session restarts after backoff, by origin and why the previous run ended "
+            "(error, exit).",
+            ["origin", "reason"],
+            registry=registry,
+        )
+        self.session_failures = Counter(
+            "saynad_session_failures",
+            "Session runs that ended abnormally, by origin and reason; reason gave_up counts "
+            "sessions left failed after exceeding their restart intensity.",
+            ["origin", "reason"],
+            registry=registry,
+        )
+        self.speak_to_first_audio = Histogram(
+            "saynad_speak_to_first_audio_seconds",
+            "From sending a speak frame to the first TTS audio frame of the socket.",
+            buckets=SPEAK_BUCKETS,
+            registry=registry,
+        )
+        self.final_to_speak = Histogram(
+            "saynad_final_transcript_to_speak_seconds",
+            "From a final STT transcript to the next speak frame sent (agent reply latency).",
+            buckets=REPLY_BUCKETS,
+            registry=registry,
+        )
+        self.webhook_requests = Counter(
+            "saynad_webhook_requests",
+            "SIP webhook requests, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rest_requests = Counter(
+            "saynad_rest_requests",
+            "Requests to Sayna's REST API, by endpoint (METHOD /path, parameters folded) "
+            "and HTTP status (0: no response).",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.rest_duration = Histogram(
+            "saynad_rest_request_duration_seconds",
+            "Duration of one REST request attempt, by endpoint.",
+            ["endpoint"],
+            buckets=REST_BUCKETS,
+            registry=registry,
+        )
+        self.config_reloads = Counter(
+            "saynad_config_reloads",
+            "Configuration reloads, by outcome (ok, error).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.reload_successful = Gauge(
+            "saynad_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), else 0.",
+            registry=registry,
+        )
+        self.reload_success_time = Gauge(
+            "saynad_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the configuration (start or reload).",
+            registry=registry,
+        )
+        self.reload_successful.set(1)
+        self.reload_success_time.set(self._clock())
+
+        # Every known label value exists from the start, so rate() and alerts see zeros.
+        for origin in _ORIGINS:
+            self.session_starts.labels(origin=origin)
+            for reason in _RESTART_REASONS:
+                self.session_restarts.labels(origin=origin, reason=reason)
+            for reason in FAILURE_REASONS:
+                self.session_failures.labels(origin=origin, reason=reason)
+        for outcome in WEBHOOK_OUTCOMES:
+            self.webhook_requests.labels(outcome=outcome)
+        for outcome in ("ok", "error"):
+            self.config_reloads.labels(outcome=outcome)
+
+        registry.register(_LiveCollector(self))
+
+    # ----------------------------------------------------------------- sessions
+
+    def run_started(self, run: RunLike) -> None:
+        """A session run is live: its counters are read at every scrape from now on."""
+        self._live.add(run)
+
+    def run_ended(self, run: RunLike) -> None:
+        """A session run ended: fold its final counters into the totals."""
+        if run in self._live:
+            self._live.discard(run)
+            self._ended.add(run)
+
+    def observe_speak_to_audio(self, seconds: float) -> None:
+        self.speak_to_first_audio.observe(seconds)
+
+    def observe_final_to_speak(self, seconds: float) -> None:
+        self.final_to_speak.observe(seconds)
+
+    def session_started(self, origin: str) -> None:
+        self.session_starts.labels(origin=origin).inc()
+
+    def session_restarted(self, origin: str, reason: str) -> None:
+        self.session_restarts.labels(origin=origin, reason=reason).inc()
+
+    def session_failed(self, origin: str, reason: str) -> None:
+        self.session_failures.labels(origin=origin, reason=reason).inc()
+
+    # ----------------------------------------------------------------- daemon
+
+    def webhook(self, outcome: str) -> None:
+        self.webhook_requests.labels(outcome=outcome).inc()
+
+    def rest_response(self, endpoint: str, status: int, seconds: float) -> None:
+        """``RestClient(on_response=...)`` hook: one attempt, its status and duration."""
+        self.rest_requests.labels(endpoint=endpoint, status=str(status)).inc()
+        self.rest_duration.labels(endpoint=endpoint).observe(seconds)
+
+    def reload_done(self, ok: bool) -> None:
+        self.config_reloads.labels(outcome="ok" if ok else "error").inc()
+        self.reload_successful.set(1 if ok else 0)
+        if ok:
+            self.reload_success_time.set(self._clock())
+
+    # ----------------------------------------------------------------- scrape
+
+    def totals(self) -> _Totals:
+        """The scrape-time sums: ended runs plus every live run (for tests and the collector)."""
+        totals = self._ended.copy()
+        for run in self._live:
+            totals.add(run)
+        return totals
+
+    @property
+    def live_runs(self) -> int:
+        return len(self._live)
+
+    def snapshot(self) -> DaemonSnapshot:
+        return self._snapshot()
+
+
+class _LiveCollector(Collector):
+    """The scrape-time part of the catalog."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only: lets the registry check for duplicates without a scrape.
+        return list(self._families(None, None))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._metrics.totals(), self._metrics.snapshot()))
+
+    def _families(self, t: _Totals | None, snap: DaemonSnapshot | None) -> Iterator[Metric]:
+        sessions = GaugeMetricFamily(
+            "saynad_sessions", "Supervised sessions, by state.", labels=["state"]
+        )
+        inbound = GaugeMetricFamily(
+            "saynad_inbound_sessions", "Inbound (SIP webhook) sessions admitted and not ended."
+        )
+        inbound_max = GaugeMetricFamily(
+            "saynad_inbound_max_sessions",
+            "inbound.sip_webhook.max_sessions (0 when inbound calls are not configured).",
+        )
+        draining = GaugeMetricFamily("saynad_draining", "1 while the daemon drains, else 0.")
+        frames = CounterMetricFamily(
+            "saynad_ws_frames",
+            "WebSocket frames, by direction (in, out) and frame type (audio and tts_audio "
+            "are binary).",
+            labels=["direction", "type"],
+        )
+        nbytes = CounterMetricFamily(
+            "saynad_ws_bytes",
+            "WebSocket payload bytes (characters for text frames), by direction.",
+            labels=["direction"],
+        )
+        malformed = CounterMetricFamily(
+            "saynad_ws_malformed_frames",
+            "Incoming frames skipped: malformed (not JSON, bad fields) or unknown_type.",
+            labels=["reason"],
+        )
+        stt = CounterMetricFamily(
+            "saynad_stt_results",
+            "STT results received, by finality (final: true, false).",
+            labels=["final"],
+        )
+        barge = CounterMetricFamily(
+            "saynad_barge_ins", "Agent replies interrupted because the caller spoke."
+        )
+        behaviour_errors = CounterMetricFamily(
+            "saynad_behaviour_errors", "Behaviours that raised (each ends its session run)."
+        )
+        agent_requests = CounterMetricFamily(
+            "saynad_agent_requests", "Caller turns handed to an agent backend."
+        )
+        agent_failures = CounterMetricFamily(
+            "saynad_agent_failures",
+            "Agent backend failures, by reason (timeout, status, transport, bad_reply, exception).",
+            labels=["reason"],
+        )
+        drops = CounterMetricFamily(
+            "saynad_channel_drops",
+            "Items lost to a bounded channel's overflow policy, by channel "
+            "(behaviour_inbox: media events, pre_ready: events before ready, "
+            "transcript_sink: transcript entries).",
+            labels=["channel"],
+        )
+        if t is not None and snap is not None:
+            for state, count in snap.sessions_by_state.items():
+                sessions.add_metric([state], count)
+            inbound.add_metric([], snap.inbound_active)
+            inbound_max.add_metric([], snap.inbound_max)
+            draining.add_metric([], 1 if snap.draining else 0)
+            for (direction, kind), count in sorted(t.frames.items()):
+                frames.add_metric([direction, kind], count)
+            nbytes.add_metric(["in"], t.bytes_in)
+            nbytes.add_metric(["out"], t.bytes_out)
+            malformed.add_metric(["malformed"], t.malformed)
+            malformed.add_metric(["unknown_type"], t.unknown_types)
+            stt.add_metric(["true"], t.stt_finals)
+            stt.add_metric(["false"], max(0, t.stt_results - t.stt_finals))
+            barge.add_metric([], t.barge_ins)
+            behaviour_errors.add_metric([], t.behaviour_errors)
+            agent_requests.add_metric([], t.agent_requests)
+            for reason, count in sorted(t.agent_failures.items()):
+                agent_failures.add_metric([reason], count)
+            for channel, count in t.drops.items():
+                drops.add_metric([channel], count)
+        yield from (
+            sessions,
+            inbound,
+            inbound_max,
+            draining,
+            frames,
+            nbytes,
+            malformed,
+            stt,
+            barge,
+            behaviour_errors,
+            agent_requests,
+            agent_failures,
+            drops,
+        )
