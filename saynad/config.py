@@ -1362,7 +1362,14 @@ def _parse_listen(value: str) -> tuple[str, int]:
     return host, port
 
 
+# RFC 3986 has no unencoded whitespace or control characters; urlsplit keeps them in the
+# host, so "https://sayna example.com" would otherwise load and fail only at connect time.
+_URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _sayna_url_problem(url: str) -> str | None:
+    if _URL_FORBIDDEN.search(url.strip()):
+        return f"not a valid URL (whitespace or a control character inside it): {url!r}"
     try:
         rest_base_url(url)
         port = urlsplit(url.strip()).port
@@ -1376,6 +1383,8 @@ def _sayna_url_problem(url: str) -> str | None:
 
 
 def _http_url_problem(url: str) -> str | None:
+    if _URL_FORBIDDEN.search(url.strip()):
+        return f"not a valid URL (whitespace or a control character inside it): {url!r}"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port

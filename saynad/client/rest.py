@@ -132,6 +132,20 @@ def _user_agent() -> str:
     return f"saynad/{version}"
 
 
+def _describe(exc: BaseException) -> str:
+    """``ConnectError: <reason>``, the reason being the first non-empty message down the
+    cause chain: under trio, httpx's TLS errors are empty and the certificate problem
+    sits three causes down (``ssl.SSLCertVerificationError``)."""
+    cause: BaseException | None = exc
+    for _ in range(8):  # chains are short; a bound also stops a cycle
+        if cause is None:
+            break
+        if str(cause):
+            return f"{type(exc).__name__}: {cause}"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
+
+
 def _require(name: str, value: object) -> str:
     """Blank strings are refused client-side, as the official client does."""
     if not isinstance(value, str) or not value.strip():
@@ -419,7 +433,8 @@ class RestClient:
     ) -> T:
         try:
             return decoder.decode(response.content)
-        except msgspec.DecodeError as exc:
+        # Invalid UTF-8 inside a string and deep nesting escape msgspec's hierarchy.
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ResponseDecodeError(
                 response.status_code,
                 method=method,
@@ -484,7 +499,7 @@ class RestClient:
                 f"{method} {path}: no complete answer within {self._timeout_s} s"
             ) from exc
         except httpx.TimeoutException as exc:
-            raise RequestTimeoutError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise RequestTimeoutError(f"{method} {path}: {_describe(exc)}") from exc
         except httpx.DecodingError as exc:
             raise ResponseDecodeError(
                 0, method=method, endpoint=path, detail=f"undecodable content encoding: {exc}"
@@ -492,7 +507,7 @@ class RestClient:
         except httpx.RequestError as exc:
             # ConnectError (refused, DNS, TLS), ReadError/WriteError (reset),
             # RemoteProtocolError (the peer broke HTTP), ProxyError, ...
-            raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise TransportError(f"{method} {path}: {_describe(exc)}") from exc
 
     @staticmethod
     def _status_error(method: str, path: str, response: httpx.Response) -> HTTPStatusError:

@@ -239,6 +239,11 @@ def _json_body(request: Request, cls: type[T]) -> T | Response:
             400,
             "Failed to parse the request body as JSON: " + _serde_syntax_error(exc, request.body),
         )
+    # Outside msgspec's hierarchy; serde_json refuses both as syntax errors (400).
+    except UnicodeDecodeError:
+        return _plain(400, "Failed to parse the request body as JSON: invalid unicode code point")
+    except RecursionError:
+        return _plain(400, "Failed to parse the request body as JSON: recursion limit exceeded")
 
 
 def _error(status: int, text: str, code: str | None = None) -> Response:

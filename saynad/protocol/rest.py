@@ -304,7 +304,9 @@ def decode_error_body(content: bytes) -> ErrorBody | None:
     """
     try:
         return _error_decoder.decode(content)
-    except msgspec.DecodeError:
+    # msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string and
+    # RecursionError for deep nesting, outside its own hierarchy.
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
 
 

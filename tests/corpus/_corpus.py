@@ -1,0 +1,43 @@
+"""Loading the bad-input corpus: YAML files of items, each with a name and an outcome.
+
+Every corpus file is a list of mappings with at least ``name`` (unique in the file) and
+``expect``. ``about`` says in prose why the item is there. Text may use ``expand`` to
+build long inputs: ``{"@OPEN@": ["[", 10000]}`` replaces ``@OPEN@`` with 10,000 ``[``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+CORPUS_DIR = Path(__file__).resolve().parent
+
+
+def load_items(filename: str) -> list[dict[str, Any]]:
+    """The items of ``tests/corpus/{filename}``, checked for names and outcomes."""
+    path = CORPUS_DIR / filename
+    items = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(items, list), f"{filename}: expected a list of items"
+    names = [item.get("name") for item in items]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    assert not duplicates, f"{filename}: duplicate item names {duplicates}"
+    for item in items:
+        assert isinstance(item.get("name"), str), f"{filename}: an item without a name"
+        assert isinstance(item.get("expect"), dict), f"{filename}: {item['name']} has no expect"
+    return items
+
+
+def params(filename: str) -> list[Any]:
+    """``pytest.param`` per item, with the item's name as its id."""
+    return [pytest.param(item, id=item["name"]) for item in load_items(filename)]
+
+
+def expand(text: str, spec: dict[str, list[Any]] | None) -> str:
+    """Replace each marker of ``spec`` found in ``text`` by its unit repeated ``count``
+    times (an item may expand its body, its event id or both)."""
+    for marker, (unit, count) in (spec or {}).items():
+        text = text.replace(marker, str(unit) * int(count))
+    return text
