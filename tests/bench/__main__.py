@@ -78,6 +78,11 @@ doing exactly the same.
     Path(args.out).write_text(text)
     print(f"wrote {args.out}")
 
+    # Inbound calls and /metrics: tests/bench/bench_webhooks.py → docs/benchmarks-webhooks.md
+    from tests.bench import bench_webhooks
+
+    bench_webhooks.main(["--reps", str(args.reps)])
+
 
 if __name__ == "__main__":
     main()
