@@ -522,6 +522,12 @@ class Daemon:
         When the HTTP server cannot listen, logs why, sets ``exit_code`` and returns.
         """
         register_secrets(iter_secrets(self.config))
+        try:
+            await self._run(task_status)
+        finally:
+            self.notifier.close()
+
+    async def _run(self, task_status: trio.TaskStatus[Daemon]) -> None:
         with trio.CancelScope() as root:
             self._root = root
             async with trio.open_nursery() as nursery:
@@ -573,7 +579,6 @@ class Daemon:
                 )
                 await self.notifier.ready(self.status_line())
                 task_status.started(self)
-        self.notifier.close()
 
 
 async def run_daemon(

@@ -31,6 +31,7 @@ from saynad.protocol.webhooks import (
 )
 
 SECRET = "test-webhook-secret-0123456789"
+CALLER_WAV = Path(__file__).resolve().parents[2] / "saynad" / "data" / "demo-caller.wav"
 TOKEN = "test-control-token-0123456789"
 ENV = {"SAYNAD_TEST_WEBHOOK_SECRET": SECRET, "SAYNAD_TEST_CONTROL_TOKEN": TOKEN}
 
@@ -59,12 +60,22 @@ def config_text(
     drain_s: float = 2.0,
     goodbye: str | None = None,
     call_end: str = "",
+    talk: bool = False,
 ) -> str:
-    """A small daemon configuration on the embedded emulator."""
+    """A small daemon configuration on the embedded emulator.
+
+    ``talk``: the always-on sessions stream the bundled caller audio and echo back what
+    the emulator's STT hears (transcripts, replies, barge-ins).
+    """
     end = f"\n      end: {{goodbye_text: {json.dumps(goodbye)}}}" if goodbye else ""
+    if talk:
+        end += (
+            "\n      agent: {kind: echo}"
+            f"\n      audio: {{source: {{path: {json.dumps(str(CALLER_WAV))}, loop: true}}}}"
+        )
     lines = [
         "sayna:",
-        "  emulator: {utterance_ms: 500, tts_ms_per_char: 20}",
+        "  emulator: {utterance_ms: 500, interim_ms: 250, tts_ms_per_char: 20}",
         "http:",
         f'  listen: "127.0.0.1:{port}"',
     ]

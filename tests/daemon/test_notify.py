@@ -136,7 +136,7 @@ async def test_saynad_run_speaks_the_notify_protocol(tmp_path: Path) -> None:
             start = trio.current_time()
             for _ in range(3):
                 await listener.wait_for("WATCHDOG", within_s=2)
-            assert trio.current_time() - start < 2
+            assert trio.current_time() - start < 3
 
             # STATUS= follows the sessions.
             status = await listener.wait_for("STATUS", within_s=10)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
+import trio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,6 +18,7 @@ from saynad.client.session import SessionStats
 from saynad.emulator import Emulator
 from saynad.errors import NotFoundError, TransportError
 from saynad.observability.metrics import DaemonSnapshot, Metrics
+from tests.daemon.fixtures import running_daemon
 
 FORBIDDEN_LABELS = {"session", "room", "stream_id", "name", "caller", "callee"}
 
@@ -46,6 +49,10 @@ def busy_tally(frames: int = 10) -> Tally:
     tally.stt_finals = 4
     tally.counters.dropped_events = 5
     tally.counters.behaviour_errors = 1
+    tally.counters.barge_ins = 2
+    tally.counters.agent_requests = 6
+    tally.counters.agent_failed("timeout")
+    tally.counters.sink_dropped = 7
     return tally
 
 
@@ -105,6 +112,11 @@ def test_scrape_time_sums_stay_monotonic_when_runs_end() -> None:
     drops = first["saynad_channel_drops_total"]
     assert drops[(("channel", "behaviour_inbox"),)] == 10
     assert drops[(("channel", "pre_ready"),)] == 6
+    assert drops[(("channel", "transcript_sink"),)] == 14
+    assert first["saynad_barge_ins_total"][()] == 4
+    assert first["saynad_behaviour_errors_total"][()] == 2
+    assert first["saynad_agent_requests_total"][()] == 12
+    assert first["saynad_agent_failures_total"] == {(("reason", "timeout"),): 2}
 
     # a keeps counting, then ends; b is still live. Nothing goes backwards.
     a.stats.in_by_kind["stt_result"] += 5
@@ -185,3 +197,37 @@ def test_rest_client_without_hook_is_unchanged() -> None:
         "http://127.0.0.1:9", transport=httpx.MockTransport(lambda r: httpx.Response(200))
     )
     assert client._on_response is None
+
+
+async def test_a_talking_session_feeds_the_conversation_metrics(tmp_path: Path) -> None:
+    """Caller audio → STT interim and final results → the echo agent speaks → audio:
+    every step shows up in the catalog, read from the session's own counters."""
+    async with running_daemon(tmp_path, sessions=("talker",), inbound=False, talk=True) as (
+        _daemon,
+        client,
+    ):
+
+        async def scraped() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+            text = (await client.get("/metrics")).text
+            found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    key = tuple(sorted(sample.labels.items()))
+                    found.setdefault(sample.name, {})[key] = sample.value
+            return found
+
+        with trio.fail_after(15):
+            while True:
+                values = await scraped()
+                replies = values["saynad_final_transcript_to_speak_seconds_count"][()]
+                if replies >= 2:
+                    break
+                await trio.sleep(0.1)
+        stt = values["saynad_stt_results_total"]
+        assert stt[(("final", "true"),)] >= 2
+        assert stt[(("final", "false"),)] >= 1
+        assert values["saynad_speak_to_first_audio_seconds_count"][()] >= 1
+        frames = values["saynad_ws_frames_total"]
+        assert frames[(("direction", "out"), ("type", "audio"))] > 10
+        assert frames[(("direction", "in"), ("type", "tts_audio"))] >= 1
+        assert values["saynad_ws_bytes_total"][(("direction", "out"),)] > 10_000
