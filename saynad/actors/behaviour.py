@@ -3,7 +3,13 @@
 A behaviour is one task in its session's nursery. It receives the session's events
 through its own bounded channel and acts through an :class:`Outbox`, which queues
 commands for the session's single writer task (one writer per socket: frames never
-interleave mid-message and a slow behaviour never holds the socket).
+interleave mid-message and a slow behaviour never holds the socket). The writer's inbox
+is a :class:`CommandQueue` with two lanes: control commands (``speak``, ``clear``, …)
+are written before queued audio, so a reply or a barge-in never waits behind seconds of
+caller audio when the socket is slow. Both lanes block their producers when full.
+
+A behaviour may finish early (a greeting that has spoken): the reader then stops
+sending it events.
 
 Fan-out overflow policy (per behaviour channel, ``capacity`` events):
 
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import trio
+import trio.lowlevel
 
 from saynad.client.session import SessionEvent
 from saynad.protocol.messages import STTResult, TTSAudio
@@ -30,6 +37,7 @@ __all__ = [
     "Behaviour",
     "BehaviourContext",
     "Command",
+    "CommandQueue",
     "Outbox",
     "SessionCounters",
     "SessionIdentity",
@@ -133,11 +141,92 @@ class Command:
     turn_end_at: float | None = None
 
 
+class CommandQueue:
+    """The writer's inbox: a *control* lane served before a *media* lane (audio).
+
+    Each lane is a bounded FIFO (``control_capacity``, ``media_capacity`` commands);
+    overflow policy: block — a producer waits for room in its own lane, so queued audio
+    never holds up a ``speak`` or a ``clear``. One consumer (the writer).
+
+    :meth:`close` means no more commands (the writer drains what is queued, then
+    :meth:`get` raises :class:`trio.EndOfChannel`); :meth:`close_receiving` means the
+    writer is gone (producers get :class:`trio.BrokenResourceError`, as with a memory
+    channel whose receiver closed).
+    """
+
+    def __init__(self, control_capacity: int = 256, media_capacity: int = 64) -> None:
+        if control_capacity < 1 or media_capacity < 1:
+            raise ValueError("capacities must be >= 1")
+        self._lanes: tuple[deque[Command], deque[Command]] = (deque(), deque())
+        self._capacity = (control_capacity, media_capacity)
+        self._space = (trio.lowlevel.ParkingLot(), trio.lowlevel.ParkingLot())
+        self._consumer = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self._broken = False
+
+    def statistics(self) -> tuple[int, int]:
+        """Commands queued in the (control, media) lanes."""
+        return len(self._lanes[0]), len(self._lanes[1])
+
+    async def put(self, command: Command, *, media: bool = False) -> None:
+        """Queue ``command`` in its lane; wait while that lane is full."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        index = 1 if media else 0
+        lane = self._lanes[index]
+        while True:
+            if self._broken:
+                raise trio.BrokenResourceError("the session's writer is gone")
+            if self._closed:
+                raise trio.ClosedResourceError("the session is ending")
+            if len(lane) < self._capacity[index]:
+                break
+            await self._space[index].park()
+        lane.append(command)
+        self._consumer.unpark()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def get_nowait(self) -> Command | None:
+        """The next command (control first), or ``None`` when both lanes are empty."""
+        for index in (0, 1):
+            lane = self._lanes[index]
+            if lane:
+                self._space[index].unpark()
+                return lane.popleft()
+        return None
+
+    async def get(self) -> Command:
+        """Wait for the next command (control first); ``EndOfChannel`` once closed."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            command = self.get_nowait()
+            if command is not None:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return command
+            if self._closed:
+                raise trio.EndOfChannel
+            await self._consumer.park()
+
+    def close(self) -> None:
+        """No more commands: the writer finishes what is queued."""
+        self._closed = True
+        self._consumer.unpark_all()
+        for lot in self._space:
+            lot.unpark_all()
+
+    def close_receiving(self) -> None:
+        """The writer is gone: queued commands are dropped, producers fail."""
+        self._broken = True
+        for lane in self._lanes:
+            lane.clear()
+        for lot in self._space:
+            lot.unpark_all()
+
+
 class Outbox:
     """The behaviours' way to act on the session. Every method queues one command."""
 
-    def __init__(self, send: trio.MemorySendChannel[Command], end: trio.Event) -> None:
-        self._send = send
+    def __init__(self, queue: CommandQueue, end: trio.Event) -> None:
+        self._queue = queue
         self._end = end
         self.end_reason: str | None = None
 
@@ -146,29 +235,30 @@ class Outbox:
     ) -> None:
         """Queue ``speak``. ``turn_end_at``: see :class:`Command` (agents set it once per
         reply, on its first sentence)."""
-        await self._send.send(
+        await self._queue.put(
             Command("speak", {"text": text, "allow_interruption": allow_interruption}, turn_end_at)
         )
 
     async def clear(self) -> None:
-        await self._send.send(Command("clear"))
+        await self._queue.put(Command("clear"))
 
     async def send_audio(self, pcm: bytes) -> None:
-        await self._send.send(Command("send_audio", {"pcm": pcm}))
+        """Queue caller audio (the media lane: written after any pending control command)."""
+        await self._queue.put(Command("send_audio", {"pcm": pcm}), media=True)
 
     async def send_message(self, message: str, role: str, *, topic: str | None = None) -> None:
-        await self._send.send(
+        await self._queue.put(
             Command("send_message", {"message": message, "role": role, "topic": topic})
         )
 
     async def sip_transfer(self, transfer_to: str) -> None:
-        await self._send.send(Command("sip_transfer", {"transfer_to": transfer_to}))
+        await self._queue.put(Command("sip_transfer", {"transfer_to": transfer_to}))
 
     async def loading_start(self) -> None:
-        await self._send.send(Command("loading_start"))
+        await self._queue.put(Command("loading_start"))
 
     async def loading_stop(self) -> None:
-        await self._send.send(Command("loading_stop"))
+        await self._queue.put(Command("loading_stop"))
 
     def end(self, reason: str) -> None:
         """Ask the session to end (normally) as soon as possible."""

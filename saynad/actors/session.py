@@ -44,6 +44,7 @@ from saynad.actors.behaviour import (
     Behaviour,
     BehaviourContext,
     Command,
+    CommandQueue,
     Outbox,
     SessionCounters,
     SessionIdentity,
@@ -176,6 +177,9 @@ class SessionPlan:
     end: EndPolicy = EndPolicy()
     fanout_capacity: int = 256
     outbox_capacity: int = 256
+    """Control commands (speak, clear, …) queued for the writer; producers then wait."""
+    audio_capacity: int = 64
+    """Audio chunks queued for the writer (after control commands); the source then waits."""
     counters: SessionCounters = field(default_factory=SessionCounters, compare=False)
     """This run's counters; pass your own to read them during and after the run."""
     observer: SessionObserver | None = None
@@ -287,8 +291,8 @@ async def serve_session(plan: SessionPlan, session: SessionPort, control: ChildC
 async def _serve(run: _Run, control: ChildControl) -> None:
     plan = run.plan
     journal = Journal(run.identity, run.counters)
-    out_send, out_receive = trio.open_memory_channel[Command](plan.outbox_capacity)
-    outbox = Outbox(out_send, run.end)
+    commands = CommandQueue(plan.outbox_capacity, plan.audio_capacity)
+    outbox = Outbox(commands, run.end)
     behaviours = [Recorder(journal), *plan.behaviours(journal)]
     subscribers = []
     for behaviour in behaviours:
@@ -297,7 +301,7 @@ async def _serve(run: _Run, control: ChildControl) -> None:
     queues = [journal.add_queue(sink.name, sink.queue_size) for sink in plan.sinks]
 
     async with trio.open_nursery() as outer:
-        outer.start_soon(_writer, run, out_receive, name="writer")
+        outer.start_soon(_writer, run, commands, name="writer")
         sinks_done = trio.Event()
         outer.start_soon(_sinks, run, queues, sinks_done, name="sinks")
         try:
@@ -314,9 +318,9 @@ async def _serve(run: _Run, control: ChildControl) -> None:
                 if outbox.end_reason is not None:
                     run.finish(outbox.end_reason)
                 inner.cancel_scope.cancel()
-            await _goodbye(run, out_send, journal)
+            await _goodbye(run, commands, journal)
         finally:
-            out_send.close()
+            commands.close()
             # Sinks write what they hold, within a deadline; then everything stops.
             journal.close()
             with trio.CancelScope(shield=True), trio.move_on_after(plan.end.flush_timeout_s):
@@ -344,21 +348,21 @@ async def _sink(run: _Run, sink: Sink, queue: EntryQueue) -> None:
         queue.discard()
 
 
-async def _goodbye(run: _Run, out: trio.MemorySendChannel[Command], journal: Journal) -> None:
+async def _goodbye(run: _Run, commands: CommandQueue, journal: Journal) -> None:
     """Say the goodbye line and wait (bounded) until its audio was generated."""
     text = run.plan.end.goodbye_text
     if not text or run.end_reason in ("server closed", "participant left"):
         return
     with trio.move_on_after(run.plan.end.goodbye_timeout_s):
-        await out.send(Command("clear"))  # the agent's queued speech would come first
-        await out.send(Command("speak", {"text": text, "allow_interruption": False}))
+        await commands.put(Command("clear"))  # the agent's queued speech would come first
+        await commands.put(Command("speak", {"text": text, "allow_interruption": False}))
         journal.record("agent", text)
         async for event in run.session.events():
             if type(event) is TTSPlaybackComplete:
                 break
 
 
-async def _writer(run: _Run, commands: trio.MemoryReceiveChannel[Command]) -> None:
+async def _writer(run: _Run, commands: CommandQueue) -> None:
     """The socket's only sender. Once the session is ending, a closed socket is expected."""
     try:
         await _write(run, commands)
@@ -367,11 +371,17 @@ async def _writer(run: _Run, commands: trio.MemoryReceiveChannel[Command]) -> No
             raise
 
 
-async def _write(run: _Run, commands: trio.MemoryReceiveChannel[Command]) -> None:
+async def _write(run: _Run, commands: CommandQueue) -> None:
     session = run.session
     counters = run.counters
-    async with commands:
-        async for command in commands:
+    try:
+        command: Command | None = None
+        while True:
+            if command is None:  # nothing queued: wait (else go on without a round trip)
+                try:
+                    command = await commands.get()
+                except trio.EndOfChannel:
+                    return
             kind = command.kind
             if kind == "send_audio":
                 await session.send_audio(command.args["pcm"])
@@ -396,6 +406,9 @@ async def _write(run: _Run, commands: trio.MemoryReceiveChannel[Command]) -> Non
                 await session.loading_stop()
             else:  # pragma: no cover - programming error
                 raise ValueError(f"unknown command {kind!r}")
+            command = commands.get_nowait()
+    finally:
+        commands.close_receiving()
 
 
 async def _reader(run: _Run, subscribers: list[_Subscriber]) -> None:

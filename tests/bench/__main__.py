@@ -78,6 +78,11 @@ doing exactly the same.
     Path(args.out).write_text(text)
     print(f"wrote {args.out}")
 
+    # Agent latency at 1,000 sessions: tests/bench/bench_agent.py → docs/benchmarks-agent.md
+    from tests.bench import bench_agent
+
+    bench_agent.main([])
+
     # Inbound calls and /metrics: tests/bench/bench_webhooks.py → docs/benchmarks-webhooks.md
     from tests.bench import bench_webhooks
 

@@ -63,7 +63,9 @@ class AudioSource:
         while True:
             for chunk in chunks:
                 if self.realtime:
-                    await trio.sleep_until(start + sent * period)
+                    due = start + sent * period
+                    if due > trio.current_time():  # late: no sleep (send_audio checkpoints)
+                        await trio.sleep_until(due)
                 await ctx.out.send_audio(chunk)
                 sent += 1
                 ctx.counters.audio_chunks_sent += 1

@@ -42,12 +42,15 @@ class Sent:
 
 
 class FakeSession:
-    def __init__(self, *, ms_per_char: float = 20.0, room: str | None = None) -> None:
+    def __init__(
+        self, *, ms_per_char: float = 20.0, room: str | None = None, audio_send_s: float = 0.0
+    ) -> None:
         self.ready = Ready(
             stream_id="fake-stream", livekit_room_name=room, livekit_url="http://localhost:7880"
         )
         self.stats = SessionStats()
         self.ms_per_char = ms_per_char
+        self.audio_send_s = audio_send_s  # > 0: a slow socket for audio frames
         self.commands: list[Sent] = []
         self._events_send, self._events = trio.open_memory_channel[SessionEvent](10_000)
         self._tts_send, self._tts = trio.open_memory_channel[tuple[str, bool, int]](10_000)
@@ -120,6 +123,8 @@ class FakeSession:
 
     async def send_audio(self, pcm: bytes) -> None:
         self._record("send_audio", n=len(pcm))
+        if self.audio_send_s:
+            await trio.sleep(self.audio_send_s)
         await trio.lowlevel.checkpoint()
 
     async def clear(self) -> None:

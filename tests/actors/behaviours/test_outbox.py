@@ -1,0 +1,89 @@
+"""The writer's two-lane inbox: control commands never wait behind queued audio."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from saynad.actors.behaviour import Behaviour, Command, CommandQueue
+from saynad.actors.behaviours.agent import Agent, EchoBackend
+from saynad.actors.behaviours.audio import AudioSource
+from saynad.actors.behaviours.transcripts import Journal
+from saynad.actors.session import EndPolicy, serve_session
+from tests.actors.behaviours.fakes import FakeSession, control, fake_session, plan
+
+
+async def test_control_lane_is_served_first_and_lanes_block_when_full(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    queue = CommandQueue(control_capacity=2, media_capacity=2)
+    await queue.put(Command("send_audio", {"n": 1}), media=True)
+    await queue.put(Command("send_audio", {"n": 2}), media=True)
+    with trio.move_on_after(1) as blocked:
+        await queue.put(Command("send_audio", {"n": 3}), media=True)
+    assert blocked.cancelled_caught  # the media lane is full: the producer waits
+    await queue.put(Command("speak"))  # the control lane is not
+    assert queue.statistics() == (1, 2)
+    assert [(await queue.get()).kind for _ in range(3)] == ["speak", "send_audio", "send_audio"]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(queue.put, Command("clear"))
+        nursery.start_soon(partial(queue.put, Command("send_audio"), media=True))
+        await trio.testing.wait_all_tasks_blocked()
+        queue.close()
+    assert (await queue.get()).kind == "clear"  # queued commands are still written
+    assert (await queue.get()).kind == "send_audio"
+    with pytest.raises(trio.EndOfChannel):
+        await queue.get()
+    with pytest.raises(trio.ClosedResourceError):
+        await queue.put(Command("speak"))
+
+
+async def test_producers_fail_once_the_writer_is_gone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    queue = CommandQueue(control_capacity=1)
+    await queue.put(Command("speak"))
+    async with trio.open_nursery() as nursery:
+
+        async def blocked_producer() -> None:
+            with pytest.raises(trio.BrokenResourceError):
+                await queue.put(Command("speak"))
+
+        nursery.start_soon(blocked_producer)
+        await trio.testing.wait_all_tasks_blocked()
+        queue.close_receiving()
+
+
+async def test_a_reply_overtakes_queued_audio_on_a_slow_socket(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    pcm = tmp_path / "caller.pcm"
+    pcm.write_bytes(b"\x00\x00" * 16_000 * 30)  # 30 s of audio in 20 ms chunks
+
+    def behaviours(journal: Journal) -> list[Behaviour]:
+        return [
+            Agent(EchoBackend(), journal=journal),
+            AudioSource(pcm, fmt="pcm", sample_rate=16_000, realtime=False),
+        ]
+
+    # Each audio frame takes 10 ms to leave: the media lane stays full.
+    async with fake_session(audio_send_s=0.01) as fake, trio.open_nursery() as nursery:
+        nursery.start_soon(
+            serve_session,
+            plan(behaviours=behaviours, end=EndPolicy(max_duration_s=5)),
+            fake,
+            control(),
+        )
+        await trio.sleep(1)
+        fake.say("hello")
+    assert isinstance(fake, FakeSession)
+    speak = next(i for i, c in enumerate(fake.commands) if c.kind == "speak")
+    said_at = fake.commands[speak].at
+    # Written right after the audio frame in flight, not behind the 64 queued ones.
+    assert said_at - 1.0 <= 0.011
+    assert all(c.kind == "send_audio" for c in fake.commands[:speak])
