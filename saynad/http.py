@@ -297,7 +297,12 @@ class HttpApp:
             webhook = verifier.verify(scope["headers"], body)
         except WebhookError as exc:
             return self._rejected(exc)
-        admission = await daemon.admit_call(webhook)
+        try:
+            admission = await daemon.admit_call(webhook)
+        except Exception:
+            verifier.forget(webhook.event_id)
+            log.exception("webhook admission failed", event_id=webhook.event_id)
+            return self._refuse("error", _error(500, "internal error"))
         if not admission.accepted:
             verifier.forget(webhook.event_id)  # a later re-delivery may be admitted
             if admission.reason == "draining":

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
@@ -250,3 +251,25 @@ async def test_the_room_name_is_used_exactly_as_sent(tmp_path: Path) -> None:
         await wait_until(lambda: inbound(daemon).get("sip-EV_braces") is SessionState.READY)
         assert daemon.registry.get("sip-EV_braces").room == room  # type: ignore[union-attr]
         assert room in rooms(daemon)
+
+
+async def test_an_admission_bug_answers_500_and_releases_the_event_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_daemon(tmp_path, sessions=()) as (daemon, client):
+        real = daemon.admit_call
+
+        async def broken(webhook: object) -> object:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(daemon, "admit_call", broken)
+        headers, body = signed_call("sip-bug", "EV_bug")
+        with capture_logs() as logs:
+            failed = await client.post(HOOK, headers=headers, content=body)
+        assert (failed.status_code, failed.json()) == (500, {"error": "internal error"})
+        assert any(line["event"] == "webhook admission failed" for line in logs)
+        monkeypatch.setattr(daemon, "admit_call", real)
+        retried = await client.post(HOOK, headers=headers, content=body)
+        assert retried.status_code == 202
+        text = (await client.get("/metrics")).text
+        assert samples(text, "saynad_webhook_requests_total")[(("outcome", "error"),)] == 1
