@@ -26,6 +26,7 @@ import struct
 from dataclasses import dataclass, field
 
 import trio
+import trio.lowlevel
 
 __all__ = ["Fault", "FaultProxy", "ProxyConnection"]
 
@@ -204,6 +205,6 @@ class FaultProxy:
         if fault is Fault.SLICE:
             for offset in range(0, len(data), self.slice_bytes):
                 await sink.send_all(data[offset : offset + self.slice_bytes])
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
         else:
             await sink.send_all(data)
