@@ -38,8 +38,9 @@ command after :meth:`Session.aclose` raises :class:`~saynad.errors.SessionClosed
 sending after the server closed raises :class:`~saynad.errors.ConnectionClosedError`.
 
 Back-pressure: events are read only while someone iterates. A session nobody reads
-stops reading its socket after ``receive_queue_size`` messages, and the server then
-blocks (the real server queues 1024 frames per connection, then waits).
+stops reading its socket (the default transport holds at most one 64 KiB read ahead;
+the trio-websocket one ``receive_queue_size`` messages), and the server then blocks
+(the real server queues 1024 frames per connection, then waits).
 """
 
 from __future__ import annotations

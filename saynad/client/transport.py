@@ -2,11 +2,17 @@
 
 :class:`WebSocketTransport` is everything :mod:`saynad.client.session` needs from a
 WebSocket: send text, send bytes, receive a message, close. :func:`connect_websocket`
-opens one. The implementation here sits on trio-websocket; everything specific to it
-(its exceptions, its close reasons, its nursery) stays in this file, so a thinner
-transport can replace it without touching the session.
+opens one. Two implementations sit behind it:
 
-Errors are translated once, here:
+- ``"wsproto"`` (the default): :mod:`saynad.client._wsproto`, a thin trio shell over
+  wsproto's sans-IO protocol: no background task, reads on demand, one ``send_all`` per
+  frame. It exists because trio-websocket's per-frame machinery (a reader task and a
+  channel hop per message, a lock and three payload copies per send) cost several times
+  the official asyncio SDK's CPU per session; ``docs/benchmarks.md`` has the figures.
+- ``"trio-websocket"``: the same interface over trio-websocket, kept for comparison
+  (``make bench``) and as a fallback.
+
+Errors are translated once, here and in :mod:`saynad.client._wsproto`:
 
 - the upgrade answered with an HTTP status → :class:`~saynad.errors.HandshakeRejectedError`
   (``status_code``, ``body``, ``error`` = the JSON body's ``error`` field, if any);
@@ -17,10 +23,11 @@ Errors are translated once, here:
   with the close code: the peer's code, ``1005`` when its Close frame carried none,
   ``1006`` when the connection broke without a Close frame.
 
-Buffers: trio-websocket reads ahead at most ``receive_queue_size`` messages of at most
-``max_message_bytes`` each; when the consumer stops reading, the reader blocks and TCP
-back-pressure reaches the server (overflow policy: block). A message larger than
-``max_message_bytes`` makes trio-websocket close the connection with code 1009.
+Buffers (overflow policy: block): the default transport reads only while the consumer
+waits in ``receive``, so it holds at most one 64 KiB read plus one partial message
+ahead of it; trio-websocket reads ahead at most ``receive_queue_size`` messages. When
+the consumer stops reading, TCP back-pressure reaches the server. A message larger than
+``max_message_bytes`` closes the connection with code 1009.
 """
 
 from __future__ import annotations
@@ -28,13 +35,15 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import NoReturn, Protocol
+from typing import Literal, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 import msgspec
 import trio
 import trio_websocket
 
+from saynad.client import _wsproto
+from saynad.client._socket import open_fast_tcp_stream
 from saynad.errors import (
     ConnectionClosedError,
     HandshakeRejectedError,
@@ -46,6 +55,7 @@ __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_S",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_RECEIVE_QUEUE_SIZE",
+    "Implementation",
     "WebSocketTransport",
     "connect_websocket",
 ]
@@ -228,10 +238,14 @@ def _target(url: str) -> _Target:
     return _Target(host, port, resource, tls, host_header)
 
 
-async def _open_stream(target: _Target, ssl_context: ssl.SSLContext | None) -> trio.abc.Stream:
+async def _open_stream(
+    target: _Target, ssl_context: ssl.SSLContext | None, *, fast: bool = True
+) -> trio.abc.Stream:
     """TCP (and TLS, handshake included) so that these failures surface here, at once."""
     try:
         if not target.tls:
+            if fast:
+                return await open_fast_tcp_stream(target.host, target.port)
             return await trio.open_tcp_stream(target.host, target.port)
         context = ssl_context if ssl_context is not None else ssl.create_default_context()
         stream = await trio.open_ssl_over_tcp_stream(
@@ -254,15 +268,7 @@ async def _open_stream(target: _Target, ssl_context: ssl.SSLContext | None) -> t
 
 
 def _rejected(exc: trio_websocket.ConnectionRejected) -> HandshakeRejectedError:
-    body = (exc.body or b"").decode("utf-8", "replace")
-    error: str | None = None
-    try:
-        decoded = msgspec.json.decode(body) if body else None
-    except msgspec.DecodeError:
-        decoded = None
-    if isinstance(decoded, dict) and isinstance(decoded.get("error"), str):
-        error = decoded["error"]
-    return HandshakeRejectedError(exc.status_code, body, error=error)
+    return _wsproto.rejection_error(exc.status_code, exc.body or b"")
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -300,6 +306,10 @@ def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException |
     return leaves[0] if len(leaves) == 1 else None
 
 
+Implementation = Literal["wsproto", "trio-websocket"]
+"""Which WebSocket implementation :func:`connect_websocket` uses."""
+
+
 @asynccontextmanager
 async def connect_websocket(
     url: str,
@@ -310,22 +320,78 @@ async def connect_websocket(
     receive_queue_size: int = DEFAULT_RECEIVE_QUEUE_SIZE,
     close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
     ssl_context: ssl.SSLContext | None = None,
+    implementation: Implementation = "wsproto",
 ) -> AsyncIterator[WebSocketTransport]:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) for the ``async with`` block.
 
     ``headers`` go on the upgrade request. ``connect_timeout_s`` bounds TCP, TLS and the
     upgrade together. On exit the connection is closed with code 1000 (waiting at most
     ``close_timeout_s`` for the server's answer). Exceptions raised inside the block
-    come out unchanged (never wrapped in an exception group).
+    come out unchanged (never wrapped in an exception group). ``receive_queue_size``
+    applies to the trio-websocket implementation only (the default one reads on
+    demand and queues no more than one read).
     """
     target = _target(url)
     extra_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    if implementation == "trio-websocket":
+        async with _connect_trio_websocket(
+            target,
+            extra_headers,
+            connect_timeout_s=connect_timeout_s,
+            max_message_bytes=max_message_bytes,
+            receive_queue_size=receive_queue_size,
+            close_timeout_s=close_timeout_s,
+            ssl_context=ssl_context,
+        ) as transport:
+            yield transport
+        return
+    if implementation != "wsproto":
+        raise ValidationError(f"unknown WebSocket implementation {implementation!r}")
+    stream: trio.abc.Stream | None = None
+    try:
+        with trio.fail_after(connect_timeout_s):
+            stream = await _open_stream(target, ssl_context)
+            ws = await _wsproto.handshake(
+                stream,
+                host=target.host_header,
+                resource=target.resource,
+                extra_headers=extra_headers,
+                max_message_bytes=max_message_bytes,
+                close_timeout_s=close_timeout_s,
+            )
+    except BaseException as exc:
+        if stream is not None:
+            await trio.aclose_forcefully(stream)
+        if isinstance(exc, trio.TooSlowError):
+            raise TransportError(
+                f"WebSocket handshake with {target.host}:{target.port} "
+                f"took longer than {connect_timeout_s} s"
+            ) from None
+        raise
+    try:
+        yield ws
+    finally:
+        await ws.aclose()
+
+
+@asynccontextmanager
+async def _connect_trio_websocket(
+    target: _Target,
+    extra_headers: list[tuple[bytes, bytes]],
+    *,
+    connect_timeout_s: float,
+    max_message_bytes: int,
+    receive_queue_size: int,
+    close_timeout_s: float,
+    ssl_context: ssl.SSLContext | None,
+) -> AsyncIterator[WebSocketTransport]:
+    """:func:`connect_websocket` over trio-websocket (its hidden nursery unwrapped)."""
     try:
         async with trio.open_nursery() as nursery:
             stream: _HandshakeGuard | None = None
             try:
                 with trio.fail_after(connect_timeout_s):
-                    stream = _HandshakeGuard(await _open_stream(target, ssl_context))
+                    stream = _HandshakeGuard(await _open_stream(target, ssl_context, fast=False))
                     ws = await trio_websocket.wrap_client_stream(
                         nursery,
                         stream,  # type: ignore[arg-type]  # any trio Stream works

@@ -12,6 +12,8 @@ import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Literal
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -20,6 +22,7 @@ from hypercorn.trio import serve
 from saynad.emulator import rest, ws
 from saynad.emulator.asgi import Receive, Request, Response, Scope, Send, WebSocket, json_response
 from saynad.emulator.options import EmulatorOptions
+from saynad.emulator.server import serve_front
 from saynad.emulator.state import EmulatorState
 
 __all__ = ["Context", "Emulator", "EmulatorApp", "open_emulator", "serve_emulator"]
@@ -110,7 +113,12 @@ class EmulatorApp:
         await response.send(send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        socket = WebSocket(scope, receive, send)
+        await self.websocket(WebSocket(scope, receive, send))
+
+    async def websocket(self, socket: WebSocket) -> None:
+        """Serve one WebSocket upgrade (from hypercorn's ASGI calls or the direct
+        server): authenticate, accept, run the session."""
+        scope = socket.scope
         if scope["path"] != "/ws":
             await socket.reject(Response(404))
             return
@@ -175,19 +183,54 @@ async def serve_emulator(
     host: str = "127.0.0.1",
     port: int = 0,
     state: EmulatorState | None = None,
+    server: Literal["direct", "hypercorn"] = "direct",
     task_status: trio.TaskStatus[Emulator] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the emulator until cancelled; ``task_status.started`` gets the bound URL."""
+    """Serve the emulator until cancelled; ``task_status.started`` gets the bound URL.
+
+    ``server="direct"`` (the default) serves WebSocket sessions directly over wsproto
+    and relays REST to hypercorn on an internal loopback port (see
+    :mod:`saynad.emulator.server`: several times less CPU per audio frame);
+    ``"hypercorn"`` lets hypercorn serve everything.
+    """
     chosen = options or EmulatorOptions()
     app = EmulatorApp(chosen, state)
 
-    class _ReportURL:
-        """Turns hypercorn's ``started(binds)`` into ours: an :class:`Emulator`."""
+    def report(bound_port: int) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        task_status.started(
+            Emulator(url=f"http://{shown}:{bound_port}", state=app.state, options=chosen)
+        )
 
-        def started(self, binds: list[str]) -> None:
-            task_status.started(Emulator(url=binds[0], state=app.state, options=chosen))
+    if server == "hypercorn":
 
-    await serve(app, _hypercorn_config(host, port), task_status=_ReportURL())  # type: ignore[arg-type]
+        class _ReportURL:
+            """Turns hypercorn's ``started(binds)`` into ours: an :class:`Emulator`."""
+
+            def started(self, binds: list[str]) -> None:
+                task_status.started(Emulator(url=binds[0], state=app.state, options=chosen))
+
+        await serve(app, _hypercorn_config(host, port), task_status=_ReportURL())  # type: ignore[arg-type]
+        return
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(
+            partial(_serve_hypercorn, app, _hypercorn_config("127.0.0.1", 0))
+        )
+        internal_port = int(binds[0].rsplit(":", 1)[1])
+        bound = await nursery.start(
+            partial(serve_front, app.websocket, internal_port, host=host, port=port)
+        )
+        report(bound)
+
+
+async def _serve_hypercorn(
+    app: EmulatorApp,
+    config: HypercornConfig,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve(app, config, task_status=task_status)  # type: ignore[arg-type]
 
 
 @asynccontextmanager

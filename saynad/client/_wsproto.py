@@ -1,0 +1,422 @@
+"""A thin WebSocket client over a trio stream and wsproto: the default transport.
+
+The I/O shell is as small as the protocol allows, because a saynad process holds
+thousands of sessions and pays this code on every 20 ms audio chunk:
+
+- **no background task**: :meth:`WsprotoTransport.receive` reads the socket itself, in
+  64 KiB reads, only while its caller waits; everything a read brought in is parsed at
+  once and handed out from a deque;
+- **one write per frame**: outbound data frames are built here (header, fresh masking
+  key, masked payload) in one buffer and written with one ``send_all``; concurrent
+  senders are serialised by a flag, and only a contended send parks (FIFO hand-off);
+- **inbound frames** go through wsproto's sans-IO :class:`~wsproto.connection.Connection`
+  (reassembly, UTF-8 checks, close codes); pings are answered inline by the reader;
+- the opening handshake is wsproto's :class:`~wsproto.handshake.H11Handshake`, without
+  the permessage-deflate offer (audio does not compress, and inflating costs CPU).
+
+Everything here speaks trio and saynad's error types;
+:func:`saynad.client.transport.connect_websocket` opens the stream and owns the timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+from collections import deque
+from typing import Final
+
+import msgspec
+import trio
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
+
+from saynad.errors import ConnectionClosedError, HandshakeRejectedError, TransportError
+
+__all__ = [
+    "RECEIVE_BYTES",
+    "WsprotoTransport",
+    "encode_client_frame",
+    "handshake",
+    "rejection_error",
+]
+
+RECEIVE_BYTES: Final = 64 * 1024
+"""Bytes asked of the socket per read: a burst of TTS chunks in one system call."""
+
+MAX_REJECTION_BODY_BYTES: Final = 64 * 1024
+"""How much of a refused upgrade's body is kept for :class:`HandshakeRejectedError`."""
+
+NO_STATUS_CODE: Final = 1005
+ABNORMAL_CLOSURE: Final = 1006
+MESSAGE_TOO_BIG: Final = 1009
+
+# First header byte: FIN + opcode (RFC 6455 §5.2).
+_TEXT: Final = 0x81
+_BINARY: Final = 0x82
+
+_KEY_POOL_BYTES: Final = 256
+
+_HEADER_16: Final = struct.Struct("!BBH")
+_HEADER_64: Final = struct.Struct("!BBQ")
+
+
+def encode_client_frame(first_byte: int, payload: bytes, masking_key: bytes) -> bytes:
+    """One complete client frame: header, ``masking_key`` and the masked payload.
+
+    ``first_byte`` is FIN plus the opcode (``0x81`` text, ``0x82`` binary). Clients mask
+    every frame (§5.3); the XOR runs over the payload as one big integer, which in
+    CPython is several times faster than a per-byte loop.
+    """
+    n = len(payload)
+    if n < 126:
+        header = bytes((first_byte, 0x80 | n))
+    elif n < 0x10000:
+        header = _HEADER_16.pack(first_byte, 0xFE, n)
+    else:
+        header = _HEADER_64.pack(first_byte, 0xFF, n)
+    if not n:
+        return header + masking_key
+    key = (masking_key * ((n >> 2) + 1))[:n]
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        n, "little"
+    )
+    return b"".join((header, masking_key, masked))
+
+
+class WsprotoTransport:
+    """An open client WebSocket over a trio stream (see the module docstring).
+
+    Implements :class:`saynad.client.transport.WebSocketTransport`. ``receive`` has one
+    consumer; sends may come from any number of tasks; :meth:`aclose` may run while
+    another task is blocked in ``receive``.
+
+    Buffers: complete messages are parsed out of each read and queued; the socket is
+    read again only when that queue is empty and someone waits in ``receive``. So at
+    most one read (:data:`RECEIVE_BYTES` of wire data) plus one partial message of at
+    most ``max_message_bytes`` is held ahead of the consumer; when the consumer stops,
+    reading stops and TCP back-pressure reaches the server (overflow policy: block).
+    """
+
+    __slots__ = (
+        "_close_error",
+        "_close_timeout_s",
+        "_conn",
+        "_key_offset",
+        "_key_pool",
+        "_local_close",
+        "_max_message_bytes",
+        "_messages",
+        "_parts",
+        "_parts_size",
+        "_peer_closed",
+        "_reader_lot",
+        "_reading",
+        "_stream",
+        "_stream_closed",
+        "_write_lot",
+        "_writing",
+    )
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        conn: Connection,
+        *,
+        max_message_bytes: int,
+        close_timeout_s: float,
+    ) -> None:
+        self._stream = stream
+        self._conn = conn
+        self._max_message_bytes = max_message_bytes
+        self._close_timeout_s = close_timeout_s
+        self._messages: deque[str | bytes] = deque()
+        # The message being reassembled (wsproto hands out partial frames).
+        self._parts: list[str | bytes] = []
+        self._parts_size = 0
+        # Set once the connection is over for this side; receive and sends raise it.
+        self._close_error: ConnectionClosedError | None = None
+        self._local_close = False  # aclose() started the close
+        self._peer_closed = False  # the closing handshake is over (or the peer is gone)
+        self._stream_closed = False
+        self._reading = False
+        self._reader_lot = trio.lowlevel.ParkingLot()  # aclose() waiting for a reader
+        self._writing = False
+        self._write_lot = trio.lowlevel.ParkingLot()  # senders waiting their turn
+        self._key_pool = b""
+        self._key_offset = _KEY_POOL_BYTES
+
+    # ------------------------------------------------------------------ sending
+
+    async def send_text(self, data: str | bytes) -> None:
+        await self._send_frame(_TEXT, data.encode() if isinstance(data, str) else data)
+
+    async def send_bytes(self, data: bytes) -> None:
+        # The audio path: 50 calls a second per session. One coroutine below this one.
+        error = self._close_error
+        if error is not None:
+            raise ConnectionClosedError(error.code, error.reason)
+        await self._write(encode_client_frame(_BINARY, data, self._masking_key()))
+
+    async def _send_frame(self, first_byte: int, payload: bytes) -> None:
+        error = self._close_error
+        if error is not None:
+            raise ConnectionClosedError(error.code, error.reason)
+        await self._write(encode_client_frame(first_byte, payload, self._masking_key()))
+
+    def _masking_key(self) -> bytes:
+        """A fresh masking key from the OS's CSPRNG, drawn 64 at a time (one system
+        call per 64 frames instead of one per frame)."""
+        offset = self._key_offset
+        if offset >= _KEY_POOL_BYTES:
+            self._key_pool = os.urandom(_KEY_POOL_BYTES)
+            offset = 0
+        self._key_offset = offset + 4
+        return self._key_pool[offset : offset + 4]
+
+    async def _write(self, data: bytes) -> None:
+        """Write ``data`` whole; concurrent writers take turns in FIFO order.
+
+        Uncontended, this is one ``send_all`` and nothing else (a lock would add a
+        scheduler round trip per frame). A writer that finishes hands the right to
+        write directly to the next parked one.
+        """
+        if self._writing:
+            await self._write_lot.park()
+        else:
+            self._writing = True
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise self._lost() from exc
+        finally:
+            if self._write_lot:
+                self._write_lot.unpark()
+            else:
+                self._writing = False
+
+    # ------------------------------------------------------------------ receiving
+
+    async def receive(self) -> str | bytes:
+        messages = self._messages
+        while True:
+            if messages and not self._local_close:
+                return messages.popleft()
+            error = self._close_error
+            # After our own Close frame, keep reading (and dropping) until the peer
+            # answers, so that a concurrent aclose() sees the handshake complete.
+            if error is not None and (self._peer_closed or not self._local_close):
+                raise ConnectionClosedError(error.code, error.reason)
+            await self._read_or_wait()
+
+    async def _read_or_wait(self) -> None:
+        """Read once, or, while another task reads (aclose() and a blocked receive()
+        may overlap), wait for that read to finish."""
+        if self._reading:
+            await self._reader_lot.park()
+        else:
+            await self._read()
+
+    async def _read(self) -> None:
+        """One read from the socket, fully processed: messages queued, pings answered,
+        a Close frame answered and recorded."""
+        self._reading = True
+        try:
+            try:
+                data = await self._stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._lost()
+                return
+            # b"" is EOF: wsproto reports it as a close with 1006.
+            self._conn.receive_data(bytes(data) if data else None)
+            await self._process_events()
+        finally:
+            self._reading = False
+            if self._reader_lot:
+                self._reader_lot.unpark_all()
+
+    async def _process_events(self) -> None:
+        for event in self._conn.events():
+            if isinstance(event, TextMessage | BytesMessage):
+                if not self._on_data(event.data, event.message_finished):
+                    reason = f"Exceeded maximum message size: {self._max_message_bytes} bytes"
+                    await self._fail(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason))
+                    return
+            elif isinstance(event, CloseConnection):
+                await self._fail(event)
+                return
+            elif isinstance(event, Ping) and self._conn.state is ConnectionState.OPEN:
+                await self._write(self._conn.send(event.response()))
+            # Pong: nothing to do (saynad sends no pings).
+
+    def _on_data(self, chunk: str | bytes | bytearray, finished: bool) -> bool:
+        """Queue a (part of a) message; ``False`` when it grows past the limit."""
+        if self._close_error is not None:
+            return True  # closing: late messages are dropped
+        # wsproto hands out bytes today; its type hints allow bytearray.
+        data = bytes(chunk) if isinstance(chunk, bytearray) else chunk
+        parts = self._parts
+        if finished and not parts:
+            if len(data) > self._max_message_bytes:
+                return False
+            self._messages.append(data)
+            return True
+        size = self._parts_size + len(data)
+        if size > self._max_message_bytes:
+            return False
+        parts.append(data)
+        self._parts_size = size
+        if finished:
+            self._messages.append(
+                "".join(parts) if type(data) is str else b"".join(parts)  # type: ignore[arg-type]
+            )
+            self._parts = []
+            self._parts_size = 0
+        return True
+
+    async def _fail(self, event: CloseConnection) -> None:
+        """The connection ends from the reading side: record the close, send the Close
+        frame that is due, drop the TCP connection.
+
+        In wsproto's state after the event: ``CLOSED`` — the peer answered our Close
+        frame, or EOF (code 1006); ``REMOTE_CLOSING`` — the peer started the close: echo
+        its code; ``OPEN`` — a protocol error or an oversized message: report it.
+        """
+        code = int(event.code)
+        self._record_close(code, None if code == ABNORMAL_CLOSURE else event.reason or None)
+        self._peer_closed = True
+        if self._conn.state is not ConnectionState.CLOSED:
+            with contextlib.suppress(ConnectionClosedError):
+                # event.response() keeps wsproto's NO_STATUS_RCVD member, which it sends
+                # as a Close frame without code (1005 itself may not go on the wire).
+                await self._write(self._conn.send(event.response()))
+        await self._close_stream()
+
+    # ------------------------------------------------------------------ closing
+
+    async def aclose(self, code: int = 1000) -> None:
+        if self._stream_closed:
+            return
+        try:
+            if self._close_error is None:
+                self._local_close = True
+                self._close_error = ConnectionClosedError(code, None)
+                with contextlib.suppress(ConnectionClosedError):
+                    await self._write(self._conn.send(CloseConnection(code=code)))
+            # The server may never answer our Close frame: bound the wait.
+            with trio.move_on_after(self._close_timeout_s):
+                while not self._peer_closed:
+                    await self._read_or_wait()
+        finally:
+            await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        if not self._stream_closed:
+            self._stream_closed = True
+            await trio.aclose_forcefully(self._stream)
+
+    def _record_close(self, code: int, reason: str | None) -> None:
+        if self._close_error is None:
+            self._close_error = ConnectionClosedError(code, reason)
+
+    def _lost(self) -> ConnectionClosedError:
+        """The connection broke, or this side closed the stream under a blocked call."""
+        self._record_close(ABNORMAL_CLOSURE, None)
+        self._peer_closed = True
+        error = self._close_error
+        assert error is not None
+        return ConnectionClosedError(error.code, error.reason)
+
+
+# --------------------------------------------------------------------------- handshake
+
+
+def rejection_error(status_code: int, body: bytes) -> HandshakeRejectedError:
+    """The error for an upgrade answered with ``status_code`` and ``body``."""
+    text = body.decode("utf-8", "replace")
+    error: str | None = None
+    try:
+        decoded = msgspec.json.decode(text) if text else None
+    except msgspec.DecodeError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("error"), str):
+        error = decoded["error"]
+    return HandshakeRejectedError(status_code, text, error=error)
+
+
+async def handshake(
+    stream: trio.abc.Stream,
+    *,
+    host: str,
+    resource: str,
+    extra_headers: list[tuple[bytes, bytes]],
+    max_message_bytes: int,
+    close_timeout_s: float,
+) -> WsprotoTransport:
+    """Send the upgrade request on ``stream`` and read the answer.
+
+    Returns the open transport on ``101``; raises :class:`HandshakeRejectedError` for
+    any other status (with the body, read until its end, the connection's end, or
+    :data:`MAX_REJECTION_BODY_BYTES`) and :class:`TransportError` when the peer hangs
+    up or answers something that is not HTTP. The caller bounds the time and closes
+    ``stream`` on failure.
+    """
+    upgrade = H11Handshake(ConnectionType.CLIENT)
+    request = Request(host=host, target=resource, extra_headers=extra_headers)
+    try:
+        await stream.send_all(upgrade.send(request))
+    except trio.BrokenResourceError as exc:
+        raise TransportError(f"connection broken during the WebSocket handshake: {exc}") from exc
+    rejection: RejectConnection | None = None
+    body = bytearray()
+    while True:
+        try:
+            data = await stream.receive_some(RECEIVE_BYTES)
+        except trio.BrokenResourceError as exc:
+            raise TransportError(
+                f"connection broken during the WebSocket handshake: {exc}"
+            ) from exc
+        if not data and rejection is None:
+            raise TransportError("the server closed the connection during the WebSocket handshake")
+        try:
+            upgrade.receive_data(bytes(data) if data else None)
+            events = list(upgrade.events())
+        except RemoteProtocolError as exc:
+            raise TransportError(f"invalid WebSocket handshake answer: {exc}") from exc
+        for event in events:
+            if isinstance(event, AcceptConnection):
+                conn = upgrade.connection
+                assert conn is not None
+                transport = WsprotoTransport(
+                    stream,
+                    conn,
+                    max_message_bytes=max_message_bytes,
+                    close_timeout_s=close_timeout_s,
+                )
+                # Frames that came in the same read as the 101 answer.
+                await transport._process_events()
+                return transport
+            if isinstance(event, RejectConnection):
+                rejection = event
+                if not event.has_body:
+                    raise rejection_error(event.status_code, b"")
+            elif isinstance(event, RejectData):
+                assert rejection is not None
+                room = MAX_REJECTION_BODY_BYTES - len(body)
+                body += event.data[:room]
+                if event.body_finished or room <= len(event.data):
+                    raise rejection_error(rejection.status_code, bytes(body))
+        if not data:
+            assert rejection is not None
+            raise rejection_error(rejection.status_code, bytes(body))

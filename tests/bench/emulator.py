@@ -1,0 +1,40 @@
+"""The emulator process of the benchmarks: ``python -m tests.bench.emulator [--server S]``.
+
+Like ``saynad emulator --port 0`` (prints ``... listening on URL`` and serves until
+SIGTERM), with the choice of front server: ``direct`` (the default, WebSocket sessions
+served straight over wsproto) or ``hypercorn`` (hypercorn serves everything; kept to
+measure what the direct server saves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import trio
+
+from saynad.emulator import Emulator, EmulatorOptions, serve_emulator
+
+
+async def run(server: str) -> None:
+    async with trio.open_nursery() as nursery:
+        emulator: Emulator = await nursery.start(
+            lambda task_status: serve_emulator(
+                EmulatorOptions(), port=0, server=server, task_status=task_status
+            )
+        )
+        print(f"saynad emulator ({server}) listening on {emulator.url}", flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.emulator")
+    parser.add_argument("--server", choices=("direct", "hypercorn"), default="direct")
+    trio.run(run, parser.parse_args().server)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,498 @@
+"""The default WebSocket transport (saynad.client._wsproto) over memory streams, against
+a wsproto server driven by the test; the fast socket stream; the pacing timer."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import CloseReason, FrameProtocol
+
+from saynad.client import pacing
+from saynad.client._socket import SEND_SCHEDULE_EVERY, FastSocketStream
+from saynad.client._wsproto import WsprotoTransport, encode_client_frame, handshake
+from saynad.errors import ConnectionClosedError, HandshakeRejectedError, TransportError
+
+# --------------------------------------------------------------------------- frames
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 125, 126, 127, 4800, 65535, 65536, 70001])
+@pytest.mark.parametrize("first_byte", [0x81, 0x82])
+def test_client_frames_decode_to_the_same_payload(size: int, first_byte: int) -> None:
+    payload = os.urandom(size) if first_byte == 0x82 else ("é" * size).encode()[:size]
+    if first_byte == 0x81:
+        payload = b"x" * size
+    server = FrameProtocol(client=False, extensions=[])
+    server.receive_bytes(encode_client_frame(first_byte, payload, os.urandom(4)))
+    frames = list(server.received_frames())
+    assert len(frames) == 1
+    frame = frames[0]
+    assert frame.frame_finished
+    assert frame.message_finished
+    expected = payload.decode() if first_byte == 0x81 else payload
+    assert frame.payload == expected
+
+
+def test_client_frames_are_masked_with_the_given_key() -> None:
+    frame = encode_client_frame(0x82, b"\x00\x00\x00\x00\x00", b"\x01\x02\x03\x04")
+    assert frame == b"\x82\x85\x01\x02\x03\x04\x01\x02\x03\x04\x01"
+
+
+# --------------------------------------------------------------------------- a scripted server
+
+
+class Server:
+    """The server end of a memory stream pair, speaking wsproto."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.pending: list[object] = []
+
+    async def next_event(self) -> object:
+        for _ in range(1000):
+            if self.pending:
+                return self.pending.pop(0)
+            data = await self.stream.receive_some(65536)
+            self.ws.receive_data(data or None)
+            self.pending.extend(self.ws.events())
+        raise AssertionError("no event")
+
+    async def send(self, event: object) -> None:
+        await self.stream.send_all(self.ws.send(event))  # type: ignore[arg-type]
+
+    async def accept(self) -> Request:
+        request = await self.next_event()
+        assert isinstance(request, Request)
+        await self.send(AcceptConnection())
+        return request
+
+    async def message(self) -> str | bytes:
+        event = await self.next_event()
+        assert isinstance(event, TextMessage | BytesMessage), event
+        assert event.message_finished
+        return event.data if isinstance(event.data, str) else bytes(event.data)
+
+
+Scenario = Callable[[Server], Awaitable[None]]
+
+
+@asynccontextmanager
+async def connected(
+    scenario: Scenario, *, max_message_bytes: int = 1 << 20, close_timeout_s: float = 2.0
+) -> AsyncIterator[WsprotoTransport]:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    server = Server(server_stream)
+    async with trio.open_nursery() as nursery:
+        done = trio.Event()
+
+        async def serve() -> None:
+            await server.accept()
+            await scenario(server)
+            done.set()
+
+        nursery.start_soon(serve)
+        transport = await handshake(
+            client_stream,
+            host="sayna.test",
+            resource="/ws",
+            extra_headers=[(b"authorization", b"Bearer k")],
+            max_message_bytes=max_message_bytes,
+            close_timeout_s=close_timeout_s,
+        )
+        try:
+            yield transport
+        finally:
+            await transport.aclose()
+            with trio.move_on_after(5):
+                await done.wait()  # let the scenario finish its checks
+            nursery.cancel_scope.cancel()
+
+
+async def test_upgrade_request_carries_host_resource_and_headers() -> None:
+    seen: list[Request] = []
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    server = Server(server_stream)
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            seen.append(await server.accept())
+
+        nursery.start_soon(serve)
+        transport = await handshake(
+            client_stream,
+            host="sayna.test:8443",
+            resource="/ws?x=1",
+            extra_headers=[(b"authorization", b"Bearer k")],
+            max_message_bytes=100,
+            close_timeout_s=0.1,
+        )
+        nursery.cancel_scope.cancel()
+    await transport.aclose()
+    request = seen[0]
+    assert request.host == "sayna.test:8443"
+    assert request.target == "/ws?x=1"
+    assert (b"authorization", b"Bearer k") in request.extra_headers
+    assert request.extensions == []  # no permessage-deflate offer
+
+
+async def test_messages_both_ways_and_ping_answered() -> None:
+    got: list[object] = []
+
+    async def scenario(server: Server) -> None:
+        got.append(await server.message())
+        got.append(await server.message())
+        await server.send(Ping(payload=b"p1"))
+        got.append(await server.next_event())
+        await server.send(TextMessage(data='{"type":"ready"}'))
+        await server.send(BytesMessage(data=b"\x01\x02"))
+        # A fragmented message is reassembled.
+        await server.send(TextMessage(data="ab", message_finished=False))
+        await server.send(TextMessage(data="cd", message_finished=True))
+
+    async with connected(scenario) as transport:
+        await transport.send_text('{"type":"config"}')
+        await transport.send_bytes(b"\x00" * 640)
+        with trio.fail_after(5):
+            assert await transport.receive() == '{"type":"ready"}'
+            assert await transport.receive() == b"\x01\x02"
+            assert await transport.receive() == "abcd"
+    assert got[0] == '{"type":"config"}'
+    assert got[1] == b"\x00" * 640
+    assert got[2] == Pong(payload=b"p1")
+
+
+async def test_concurrent_senders_never_interleave_frames() -> None:
+    received: list[str | bytes] = []
+    all_in = trio.Event()
+
+    async def scenario(server: Server) -> None:
+        for _ in range(60):
+            received.append(await server.message())
+        all_in.set()
+
+    async with connected(scenario) as transport:
+        async with trio.open_nursery() as nursery:
+            for task in range(3):
+
+                async def send(task: int = task) -> None:
+                    for i in range(20):
+                        await transport.send_bytes(bytes([task]) * (1000 + i))
+
+                nursery.start_soon(send)
+        with trio.fail_after(5):
+            await all_in.wait()
+    assert sorted(len(m) for m in received) == sorted(1000 + i for _ in range(3) for i in range(20))
+    assert all(len(set(m)) == 1 for m in received)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "expected_code", "expected_reason"),
+    [
+        (1000, "bye", 1000, "bye"),
+        (4000, "custom", 4000, "custom"),
+        (CloseReason.NO_STATUS_RCVD, None, 1005, None),
+    ],
+)
+async def test_peer_close_delivers_earlier_messages_then_raises(
+    code: int, reason: str | None, expected_code: int, expected_reason: str | None
+) -> None:
+    answers: list[object] = []
+
+    async def scenario(server: Server) -> None:
+        await server.send(TextMessage(data="last words"))
+        await server.send(CloseConnection(code=code, reason=reason))
+        answers.append(await server.next_event())
+
+    async with connected(scenario) as transport:
+        with trio.fail_after(5):
+            assert await transport.receive() == "last words"
+            with pytest.raises(ConnectionClosedError) as info:
+                await transport.receive()
+            assert (info.value.code, info.value.reason) == (expected_code, expected_reason)
+            # It stays closed; sends fail the same way.
+            with pytest.raises(ConnectionClosedError):
+                await transport.receive()
+            with pytest.raises(ConnectionClosedError):
+                await transport.send_text("x")
+    assert isinstance(answers[0], CloseConnection)
+    assert answers[0].code == code  # the Close frame is echoed (1005: without a code)
+
+
+async def test_eof_without_close_frame_is_1006() -> None:
+    async def scenario(server: Server) -> None:
+        await server.send(TextMessage(data="hi"))
+        await server.stream.aclose()
+
+    async with connected(scenario) as transport:
+        with trio.fail_after(5):
+            assert await transport.receive() == "hi"
+            with pytest.raises(ConnectionClosedError) as info:
+                await transport.receive()
+    assert (info.value.code, info.value.reason) == (1006, None)
+
+
+async def test_oversized_message_closes_with_1009() -> None:
+    answers: list[object] = []
+    answered = trio.Event()
+
+    async def scenario(server: Server) -> None:
+        await server.send(BytesMessage(data=b"x" * 200))
+        answers.append(await server.next_event())
+        answered.set()
+
+    async with connected(scenario, max_message_bytes=100) as transport:
+        with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+            await transport.receive()
+        assert info.value.code == 1009
+        with trio.fail_after(5):
+            await answered.wait()
+    assert isinstance(answers[0], CloseConnection)
+    assert answers[0].code == 1009
+
+
+async def test_aclose_sends_close_and_waits_for_the_answer() -> None:
+    events: list[object] = []
+
+    async def scenario(server: Server) -> None:
+        event = await server.next_event()
+        events.append(event)
+        assert isinstance(event, CloseConnection)
+        await server.send(event.response())
+
+    async with connected(scenario) as transport:
+        await transport.aclose(1000)
+        await transport.aclose()  # idempotent
+        with pytest.raises(ConnectionClosedError) as info:
+            await transport.receive()
+    assert info.value.code == 1000
+    assert isinstance(events[0], CloseConnection)
+    assert events[0].code == 1000
+
+
+async def test_aclose_gives_up_on_a_silent_server(autojump_clock: trio.abc.Clock) -> None:
+    async def scenario(server: Server) -> None:
+        await trio.sleep_forever()
+
+    async with connected(scenario, close_timeout_s=2.0) as transport:
+        before = trio.current_time()
+        await transport.aclose()
+        assert trio.current_time() - before == pytest.approx(2.0)
+
+
+async def test_aclose_from_another_task_ends_a_blocked_receive() -> None:
+    async def scenario(server: Server) -> None:
+        event = await server.next_event()
+        assert isinstance(event, CloseConnection)
+        await server.send(event.response())
+
+    async with connected(scenario) as transport:
+        outcome: list[BaseException] = []
+
+        async def consume() -> None:
+            try:
+                await transport.receive()
+            except ConnectionClosedError as exc:
+                outcome.append(exc)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(consume)
+                await trio.testing.wait_all_tasks_blocked()
+                await transport.aclose()
+    assert isinstance(outcome[0], ConnectionClosedError)
+    assert outcome[0].code == 1000
+
+
+# --------------------------------------------------------------------------- handshake failures
+
+
+async def answer_upgrade_with(raw: bytes, *, then_close: bool = True) -> TransportError | Exception:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            await server_stream.receive_some(65536)
+            if raw:
+                await server_stream.send_all(raw)
+            if then_close:
+                await server_stream.aclose()
+
+        nursery.start_soon(serve)
+        try:
+            with trio.fail_after(5):
+                await handshake(
+                    client_stream,
+                    host="h",
+                    resource="/ws",
+                    extra_headers=[],
+                    max_message_bytes=100,
+                    close_timeout_s=0.1,
+                )
+        except Exception as exc:
+            return exc
+    raise AssertionError("the handshake succeeded")
+
+
+async def test_rejection_carries_status_body_and_error_code() -> None:
+    body = b'{"error":"unauthorized","message":"Unauthorized: Invalid API secret"}'
+    exc = await answer_upgrade_with(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body,
+        then_close=False,
+    )
+    assert isinstance(exc, HandshakeRejectedError)
+    assert exc.status_code == 401
+    assert exc.error == "unauthorized"
+    assert exc.body == body.decode()
+
+
+async def test_rejection_body_read_until_eof() -> None:
+    exc = await answer_upgrade_with(b"HTTP/1.1 503 Busy\r\n\r\nnot json")
+    assert isinstance(exc, HandshakeRejectedError)
+    assert (exc.status_code, exc.body, exc.error) == (503, "not json", None)
+
+
+async def test_garbage_answer_is_a_transport_error() -> None:
+    exc = await answer_upgrade_with(b"SSH-2.0-OpenSSH\r\n\r\n")
+    assert isinstance(exc, TransportError)
+
+
+async def test_hang_up_during_handshake_is_a_transport_error() -> None:
+    exc = await answer_upgrade_with(b"")
+    assert isinstance(exc, TransportError)
+    assert "during the WebSocket handshake" in str(exc)
+
+
+def test_wsproto_rejection_events_are_the_ones_handled() -> None:
+    # The handshake loop relies on these wsproto event types for refusals.
+    assert RejectConnection(status_code=401).has_body is False
+    assert RejectData(data=b"x").body_finished is True
+
+
+# --------------------------------------------------------------------------- fast socket stream
+
+
+async def test_fast_socket_stream_round_trip_and_close_wakes_reader() -> None:
+    a, b = socket.socketpair()
+    left, right = FastSocketStream(a), FastSocketStream(b)
+    for _ in range(SEND_SCHEDULE_EVERY * 2):
+        await left.send_all(b"ping")
+    data = b""
+    while len(data) < 8 * SEND_SCHEDULE_EVERY:
+        data += await right.receive_some(1 << 16)
+    assert data == b"ping" * SEND_SCHEDULE_EVERY * 2
+    # A large write waits for the reader instead of failing.
+    big = b"x" * (4 << 20)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(left.send_all, big)
+        got = 0
+        while got < len(big):
+            got += len(await right.receive_some(1 << 20))
+    # Closing wakes a blocked reader with ClosedResourceError.
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+
+            async def blocked() -> None:
+                with pytest.raises(trio.ClosedResourceError):
+                    await right.receive_some(10)
+
+            nursery.start_soon(blocked)
+            await trio.testing.wait_all_tasks_blocked()
+            await right.aclose()
+    # The peer sees EOF, then a broken pipe on send.
+    assert await left.receive_some(10) == b""
+    with pytest.raises(trio.BrokenResourceError):
+        await left.send_all(b"x" * (8 << 20))
+    await left.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await left.send_all(b"x")
+
+
+async def test_fast_socket_stream_send_is_a_cancellation_point() -> None:
+    a, b = socket.socketpair()
+    left = FastSocketStream(a)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await left.send_all(b"never")
+    assert scope.cancelled_caught
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        b.recv(10)  # nothing was sent
+    await left.aclose()
+    b.close()
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+async def test_pacing_wakes_in_deadline_order(autojump_clock: trio.abc.Clock) -> None:
+    woke: list[tuple[str, float]] = []
+    start = trio.current_time()
+
+    async def sleeper(name: str, at: float) -> None:
+        await pacing.sleep_until(start + at)
+        woke.append((name, trio.current_time() - start))
+
+    async with trio.open_nursery() as nursery:
+        for name, at in (("c", 0.3), ("a", 0.1), ("b", 0.2), ("a2", 0.1)):
+            nursery.start_soon(sleeper, name, at)
+    assert sorted(name for name, _ in woke[:2]) == ["a", "a2"]
+    assert [name for name, _ in woke[2:]] == ["b", "c"]
+    for name, at in woke:
+        assert at == pytest.approx({"a": 0.1, "a2": 0.1, "b": 0.2, "c": 0.3}[name])
+
+
+async def test_pacing_earlier_deadline_rearms_the_timer(autojump_clock: trio.abc.Clock) -> None:
+    start = trio.current_time()
+    woke: list[float] = []
+
+    async def late() -> None:
+        await pacing.sleep(10)
+        woke.append(trio.current_time() - start)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(late)
+        await trio.testing.wait_all_tasks_blocked()
+        await pacing.sleep(1)
+        woke.append(trio.current_time() - start)
+    assert woke == [pytest.approx(1), pytest.approx(10)]
+
+
+async def test_pacing_sleep_is_cancellable_and_checkpoints(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    with trio.move_on_after(1) as scope:
+        await pacing.sleep(100)
+    assert scope.cancelled_caught
+    assert trio.current_time() == pytest.approx(1)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await pacing.sleep_until(trio.current_time() - 1)  # past: still a checkpoint
+    assert scope.cancelled_caught
+    with pytest.raises(ValueError, match="non-negative"):
+        await pacing.sleep(-1)
+    with pytest.raises(ValueError, match="NaN"):
+        await pacing.sleep_until(float("nan"))
+    # A cancelled sleeper left in the heap does not disturb later ones.
+    await pacing.sleep(200)
+    assert trio.current_time() == pytest.approx(201)
