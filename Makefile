@@ -27,7 +27,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# Benchmarks need the `bench` extra (matplotlib for the plot, py-spy for --profiles).
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m tests.bench
 
 fmt: $(STAMP)

@@ -1,8 +1,12 @@
 """``make bench``: run the benchmarks and write ``docs/benchmarks.md``.
 
-Options: ``--sizes 100,500,1000`` (sessions per client process), ``--reps 3``,
-``--clients saynad,sdk``. Medians of the repetitions are reported; raw results go to
-``bench-results/`` (ignored by git).
+Options: ``--sizes 100,500,1000,2000,5000`` (sessions per client process), ``--reps 3``,
+``--clients saynad,sdk,bare``, ``--ablations 1000`` (saynad with one optimisation taken
+out, at that N; ``0`` to skip), ``--stretch 10000`` (one saynad run at that N; ``0`` to
+skip), ``--profiles`` (py-spy flame graphs of each client at N=1000 into
+``docs/profiles/``). Medians of the repetitions are reported; raw results go to
+``bench-results/`` (ignored by git). The README's Performance table is refreshed from the
+same run.
 """
 
 from __future__ import annotations
@@ -11,12 +15,18 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from tests.bench import sessions
+from tests.bench import decode, report, sessions
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+FINDINGS = Path(__file__).with_name("findings.md")
 
 
 def machine() -> str:
@@ -41,52 +51,180 @@ def machine() -> str:
     )
 
 
+def _versions() -> str:
+    from importlib.metadata import version
+
+    names = ("trio", "wsproto", "msgspec", "hypercorn", "sayna-client", "aiohttp", "pydantic")
+    return ", ".join(f"{name} {version(name)}" for name in names)
+
+
+def profiles(out_dir: Path, n: int = 1000) -> list[Path]:
+    """Flame graphs (SVG) of each client process at ``n`` sessions, recorded with py-spy."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for client in ("saynad", "sdk", "bare"):
+        path = out_dir / f"{client.replace('/', '-')}-N{n}.svg"
+        with sessions.emulator_process() as emu:
+            record = [py_spy, "record", "--rate", "250", "--format", "flamegraph", "-o", str(path)]
+            client_command = [sys.executable, *sessions.CLIENTS[client], emu.url, str(n)]
+            subprocess.run(
+                [*record, "--", *client_command],
+                check=True,
+                capture_output=True,
+            )
+        written.append(path)
+        print(f"  profile: {path.relative_to(ROOT)}")
+    return written
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="make bench")
-    parser.add_argument("--sizes", default="100,500,1000")
+    parser = argparse.ArgumentParser(prog="python -m tests.bench")
+    parser.add_argument("--sizes", default="100,500,1000,2000,5000")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--clients", default="saynad,sdk")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--clients", default=",".join(sessions.DEFAULT_CLIENTS))
+    parser.add_argument("--ablations", type=int, default=1000)
+    parser.add_argument("--stretch", type=int, default=10000)
+    parser.add_argument("--profiles", action="store_true")
+    parser.add_argument("--out", default=str(DOCS / "benchmarks.md"))
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
     args = parser.parse_args()
 
     sizes = [int(s) for s in args.sizes.split(",")]
     clients = args.clients.split(",")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    t0 = time.monotonic()
     print(f"session benchmark: clients={clients} sizes={sizes} reps={args.reps}")
     rows = sessions.run_matrix(clients, sizes, args.reps)
+    ablation_rows: list[dict[str, Any]] = []
+    if args.ablations:
+        print(f"ablations at N={args.ablations}")
+        variants = ["saynad", "saynad/trio-sleep", "saynad/trio-websocket", "sdk"]
+        ablation_rows = sessions.run_matrix(variants, [args.ablations], args.reps)
+    stretch: dict[str, Any] | None = None
+    if args.stretch:
+        print(f"stretch: saynad at N={args.stretch}")
+        stretch = sessions.run_once("saynad", args.stretch, timeout_s=1800)
+        print(
+            f"  cpu {stretch['cpu_ms_per_session']:.2f} ms/session, lag p99 "
+            f"{stretch['send_lag_p99_s'] * 1000:.0f} ms, failures {stretch['failures']}"
+        )
+    print("decode throughput")
+    decode_rows = decode.run()
+    if args.profiles:
+        profiles(DOCS / "profiles")
 
     results_dir = ROOT / "bench-results"
     results_dir.mkdir(exist_ok=True)
-    (results_dir / "sessions.json").write_text(json.dumps(rows, indent=2))
+    (results_dir / "sessions.json").write_text(
+        json.dumps(
+            {"rows": rows, "ablations": ablation_rows, "stretch": stretch, "decode": decode_rows},
+            indent=2,
+        )
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_path = out.with_suffix(".png")
+    report.plot(rows, clients, plot_path)
+    targets_table, checks = report.targets(rows, sizes)
+    minutes = (time.monotonic() - t0) / 60
+
+    stretch_text = "Not run (`--stretch 0`)."
+    if stretch is not None:
+        stretch_text = (
+            f"saynad, N = {stretch['n']}, one run: client CPU "
+            f"{stretch['cpu_ms_per_session']:.2f} ms/session, peak RSS "
+            f"{stretch['rss_kb_per_session']:.0f} KB/session, send lag p50 / p99 "
+            f"{stretch['send_lag_p50_s'] * 1000:.0f} / {stretch['send_lag_p99_s'] * 1000:.0f} ms, "
+            f"speak→first audio p99 {stretch['first_audio_p99_s'] * 1000:.0f} ms, all ready "
+            f"after {stretch['all_ready_s']:.1f} s, wall {stretch['wall_s']:.1f} s, emulator CPU "
+            f"{stretch['emulator_cpu_s']:.1f} s, failures {stretch['failures']}."
+        )
+    ablation_text = "Not run (`--ablations 0`)."
+    if ablation_rows:
+        ablation_text = sessions.markdown(ablation_rows)
+    findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else ""
 
     text = f"""# saynad benchmarks
 
-Generated by `make bench` on {started}.
-Machine: {machine()}. Loopback only; the emulator runs in its own process pinned to
-core 1, each client process on core 0. Medians of {args.reps} runs.
+Generated by `make bench` on {started} ({minutes:.0f} min). Machine: {machine()}.
+Versions: {_versions()}.
+Loopback only. The emulator runs in its own process pinned to core 1 and its CPU is
+reported in every row; each client process runs alone on core 0. Every figure is the
+median of {args.reps} runs; the clients run interleaved at each N (saynad, sdk, bare, saynad, …)
+so that drift and noise from other work on the machine hit all of them alike. Ratios
+compare figures from the same run.
 
-## Concurrent sessions
+## Concurrent sessions in one process
 
 Each session: connect, `ready`, speak one sentence and receive its audio and
 `tts_playback_complete`, stream 2 s of 16 kHz PCM in 20 ms chunks at real-time pace,
-receive the final transcripts, close. *Send lag* is how late a 20 ms chunk left
-compared with its schedule. `sdk` is the official asyncio SDK (`sayna-client` 0.0.18)
-doing exactly the same.
+receive the two final transcripts, close. Clients:
+
+- **saynad**: `open_session` + `saynad.client.pacing.sleep_until` between chunks
+  (`tests/bench/client_saynad.py`);
+- **sdk**: the official asyncio SDK, `sayna-client` (`tests/bench/client_sdk.py`);
+- **bare**: trio + wsproto + json written the obvious way: a reader task and a channel,
+  a lock around sends, `trio.sleep_until` (`tests/bench/client_bare.py`).
+
+*CPU* is the client process's user + system time from start to the last session's end,
+divided by N. *Peak RSS* is the growth of the client's resident set over its baseline,
+divided by N. *Send lag* is how late each 20 ms chunk left against its schedule
+(p50 / p99 over all chunks of all sessions). *First audio* is the time from `speak` to
+the first TTS frame.
+
+![CPU per session and send-lag p99 against N](benchmarks.png)
+
+### Medians
 
 {sessions.markdown(rows)}
+### Ratios to the official SDK
+
+{report.ratios(rows, sizes, clients)}
+### Targets (issue 3)
+
+{targets_table}
+### Ablations: saynad with one change taken out (N = {args.ablations})
+
+`saynad/trio-sleep` paces with `trio.sleep_until` instead of
+`saynad.client.pacing.sleep_until`; `saynad/trio-websocket` additionally goes back to the
+trio-websocket transport (the stack before this work).
+
+{ablation_text}
+### Stretch: one process, many more sessions
+
+{stretch_text}
+
+## Decode throughput of `stt_result` frames
+
+One core, best of 5 runs of {decode.ROUNDS:,} frames (`tests/bench/decode.py`).
+
+{decode.markdown(decode_rows)}
+{findings}
+## Reproduce
+
+```
+make bench                                   # everything above (~{minutes:.0f} min here)
+.venv/bin/python -m tests.bench --sizes 100,1000 --reps 1 --ablations 0 --stretch 0
+.venv/bin/python -m tests.bench --profiles   # also record docs/profiles/*.svg
+.venv/bin/python -m tests.bench.decode       # decode throughput only
+```
 """
-    Path(args.out).write_text(text)
-    print(f"wrote {args.out}")
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out} and {plot_path}")
 
-    # Agent latency at 1,000 sessions: tests/bench/bench_agent.py → docs/benchmarks-agent.md
-    from tests.bench import bench_agent
-
-    bench_agent.main([])
-
-    # Inbound calls and /metrics: tests/bench/bench_webhooks.py → docs/benchmarks-webhooks.md
-    from tests.bench import bench_webhooks
-
-    bench_webhooks.main(["--reps", str(args.reps)])
+    readme = Path(args.readme)
+    held = sum(ok for _, ok in checks)
+    note = (
+        f"`make bench` on {started}, {machine()}; medians of {args.reps} runs "
+        f"({held} of {len(checks)} targets held; details and the plot in "
+        "[docs/benchmarks.md](docs/benchmarks.md)):"
+    )
+    try:
+        report.update_readme(readme, report.headline(rows, sizes), note)
+        print(f"updated the Performance table in {readme}")
+    except (OSError, RuntimeError) as exc:
+        print(f"README not updated: {exc}")
 
 
 if __name__ == "__main__":

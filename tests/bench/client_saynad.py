@@ -1,17 +1,30 @@
-"""The session workload on saynad's client: ``python -m tests.bench.client_saynad URL N``."""
+"""The session workload on saynad's client.
+
+``python -m tests.bench.client_saynad URL N [--transport wsproto|trio-websocket]
+[--pacing saynad|trio]``
+
+The defaults are what a saynad user writes: :func:`saynad.open_session` and
+:func:`saynad.client.pacing.sleep_until` between chunks. The options swap in the
+trio-websocket transport or plain :func:`trio.sleep_until`, to measure what each saves.
+"""
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import trio
 
 from saynad import STTConfig, STTResult, TTSAudio, TTSConfig, TTSPlaybackComplete, open_session
-from saynad.client.pacing import sleep_until
+from saynad.client import pacing, session
+from saynad.client.transport import connect_websocket
 from tests.bench import common
 
 STT = STTConfig(**common.STT)  # type: ignore[arg-type]
 TTS = TTSConfig(**common.TTS)  # type: ignore[arg-type]
+
+sleep_until: Callable[[float], Awaitable[None]] = pacing.sleep_until
 
 
 async def one_session(url: str, c: common.Collector) -> None:
@@ -77,5 +90,17 @@ async def main(url: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    common.pin_to_cpu(0)
-    trio.run(main, sys.argv[1], int(sys.argv[2]))
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.client_saynad")
+    parser.add_argument("url")
+    parser.add_argument("n", type=int)
+    parser.add_argument("--transport", choices=("wsproto", "trio-websocket"), default="wsproto")
+    parser.add_argument("--pacing", choices=("saynad", "trio"), default="saynad")
+    args = parser.parse_args()
+    if args.transport != "wsproto":
+        session.connect_websocket = partial(  # type: ignore[assignment]
+            connect_websocket, implementation=args.transport
+        )
+    if args.pacing == "trio":
+        sleep_until = trio.sleep_until
+    common.prepare_process()
+    trio.run(main, args.url, args.n)

@@ -93,5 +93,5 @@ async def main(url: str, n: int) -> None:
 
 
 if __name__ == "__main__":
-    common.pin_to_cpu(0)
+    common.prepare_process()
     asyncio.run(main(sys.argv[1], int(sys.argv[2])))

@@ -118,3 +118,16 @@ def pin_to_cpu(cpu: int) -> None:
     """Keep this process on one core so client and emulator do not share one."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {cpu})
+
+
+def raise_fd_limit() -> None:
+    """One socket per session: lift the soft limit on open files to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def prepare_process() -> None:
+    """What every client process does first: core 0, enough file descriptors."""
+    pin_to_cpu(0)
+    raise_fd_limit()

@@ -14,15 +14,27 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-CLIENT_MODULES = {
-    "saynad": "tests.bench.client_saynad",
-    "sdk": "tests.bench.client_sdk",
+CLIENTS: dict[str, list[str]] = {
+    "saynad": ["-m", "tests.bench.client_saynad"],
+    "sdk": ["-m", "tests.bench.client_sdk"],
+    "bare": ["-m", "tests.bench.client_bare"],
+    # Ablations (not run by default): saynad with one optimisation taken out.
+    "saynad/trio-sleep": ["-m", "tests.bench.client_saynad", "--pacing", "trio"],
+    "saynad/trio-websocket": [
+        "-m",
+        "tests.bench.client_saynad",
+        "--transport",
+        "trio-websocket",
+        "--pacing",
+        "trio",
+    ],
 }
+DEFAULT_CLIENTS = ("saynad", "sdk", "bare")
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -42,13 +54,18 @@ class EmulatorProcess:
 
 
 @contextmanager
-def emulator_process(*extra: str) -> Iterator[EmulatorProcess]:
-    """Start ``saynad emulator`` on a free loopback port, pinned to core 1."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "saynad", "emulator", "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def emulator_process(*extra: str, server: str = "direct") -> Iterator[EmulatorProcess]:
+    """Start the emulator on a free loopback port, pinned to core 1.
+
+    ``server``: ``direct`` (WebSocket sessions served straight over wsproto) or
+    ``hypercorn``; ``extra`` arguments go to ``saynad emulator`` when given (it has
+    options the benchmark launcher lacks, and always uses the default server).
+    """
+    if extra:
+        command = [sys.executable, "-m", "saynad", "emulator", "--port", "0", *extra]
+    else:
+        command = [sys.executable, "-m", "tests.bench.emulator", "--server", server]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -66,13 +83,15 @@ def emulator_process(*extra: str) -> Iterator[EmulatorProcess]:
             proc.wait()
 
 
-def run_once(client: str, n: int, timeout_s: float = 600) -> dict[str, Any]:
+def run_once(
+    client: str, n: int, *, timeout_s: float = 900, server: str = "direct"
+) -> dict[str, Any]:
     """One client process with ``n`` sessions against a fresh emulator."""
-    with emulator_process() as emu:
+    with emulator_process(server=server) as emu:
         cpu0 = emu.cpu_s()
         started = time.monotonic()
         out = subprocess.run(
-            [sys.executable, "-m", CLIENT_MODULES[client], emu.url, str(n)],
+            [sys.executable, *CLIENTS[client], emu.url, str(n)],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -84,13 +103,16 @@ def run_once(client: str, n: int, timeout_s: float = 600) -> dict[str, Any]:
                 result = json.loads(line)
         if not result:
             raise RuntimeError(f"{client} N={n} produced no result:\n{out.stderr[-2000:]}")
+        result["client"] = client
         result["emulator_cpu_s"] = emu.cpu_s() - cpu0
+        result["emulator_cpu_ms_per_session"] = result["emulator_cpu_s"] * 1000 / n
         result["process_wall_s"] = time.monotonic() - started
         return result
 
 
 METRICS = (
     "all_ready_s",
+    "wall_s",
     "cpu_ms_per_session",
     "rss_kb_per_session",
     "send_lag_p50_s",
@@ -98,6 +120,7 @@ METRICS = (
     "first_audio_p50_s",
     "first_audio_p99_s",
     "emulator_cpu_s",
+    "emulator_cpu_ms_per_session",
     "failures",
 )
 
@@ -106,41 +129,59 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"client": runs[0]["client"], "n": runs[0]["n"], "reps": len(runs)}
     for key in METRICS:
         merged[key] = statistics.median(float(r[key]) for r in runs)
+    merged["failures_total"] = sum(int(r["failures"]) for r in runs)
     merged["errors"] = {k: v for r in runs for k, v in r["errors"].items()}
+    merged["runs"] = runs
     return merged
 
 
 def run_matrix(
-    clients: list[str], sizes: list[int], reps: int, log: Any = print
+    clients: list[str],
+    sizes: list[int],
+    reps: int,
+    log: Callable[[str], object] = print,
+    *,
+    server: str = "direct",
 ) -> list[dict[str, Any]]:
     """Every client at every size, ``reps`` times, interleaved so drift hits all alike."""
     raw: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for n in sizes:
         for rep in range(reps):
             for client in clients:
-                result = run_once(client, n)
+                result = run_once(client, n, server=server)
                 raw.setdefault((client, n), []).append(result)
                 log(
-                    f"  {client:7s} N={n:5d} rep={rep + 1}: cpu {result['cpu_ms_per_session']:.2f} "
-                    f"ms/session, rss {result['rss_kb_per_session']:.0f} KB/session, "
+                    f"  {client:22s} N={n:5d} rep={rep + 1}: "
+                    f"cpu {result['cpu_ms_per_session']:.2f} ms/session, "
+                    f"rss {result['rss_kb_per_session']:.0f} KB/session, "
                     f"lag p99 {result['send_lag_p99_s'] * 1000:.1f} ms, "
-                    f"ready {result['all_ready_s']:.2f} s, failures {result['failures']}"
+                    f"first audio p99 {result['first_audio_p99_s'] * 1000:.0f} ms, "
+                    f"ready {result['all_ready_s']:.2f} s, "
+                    f"emulator {result['emulator_cpu_s']:.1f} s, failures {result['failures']}"
                 )
     return [median_of(runs) for runs in raw.values()]
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}" if seconds >= 0.1 else f"{seconds * 1000:.1f}"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
+    """The table of medians, one row per client and N."""
     head = (
-        "| client | N | all ready (s) | client CPU (ms/session) | peak RSS (KB/session) "
-        "| send lag p50 / p99 (ms) | speak→first audio p50 / p99 (ms) | emulator CPU (s) "
-        "| failures |\n|---|---|---|---|---|---|---|---|---|\n"
+        "| N | client | CPU (ms/session) | peak RSS (KB/session) | send lag p50 / p99 (ms) "
+        "| speak→first audio p50 / p99 (ms) | all ready (s) | wall (s) "
+        "| emulator CPU (s; ms/session) | failures (all runs) |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
-        f"| {r['client']} | {r['n']} | {r['all_ready_s']:.2f} | {r['cpu_ms_per_session']:.2f} "
+        f"| {r['n']} | {r['client']} | {r['cpu_ms_per_session']:.2f} "
         f"| {r['rss_kb_per_session']:.0f} "
-        f"| {r['send_lag_p50_s'] * 1000:.1f} / {r['send_lag_p99_s'] * 1000:.1f} "
-        f"| {r['first_audio_p50_s'] * 1000:.1f} / {r['first_audio_p99_s'] * 1000:.1f} "
-        f"| {r['emulator_cpu_s']:.1f} | {r['failures']:.0f} |\n"
+        f"| {_ms(r['send_lag_p50_s'])} / {_ms(r['send_lag_p99_s'])} "
+        f"| {_ms(r['first_audio_p50_s'])} / {_ms(r['first_audio_p99_s'])} "
+        f"| {r['all_ready_s']:.2f} | {r['wall_s']:.1f} "
+        f"| {r['emulator_cpu_s']:.1f}; {r['emulator_cpu_ms_per_session']:.2f} "
+        f"| {r['failures_total']} |\n"
         for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
     )
     return head + body
