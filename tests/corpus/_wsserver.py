@@ -12,10 +12,13 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
+
+from tests.corpus._corpus import expand
 
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 CONTINUATION = 0x0
@@ -43,6 +46,31 @@ def encode_frame(
         return header + payload
     masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return header + mask + masked
+
+
+def item_frames(item: dict[str, Any]) -> list[bytes]:
+    """The wire bytes of the item's frame (several when it is fragmented)."""
+    if "payload_hex" in item:
+        payload = bytes.fromhex(item["payload_hex"])
+    elif "size" in item:
+        payload = b"a" * item["size"]
+    else:
+        payload = expand(item["text"], item.get("expand")).encode()
+    opcode = item.get("opcode", BINARY if item.get("binary") else TEXT)
+    mask = b"\x01\x02\x03\x04" if item.get("masked") else None
+    count = item.get("fragments", 1)
+    step = max(1, -(-len(payload) // count))
+    parts = [payload[i : i + step] for i in range(0, len(payload), step)] or [b""]
+    return [
+        encode_frame(
+            opcode if index == 0 else CONTINUATION,
+            part,
+            fin=item.get("fin", True) and index == len(parts) - 1,
+            rsv=item.get("rsv", 0),
+            mask=mask,
+        )
+        for index, part in enumerate(parts)
+    ]
 
 
 def close_payload(code: int, reason: str = "") -> bytes:

@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 from saynad.client.session import SessionEvent, open_session
 from saynad.errors import ConnectionClosedError
 from saynad.protocol.messages import STTConfig, STTResult, TTSAudio, TTSConfig
-from tests.corpus._corpus import expand, load_items, params
-from tests.corpus._wsserver import BINARY, CONTINUATION, TEXT, RawPeer, encode_frame, raw_ws_server
+from tests.corpus._corpus import load_items, params
+from tests.corpus._wsserver import RawPeer, item_frames, raw_ws_server
 
 STT = STTConfig(
     provider="deepgram",
@@ -39,31 +39,6 @@ VALID_EVENT = STTResult(
 )
 DEFAULT_LIMIT = 1024 * 1024
 BAD_FRAME_LOG = "ignored undecodable frame"
-
-
-def item_frames(item: dict[str, Any]) -> list[bytes]:
-    """The wire bytes of the item's frame (several when it is fragmented)."""
-    if "payload_hex" in item:
-        payload = bytes.fromhex(item["payload_hex"])
-    elif "size" in item:
-        payload = b"a" * item["size"]
-    else:
-        payload = expand(item["text"], item.get("expand")).encode()
-    opcode = item.get("opcode", BINARY if item.get("binary") else TEXT)
-    mask = b"\x01\x02\x03\x04" if item.get("masked") else None
-    count = item.get("fragments", 1)
-    step = max(1, -(-len(payload) // count))
-    parts = [payload[i : i + step] for i in range(0, len(payload), step)] or [b""]
-    return [
-        encode_frame(
-            opcode if index == 0 else CONTINUATION,
-            part,
-            fin=item.get("fin", True) and index == len(parts) - 1,
-            rsv=item.get("rsv", 0),
-            mask=mask,
-        )
-        for index, part in enumerate(parts)
-    ]
 
 
 def event_kind(event: SessionEvent) -> str:
