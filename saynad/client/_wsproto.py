@@ -348,7 +348,7 @@ def rejection_error(status_code: int, body: bytes) -> HandshakeRejectedError:
     error: str | None = None
     try:
         decoded = msgspec.json.decode(text) if text else None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # nesting past msgspec's limit
         decoded = None
     if isinstance(decoded, dict) and isinstance(decoded.get("error"), str):
         error = decoded["error"]

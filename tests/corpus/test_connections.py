@@ -124,6 +124,17 @@ async def http_200(stream: trio.SocketStream) -> None:
     await stream.aclose()
 
 
+async def http_401_deep_json(stream: trio.SocketStream) -> None:
+    """A refusal whose JSON body nests 10,000 arrays deep."""
+    await read_head(stream)
+    body = b'{"error":"invalid_api_key","x":' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    await stream.send_all(
+        b"HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    await stream.aclose()
+
+
 async def http_400_at_once(stream: trio.SocketStream) -> None:
     """A plain HTTP server that answers whatever arrives, as nginx does to a TLS hello."""
     await stream.receive_some()
@@ -151,6 +162,7 @@ PLAIN_HANDLERS: dict[str, Handler] = {
     "fin-after-request": fin_after_request,
     "garbage-answer": garbage_answer,
     "http-200": http_200,
+    "http-401-deep-json": http_401_deep_json,
     "silent": silent,
 }
 
