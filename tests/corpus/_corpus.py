@@ -31,8 +31,22 @@ def load_items(filename: str) -> list[dict[str, Any]]:
 
 
 def params(filename: str) -> list[Any]:
-    """``pytest.param`` per item, with the item's name as its id."""
-    return [pytest.param(item, id=item["name"]) for item in load_items(filename)]
+    """``pytest.param`` per item, with the item's name as its id.
+
+    An item with ``known_bug`` (a sentence saying what is wrong) states the documented
+    outcome but is expected to fail, strictly: the test goes red once the bug is fixed,
+    so the marker cannot outlive it.
+    """
+    return [
+        pytest.param(
+            item,
+            id=item["name"],
+            marks=[pytest.mark.xfail(strict=True, reason=item["known_bug"])]
+            if "known_bug" in item
+            else [],
+        )
+        for item in load_items(filename)
+    ]
 
 
 def expand(text: str, spec: dict[str, list[Any]] | None) -> str:
