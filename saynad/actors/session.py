@@ -445,14 +445,18 @@ async def _reader(run: _Run, subscribers: list[_Subscriber]) -> None:
             for sub in live:
                 if not sub.behaviour.wants(event):
                     continue
+                # Hand over without yielding when there is room, so every behaviour of an
+                # event wakes in the same scheduler batch (the next receive yields anyway).
                 try:
+                    sub.send.send_nowait(event)
+                except trio.WouldBlock:
                     if media:
-                        try:
-                            sub.send.send_nowait(event)
-                        except trio.WouldBlock:
-                            counters.dropped_events += 1
+                        counters.dropped_events += 1
                     else:
-                        await sub.send.send(event)
+                        try:
+                            await sub.send.send(event)
+                        except trio.BrokenResourceError:
+                            live = [s for s in live if s is not sub]
                 except trio.BrokenResourceError:
                     live = [s for s in live if s is not sub]
             if cls is ParticipantDisconnected and end_on_leave:

@@ -52,7 +52,7 @@ def _serve_emulator() -> None:
 
     pin_to_cpu(1)
     options = EmulatorOptions(
-        script=SCRIPT, utterance_ms=UTTERANCE_MS, interim_ms=UTTERANCE_MS // 2, tts_chunk_ms=200
+        script=SCRIPT, utterance_ms=UTTERANCE_MS, interim_ms=UTTERANCE_MS // 2, tts_chunk_ms=500
     )
 
     async def run() -> None:
