@@ -32,7 +32,7 @@ SEND_SCHEDULE_EVERY = 16
 """``send_all`` calls completed without waiting between two schedule points."""
 
 
-class FastSocketStream(trio.abc.Stream):
+class FastSocketStream(trio.abc.HalfCloseableStream):
     """:class:`trio.abc.Stream` over a connected stdlib socket (made non-blocking)."""
 
     __slots__ = ("_closed", "_sends_unscheduled", "_sock")
@@ -75,6 +75,18 @@ class FastSocketStream(trio.abc.Stream):
                     pass
                 except OSError as exc:
                     raise self._error(exc) from exc
+
+    async def send_eof(self) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise self._error(exc) from exc
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def peer_and_local_addresses(self) -> tuple[object, object]:
+        """``getpeername()`` and ``getsockname()`` of the socket."""
+        return self._sock.getpeername(), self._sock.getsockname()
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)

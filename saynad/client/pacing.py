@@ -47,7 +47,8 @@ class _Timer:
         self._wake_at = math.inf  # the deadline the timer task is parked until
         self._waiting = False  # parked in wait_task_rescheduled, may be poked
 
-    async def sleep_until(self, deadline: float) -> None:
+    def add(self, deadline: float) -> list[Any]:
+        """Register the current task to be woken at ``deadline``; returns its entry."""
         entry = [deadline, next(self._seq), trio.lowlevel.current_task()]
         heapq.heappush(self._heap, entry)
         if deadline < self._wake_at and self._waiting:
@@ -55,12 +56,7 @@ class _Timer:
             self._waiting = False
             assert self._task is not None
             trio.lowlevel.reschedule(self._task)
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            entry[2] = None  # left in the heap, skipped when due
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+        return entry
 
     async def run(self) -> None:
         """Wake due sleepers; park until the next deadline or a poke. Never raises
@@ -103,12 +99,18 @@ async def sleep_until(deadline: float) -> None:
     Like :func:`trio.sleep_until`: a checkpoint even when ``deadline`` has passed, and
     cancellable; far cheaper when many tasks sleep at once (see the module docstring).
     """
-    if math.isnan(deadline):
+    if deadline != deadline:  # NaN
         raise ValueError("deadline must not be NaN")
     if deadline <= trio.current_time():
         await trio.lowlevel.checkpoint()
         return
-    await _timer().sleep_until(deadline)
+    entry = _timer().add(deadline)
+
+    def abort(_: Any) -> trio.lowlevel.Abort:
+        entry[2] = None  # left in the heap, skipped when due
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 async def sleep(seconds: float) -> None:

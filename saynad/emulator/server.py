@@ -8,8 +8,10 @@ the listener here reads each connection's request head itself (h11) and:
 
 - serves a well-formed WebSocket upgrade on its own: the application sees the same
   :class:`~saynad.emulator.asgi.WebSocket` interface and the same scope, but
-  :class:`DirectWebSocket` parses frames (wsproto) straight out of 64 KiB reads in the
-  session's own read loop and writes each outgoing frame with one ``send_all``;
+  :class:`DirectWebSocket` parses frames (:class:`ClientFrameParser`, sans-IO) straight
+  out of 64 KiB reads in the session's own read loop, over the thin
+  :class:`~saynad.client._socket.FastSocketStream`, and writes each outgoing frame with
+  one ``send_all``. Accepts are batched (everything queued per wake-up);
 - hands every other connection (REST, malformed upgrades, anything hypercorn should
   judge) to hypercorn, listening on an internal loopback port, by relaying its bytes
   unchanged. REST therefore behaves exactly as under hypercorn alone.
@@ -32,11 +34,9 @@ from urllib.parse import unquote
 
 import h11
 import trio
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import generate_accept_token
 
+from saynad.client._socket import FastSocketStream
 from saynad.emulator.asgi import Response, Scope, WebSocket
 
 __all__ = ["DirectWebSocket", "serve_front"]
@@ -63,6 +63,140 @@ def _frame(first_byte: int, payload: bytes) -> bytes:
     return bytes((first_byte,)) + _HEADER_64.pack(127, n) + payload
 
 
+class ProtocolViolation(Exception):
+    """The client broke RFC 6455; ``code`` is the close code to answer with."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+# Close codes a peer may send (RFC 6455 §7.4): the defined ones, 3000–4999.
+_PEER_CLOSE_CODES: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
+_HEADER_CLOSE: Final = struct.Struct("!H")
+
+
+def _unmask(payload: bytes, key: bytes) -> bytes:
+    n = len(payload)
+    if not n:
+        return payload
+    pattern = (key * ((n >> 2) + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(pattern, "little")).to_bytes(
+        n, "little"
+    )
+
+
+class ClientFrameParser:
+    """Sans-IO parser of the frames a client sends (masked, RFC 6455 §5).
+
+    :meth:`feed` returns complete messages (``str`` for text, ``bytes`` for binary,
+    fragments reassembled), ``("ping", payload)`` and ``("close", code, reason)``
+    tuples, in order; it raises :class:`ProtocolViolation` for anything a server must
+    refuse (unmasked or reserved-bit frames, bad control frames, invalid UTF-8, a
+    message over ``max_message_bytes``...). wsproto does the same job with a generator
+    and several copies per frame; this is the emulator's hottest loop.
+    """
+
+    __slots__ = ("_buffer", "_kind", "_max", "_parts", "_parts_size")
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._buffer = bytearray()
+        self._max = max_message_bytes
+        self._kind = 0  # opcode of the fragmented message in progress (0: none)
+        self._parts: list[bytes] = []
+        self._parts_size = 0
+
+    def feed(self, data: bytes) -> list[str | bytes | tuple[object, ...]]:
+        buf = self._buffer
+        buf += data
+        out: list[str | bytes | tuple[object, ...]] = []
+        pos = 0
+        end_of_data = len(buf)
+        while end_of_data - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            if b0 & 0x70:
+                raise ProtocolViolation(1002, "reserved bits set")
+            if not b1 & 0x80:
+                raise ProtocolViolation(1002, "client frames must be masked")
+            opcode = b0 & 0x0F
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if end_of_data - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = pos + 4
+            elif length == 127:
+                if end_of_data - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = pos + 10
+            if opcode >= 8:
+                if not b0 & 0x80 or length > 125:
+                    raise ProtocolViolation(1002, "fragmented or oversized control frame")
+            elif self._parts_size + length > self._max:
+                raise ProtocolViolation(1009, f"Exceeded maximum message size: {self._max} bytes")
+            end = head + 4 + length
+            if end > end_of_data:
+                break
+            payload = _unmask(bytes(buf[head + 4 : end]), bytes(buf[head : head + 4]))
+            pos = end
+            if opcode >= 8:
+                if opcode == 8:
+                    out.append(_close_frame(payload))
+                    break  # nothing after a Close frame counts
+                if opcode == 9:
+                    out.append(("ping", payload))
+                elif opcode != 10:
+                    raise ProtocolViolation(1002, f"unknown opcode {opcode}")
+                continue
+            if opcode == 0:
+                if not self._kind:
+                    raise ProtocolViolation(1002, "continuation without a message")
+            elif opcode in (1, 2):
+                if self._kind:
+                    raise ProtocolViolation(1002, "new message inside a fragmented one")
+                self._kind = opcode
+            else:
+                raise ProtocolViolation(1002, f"unknown opcode {opcode}")
+            if not b0 & 0x80:
+                self._parts.append(payload)
+                self._parts_size += length
+                continue
+            if self._parts:
+                self._parts.append(payload)
+                payload = b"".join(self._parts)
+                self._parts = []
+                self._parts_size = 0
+            if self._kind == 1:
+                try:
+                    out.append(payload.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise ProtocolViolation(1007, "invalid UTF-8 in a text message") from None
+            else:
+                out.append(payload)
+            self._kind = 0
+        del buf[:pos]
+        return out
+
+
+def _close_frame(payload: bytes) -> tuple[object, ...]:
+    if not payload:
+        return ("close", 1005, "")
+    if len(payload) == 1:
+        raise ProtocolViolation(1002, "CLOSE with 1 byte payload")
+    (code,) = _HEADER_CLOSE.unpack_from(payload)
+    if not (code in _PEER_CLOSE_CODES or 3000 <= code <= 4999):
+        raise ProtocolViolation(1002, f"CLOSE with invalid code {code}")
+    try:
+        reason = payload[2:].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolViolation(1007, "invalid UTF-8 in the close reason") from None
+    return ("close", code, reason)
+
+
 class DirectWebSocket(WebSocket):
     """:class:`~saynad.emulator.asgi.WebSocket` over a trio stream and wsproto.
 
@@ -72,16 +206,17 @@ class DirectWebSocket(WebSocket):
     """
 
     def __init__(
-        self, scope: Scope, stream: trio.abc.Stream, http: h11.Connection, request: h11.Request
+        self, scope: Scope, stream: FastSocketStream, http: h11.Connection, request: h11.Request
     ) -> None:
         super().__init__(scope, _no_receive, _no_send)
         self._stream = stream
         self._http = http  # has read the upgrade request; writes our answer
         self._request = request
-        self._conn: Connection | None = None
+        self._parser: ClientFrameParser | None = None  # set by accept()
         self._messages: deque[str | bytes] = deque()
-        self._parts: list[str | bytes] = []
-        self._parts_size = 0
+        self._pending = b""
+        self._close_sent = False
+        self._peer_closed = False
         self._write_lock = trio.StrictFIFOLock()
         self.answered = False  # an HTTP answer (101 or a rejection) went out
 
@@ -99,8 +234,9 @@ class DirectWebSocket(WebSocket):
         )
         self.answered = True
         await self._write(self._http.send(response) or b"")
+        self._parser = ClientFrameParser(MAX_MESSAGE_BYTES)
         trailing, _ = self._http.trailing_data
-        self._conn = Connection(ConnectionType.SERVER, trailing_data=bytes(trailing))
+        self._pending = bytes(trailing)  # frames sent right behind the upgrade request
 
     async def reject(self, response: Response) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
@@ -126,56 +262,38 @@ class DirectWebSocket(WebSocket):
             await self._read()
 
     async def _read(self) -> None:
-        conn = self._conn
-        assert conn is not None, "receive() before accept()"
+        parser = self._parser
+        assert parser is not None, "receive() before accept()"
+        data, self._pending = self._pending, b""
+        if not data:
+            try:
+                data = await self._stream.receive_some(RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+        if not data:
+            self.close_code = 1006  # gone without a Close frame
+            self.closed = self._peer_closed = True
+            return
         try:
-            data = await self._stream.receive_some(RECEIVE_BYTES)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            data = b""
-        conn.receive_data(bytes(data) if data else None)
-        for event in conn.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                if not self._on_data(event.data, event.message_finished):
-                    await self._disconnect(
-                        CloseConnection(
-                            code=CloseReason.MESSAGE_TOO_BIG,
-                            reason=f"Exceeded maximum message size: {MAX_MESSAGE_BYTES} bytes",
-                        )
-                    )
-                    return
-            elif isinstance(event, CloseConnection):
-                await self._disconnect(event)
+            items = parser.feed(data)
+        except ProtocolViolation as exc:
+            self.close_code = exc.code
+            self.closed = self._peer_closed = True
+            await self._send_close(exc.code, exc.reason)
+            return
+        for item in items:
+            if type(item) is tuple:
+                if item[0] == "ping":
+                    if not self._close_sent:
+                        await self._write(_frame(0x8A, item[1]))  # type: ignore[arg-type]
+                    continue
+                # ("close", code, reason): echo it (without code for 1005), stop reading.
+                code, reason = item[1], item[2]
+                self.close_code = code  # type: ignore[assignment]
+                self.closed = self._peer_closed = True
+                await self._send_close(code, reason)  # type: ignore[arg-type]
                 return
-            elif isinstance(event, Ping) and conn.state is ConnectionState.OPEN:
-                await self._write(conn.send(event.response()))
-
-    def _on_data(self, chunk: str | bytes | bytearray, finished: bool) -> bool:
-        data = bytes(chunk) if isinstance(chunk, bytearray) else chunk
-        if finished and not self._parts:
-            if len(data) > MAX_MESSAGE_BYTES:
-                return False
-            self._messages.append(data)
-            return True
-        self._parts_size += len(data)
-        if self._parts_size > MAX_MESSAGE_BYTES:
-            return False
-        self._parts.append(data)
-        if finished:
-            parts = self._parts
-            self._messages.append("".join(parts) if type(data) is str else b"".join(parts))  # type: ignore[arg-type]
-            self._parts = []
-            self._parts_size = 0
-        return True
-
-    async def _disconnect(self, event: CloseConnection) -> None:
-        """The client closed (or broke, or sent garbage): answer, end ``receive``."""
-        conn = self._conn
-        assert conn is not None
-        self.close_code = int(event.code)
-        self.closed = True
-        if conn.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._write(conn.send(event.response()))
+            self._messages.append(item)  # type: ignore[arg-type]
 
     async def send_text(self, text: str) -> None:
         await self._send_frame(0x81, text.encode())
@@ -184,42 +302,48 @@ class DirectWebSocket(WebSocket):
         await self._send_frame(0x82, data)
 
     async def _send_frame(self, first_byte: int, payload: bytes) -> None:
-        conn = self._conn
-        if conn is None or conn.state is not ConnectionState.OPEN:
+        if self._parser is None or self._close_sent:
             return  # as hypercorn does: messages after the close are ignored
         # If the peer is gone, the read loop sees it and ends the session.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._write(_frame(first_byte, payload))
 
+    async def _send_close(self, code: int | None, reason: str = "") -> None:
+        """Send our Close frame once: ``None`` or 1005 means without a status code."""
+        if self._close_sent or self._parser is None:
+            return
+        self._close_sent = True
+        if code is None or code == 1005:
+            payload = b""
+        else:
+            payload = _HEADER_CLOSE.pack(code) + reason.encode()[:123]
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._write(_frame(0x88, payload))
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
             return
         self.closed = True
-        conn = self._conn
-        if conn is None or conn.state is not ConnectionState.OPEN:
-            return
-        # wsproto omits the status code only for the NO_STATUS_RCVD member itself.
-        close_code = CloseReason.NO_STATUS_RCVD if code == CloseReason.NO_STATUS_RCVD else code
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._write(conn.send(CloseConnection(code=close_code, reason=reason or None)))
+        await self._send_close(code, reason)
 
     async def finish(self) -> None:
         """After the application returned: complete the closing handshake (bounded)."""
-        conn = self._conn
-        if conn is None:
+        if self._parser is None:
             return
-        if conn.state is ConnectionState.OPEN:
-            await self.close(1000)
+        await self._send_close(1000)
         with trio.move_on_after(CLOSE_WAIT_S):
-            while conn.state is ConnectionState.LOCAL_CLOSING:
+            while not self._peer_closed:
                 try:
                     data = await self._stream.receive_some(RECEIVE_BYTES)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     return
-                conn.receive_data(bytes(data) if data else None)
-                for _ in conn.events():
-                    pass
                 if not data:
+                    return
+                try:
+                    items = self._parser.feed(data)
+                except ProtocolViolation:
+                    return
+                if any(type(item) is tuple and item[0] == "close" for item in items):
                     return
 
     async def _write(self, data: bytes) -> None:
@@ -258,11 +382,9 @@ def _is_websocket_upgrade(request: h11.Request) -> bool:
     )
 
 
-def _scope(request: h11.Request, stream: trio.SocketStream) -> Scope:
+def _scope(request: h11.Request, stream: FastSocketStream) -> Scope:
     raw_path, _, query = bytes(request.target).partition(b"?")
-    sock = stream.socket
-    client = sock.getpeername()
-    server = sock.getsockname()
+    client, server = stream.peer_and_local_addresses()
     return {
         "type": "websocket",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -273,8 +395,8 @@ def _scope(request: h11.Request, stream: trio.SocketStream) -> Scope:
         "query_string": query,
         "root_path": "",
         "headers": [(bytes(k), bytes(v)) for k, v in request.headers],
-        "client": (client[0], client[1]),
-        "server": (server[0], server[1]),
+        "client": (client[0], client[1]),  # type: ignore[index]
+        "server": (server[0], server[1]),  # type: ignore[index]
         "subprotocols": [],
         "extensions": {},
     }
@@ -283,7 +405,9 @@ def _scope(request: h11.Request, stream: trio.SocketStream) -> Scope:
 WebSocketHandler = Callable[[WebSocket], Awaitable[None]]
 
 
-async def _relay(source: trio.abc.Stream, sink: trio.SocketStream, done: trio.CancelScope) -> None:
+async def _relay(
+    source: trio.abc.Stream, sink: trio.abc.HalfCloseableStream, done: trio.CancelScope
+) -> None:
     """Copy bytes one way until EOF (then half-close the other side) or an error."""
     try:
         while data := await source.receive_some(RECEIVE_BYTES):
@@ -294,7 +418,7 @@ async def _relay(source: trio.abc.Stream, sink: trio.SocketStream, done: trio.Ca
         done.cancel()
 
 
-async def _to_hypercorn(stream: trio.SocketStream, head: bytes, port: int) -> None:
+async def _to_hypercorn(stream: FastSocketStream, head: bytes, port: int) -> None:
     try:
         upstream = await trio.open_tcp_stream("127.0.0.1", port)
     except OSError:
@@ -309,7 +433,7 @@ async def _to_hypercorn(stream: trio.SocketStream, head: bytes, port: int) -> No
             nursery.start_soon(_relay, upstream, stream, nursery.cancel_scope)
 
 
-async def _read_head(stream: trio.SocketStream, http: h11.Connection, head: bytearray) -> object:
+async def _read_head(stream: FastSocketStream, http: h11.Connection, head: bytearray) -> object:
     """Read until h11 has the request head and, for an upgrade, its (empty) body.
 
     Returns the :class:`h11.Request` of a request that may be a WebSocket upgrade, or
@@ -341,7 +465,7 @@ async def _read_head(stream: trio.SocketStream, http: h11.Connection, head: byte
 
 
 async def _connection(
-    handler: WebSocketHandler, hypercorn_port: int, stream: trio.SocketStream
+    handler: WebSocketHandler, hypercorn_port: int, stream: FastSocketStream
 ) -> None:
     async with stream:
         http = h11.Connection(h11.SERVER)
@@ -366,7 +490,7 @@ async def _connection(
 
 async def _accept_all(
     listener: socket.socket,
-    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    handler: Callable[[FastSocketStream], Awaitable[None]],
     nursery: trio.Nursery,
 ) -> None:
     """Accept connections in batches: everything queued on the listener per wake-up.
@@ -388,8 +512,8 @@ async def _accept_all(
                     await trio.sleep(0.1)
                     break
                 continue  # the peer gave up before we accepted (ECONNABORTED, ...)
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
-            nursery.start_soon(handler, stream)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            nursery.start_soon(handler, FastSocketStream(conn))
         await trio.lowlevel.checkpoint()
 
 

@@ -43,6 +43,7 @@ import msgspec
 import trio
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
+from saynad.client import pacing
 from saynad.emulator import wire
 from saynad.emulator.asgi import WebSocket
 from saynad.emulator.audio import synthesize
@@ -257,7 +258,7 @@ class _Session:
                     if not job.allow_interruption:
                         self.no_interrupt_until = start + len(pcm) / (2 * rate)
                     for index, offset in enumerate(range(0, len(pcm), chunk_bytes)):
-                        await trio.sleep_until(start + index * chunk_s)
+                        await pacing.sleep_until(start + index * chunk_s)
                         if job.generation != self.tts_generation:
                             break  # cleared
                         chunk = pcm[offset : offset + chunk_bytes]

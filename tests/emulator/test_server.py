@@ -99,3 +99,53 @@ async def test_malformed_upgrades_are_left_to_hypercorn() -> None:
                     answer += chunk
         assert answer.startswith(b"HTTP/1.1 4")
         assert emu.state.connections_total == 0
+
+
+# --------------------------------------------------------------------------- frame parser
+
+
+def masked(first_byte: int, payload: bytes) -> bytes:
+    from saynad.client._wsproto import encode_client_frame
+
+    return encode_client_frame(first_byte, payload, b"\x11\x22\x33\x44")
+
+
+def test_parser_messages_fragments_and_control_frames() -> None:
+    from saynad.emulator.server import ClientFrameParser
+
+    parser = ClientFrameParser(1000)
+    data = (
+        masked(0x81, b'{"type":"config"}')
+        + masked(0x82, b"\x00" * 300)
+        + masked(0x01, "héllo ".encode())  # text, not final
+        + masked(0x89, b"ping!")  # a ping between fragments
+        + masked(0x80, b"world")  # final continuation
+    )
+    items: list[object] = []
+    for i in range(0, len(data), 7):  # byte-by-byte-ish arrival
+        items += parser.feed(data[i : i + 7])
+    assert items == ['{"type":"config"}', b"\x00" * 300, ("ping", b"ping!"), "héllo world"]
+    assert parser.feed(masked(0x88, b"\x03\xe8bye")) == [("close", 1000, "bye")]
+    assert ClientFrameParser(10).feed(masked(0x88, b"")) == [("close", 1005, "")]
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"\x82\x03abc", 1002),  # unmasked
+        (masked(0xC2, b"x"), 1002),  # RSV1 set
+        (masked(0x09, b"x"), 1002),  # fragmented ping
+        (masked(0x80, b"x"), 1002),  # continuation without a message
+        (masked(0x83, b"x"), 1002),  # reserved opcode
+        (masked(0x81, b"\xff\xfe"), 1007),  # invalid UTF-8
+        (masked(0x82, b"x" * 11), 1009),  # over the limit
+        (masked(0x88, b"\x03"), 1002),  # one-byte close payload
+        (masked(0x88, b"\x03\xed"), 1002),  # 1005 may not be sent
+    ],
+)
+def test_parser_refuses_protocol_violations(data: bytes, code: int) -> None:
+    from saynad.emulator.server import ClientFrameParser, ProtocolViolation
+
+    with pytest.raises(ProtocolViolation) as info:
+        ClientFrameParser(10).feed(data)
+    assert info.value.code == code
