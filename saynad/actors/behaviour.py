@@ -246,6 +246,11 @@ class Outbox:
         """Queue caller audio (the media lane: written after any pending control command)."""
         await self._queue.put(Command("send_audio", {"pcm": pcm}), media=True)
 
+    async def send(self, command: Command) -> None:
+        """Queue a prepared command (``send_audio`` goes to the media lane). A source that
+        repeats itself builds its commands once."""
+        await self._queue.put(command, media=command.kind == "send_audio")
+
     async def send_message(self, message: str, role: str, *, topic: str | None = None) -> None:
         await self._queue.put(
             Command("send_message", {"message": message, "role": role, "topic": topic})

@@ -24,6 +24,7 @@ outbox and the socket write. Observations start after a warm-up.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -78,7 +79,13 @@ def _proc_cpu_s(pid: int) -> float:
 
 
 async def _daemon(
-    url: str, n: int, warmup_s: float, measure_s: float, chunk_ms: int, emulator_pid: int
+    url: str,
+    n: int,
+    warmup_s: float,
+    measure_s: float,
+    chunk_ms: int,
+    emulator_pid: int,
+    gc_freeze: bool,
 ) -> None:
     from saynad.actors.behaviour import Behaviour, SessionCounters, SessionIdentity
     from saynad.actors.behaviours.agent import Agent, EchoBackend
@@ -115,6 +122,18 @@ async def _daemon(
     def observe(latency_s: float) -> None:
         if measuring:
             latencies.append(latency_s)
+
+    gc_pauses: list[float] = []
+    gc_started = 0.0
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        nonlocal gc_started
+        if phase == "start":
+            gc_started = time.perf_counter()
+        elif measuring and info.get("generation") == 2:
+            gc_pauses.append(time.perf_counter() - gc_started)
+
+    gc.callbacks.append(on_gc)
 
     def behaviours(journal: Journal) -> list[Behaviour]:
         return [
@@ -162,6 +181,9 @@ async def _daemon(
             while registry.count(SessionState.READY) < n and not failures:  # noqa: ASYNC110
                 await trio.sleep(0.1)
         all_ready_s = trio.current_time() - t0
+        if gc_freeze:
+            gc.collect()
+            gc.freeze()  # what a daemon can do once its fleet is up: full GCs skip it
         await trio.sleep(warmup_s)
         measuring = True
         cpu0, wall0 = cpu_s(), trio.current_time()
@@ -188,6 +210,7 @@ async def _daemon(
         "ready": sum(1 for c in counters if c.agent_requests),
         "all_ready_s": round(all_ready_s, 2),
         "chunk_ms": chunk_ms,
+        "gc_freeze": gc_freeze,
         "measure_s": round(wall, 1),
         "turns": turns,
         "observations": len(latencies),
@@ -196,6 +219,8 @@ async def _daemon(
         "p99_ms": percentile(latencies, 99) * 1000,
         "max_ms": max(latencies, default=float("nan")) * 1000,
         "loop_lag_p99_ms": percentile(lags, 99) * 1000,
+        "gc_full_collections": len(gc_pauses),
+        "gc_full_max_ms": max(gc_pauses, default=0.0) * 1000,
         "cpu_percent": round(100 * cpu / wall, 1),
         "emulator_cpu_percent": round(100 * emulator_cpu / wall, 1),
         "load_average": round(load, 2),
@@ -212,16 +237,25 @@ def _run_daemon(argv: list[str]) -> None:
 
     pin_to_cpu(0)
     configure_logging("error", "json", stream=sys.stderr)
-    url, n, warmup_s, measure_s, chunk_ms, emulator_pid = argv
+    url, n, warmup_s, measure_s, chunk_ms, emulator_pid, gc_freeze = argv
     trio.run(
-        _daemon, url, int(n), float(warmup_s), float(measure_s), int(chunk_ms), int(emulator_pid)
+        _daemon,
+        url,
+        int(n),
+        float(warmup_s),
+        float(measure_s),
+        int(chunk_ms),
+        int(emulator_pid),
+        gc_freeze == "freeze",
     )
 
 
 # --------------------------------------------------------------------------- driver
 
 
-def run(sessions: int, warmup_s: float, measure_s: float, chunk_ms: int) -> dict[str, Any]:
+def run(
+    sessions: int, warmup_s: float, measure_s: float, chunk_ms: int, gc_freeze: bool = False
+) -> dict[str, Any]:
     """One measurement: an emulator process and a daemon-side process; the result dict."""
     emulator = subprocess.Popen(
         [sys.executable, "-m", "tests.bench.bench_agent", "emulator"],
@@ -247,6 +281,7 @@ def run(sessions: int, warmup_s: float, measure_s: float, chunk_ms: int) -> dict
                 str(measure_s),
                 str(chunk_ms),
                 str(emulator.pid),
+                "freeze" if gc_freeze else "default",
             ],
             capture_output=True,
             text=True,
@@ -311,7 +346,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--warmup-s", type=float, default=10.0)
     parser.add_argument("--measure-s", type=float, default=30.0)
-    parser.add_argument("--chunk-ms", type=int, default=100)
+    parser.add_argument("--chunk-ms", type=int, default=200)
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once all are ready")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-agent.md"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -319,12 +355,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"agent benchmark: {args.sessions} sessions, transcript every {UTTERANCE_MS} ms, "
         f"{args.chunk_ms} ms audio chunks, measuring {args.measure_s:g} s"
     )
-    result = run(args.sessions, args.warmup_s, args.measure_s, args.chunk_ms)
+    result = run(args.sessions, args.warmup_s, args.measure_s, args.chunk_ms, args.gc_freeze)
     print(
         f"  final→speak p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
         f"max {result['max_ms']:.2f} ms over {result['observations']} turns; "
         f"CPU {result['cpu_percent']}% (emulator {result['emulator_cpu_percent']}%), "
         f"loop lag p99 {result['loop_lag_p99_ms']:.2f} ms, load {result['load_average']}, "
+        f"full GCs {result['gc_full_collections']} (max {result['gc_full_max_ms']:.1f} ms), "
         f"failures {result['failures']}"
     )
     if not args.no_write:

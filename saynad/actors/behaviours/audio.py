@@ -9,8 +9,9 @@ from pathlib import Path
 import trio
 import trio.lowlevel
 
-from saynad.actors.behaviour import BehaviourContext
+from saynad.actors.behaviour import BehaviourContext, Command
 from saynad.actors.behaviours.transcripts import render_path
+from saynad.client.pacing import sleep_until
 from saynad.client.session import SessionEvent
 from saynad.protocol.messages import TTSAudio, TTSPlaybackComplete
 
@@ -53,7 +54,11 @@ class AudioSource:
         channels = channels or self.channels
         step = max(2 * channels, rate * channels * 2 * self.chunk_ms // 1000)
         period = self.chunk_ms / 1000
-        chunks = [pcm[offset : offset + step] for offset in range(0, len(pcm), step)]
+        # Built once: a looping source allocates nothing per chunk.
+        chunks = [
+            Command("send_audio", {"pcm": pcm[offset : offset + step]})
+            for offset in range(0, len(pcm), step)
+        ]
         if not chunks:
             return
         # Real time: chunk i of the whole (looped) stream leaves at start + i * period, so
@@ -64,9 +69,9 @@ class AudioSource:
             for chunk in chunks:
                 if self.realtime:
                     due = start + sent * period
-                    if due > trio.current_time():  # late: no sleep (send_audio checkpoints)
-                        await trio.sleep_until(due)
-                await ctx.out.send_audio(chunk)
+                    if due > trio.current_time():  # late: no sleep (the send checkpoints)
+                        await sleep_until(due)  # the shared timer: cheap for 1000s of sources
+                await ctx.out.send(chunk)
                 sent += 1
                 ctx.counters.audio_chunks_sent += 1
             if not self.loop:
