@@ -4,7 +4,7 @@
 
     run_daemon (root nursery)
     ├── signals         SIGTERM/SIGINT → drain (a second one: cancel at once); SIGHUP → reload
-    ├── reloader        one reload at a time; a burst of SIGHUPs coalesces into ≤ 2 reloads
+    ├── reloader        one reload at a time, ≥ 1 s apart: a burst of SIGHUPs makes ≤ 2 reloads
     ├── emulator        only when the configuration has no sayna.url
     ├── Supervisor.run  the sessions
     ├── http            /metrics /healthz /readyz /sessions, control routes, SIP webhook
@@ -88,6 +88,9 @@ EX_UNAVAILABLE: Final = 69
 
 STATUS_INTERVAL_S: Final = 2.0
 """Shortest time between two ``STATUS=`` updates."""
+
+RELOAD_MIN_INTERVAL_S: Final = 1.0
+"""Shortest time between the starts of two signal-requested reloads (``SIGHUP``)."""
 
 HTTP_GRACEFUL_TIMEOUT_S: Final = 5.0
 
@@ -363,11 +366,14 @@ class Daemon:
         for row in self.registry.rows.values():
             counts[row.state.value] += 1
         hook = self.config.inbound.sip_webhook
+        replay = self.verifier.statistics() if self.verifier is not None else None
         return DaemonSnapshot(
             sessions_by_state=counts,
             inbound_active=len(self._inbound),
             inbound_max=hook.max_sessions if hook is not None else 0,
             draining=self.draining,
+            replay_cache_size=replay.replay_cache_size if replay is not None else 0,
+            replay_cache_capacity=replay.replay_cache_capacity if replay is not None else 0,
         )
 
     # ------------------------------------------------------------------ reload
@@ -433,9 +439,17 @@ class Daemon:
         self.verifier = verifier
 
     async def _reloader(self) -> None:
+        """Serve ``reload_requested``: one reload at a time, and at most one start per
+        :data:`RELOAD_MIN_INTERVAL_S`, so a burst of ``SIGHUP`` signals (any number within
+        one interval) makes at most two reloads: one at once, one for the rest. The
+        second reads the file as it is then, so the last write always applies."""
+        last_start: float | None = None
         while True:
             await self.reload_requested.wait()
+            if last_start is not None:
+                await trio.sleep_until(last_start + RELOAD_MIN_INTERVAL_S)
             self.reload_requested = trio.Event()
+            last_start = trio.current_time()
             await self.reload()
 
     # ------------------------------------------------------------------ drain
@@ -563,7 +577,10 @@ class Daemon:
                     root.cancel()
                     return
                 log.info("http server listening", url=self.http_urls[0])
-                await supervisor.send(Reload(self.always_on(self.config)))
+                # READY=1 (below) reports the fleet: wait until the supervisor holds it.
+                applied = trio.Event()
+                await supervisor.send(Reload(self.always_on(self.config), done=applied))
+                await applied.wait()
                 nursery.start_soon(self._reloader, name="reloader")
                 nursery.start_soon(
                     self.notifier.watchdog, self._supervisor_answers, name="watchdog"

@@ -9,12 +9,13 @@ Nothing here costs anything per WebSocket frame. Two kinds of metrics live side 
   requests, reloads, latencies) are updated when the event happens: each is rare
   compared with frames (a restart, a webhook, one ``speak``);
 - **scrape-time sums** (frames, bytes, malformed frames, STT results, barge-ins,
-  channel drops, sessions by state) are computed by :class:`Metrics`' collector when
-  Prometheus scrapes. Each running session registers its live counters once
-  (:meth:`Metrics.run_started`, the session's own ``Session.stats`` and
-  ``SessionCounters``, which the hot path updates anyway); when the run ends its final
-  numbers are folded into running totals (:meth:`Metrics.run_ended`). A scrape adds the
-  totals and the live runs, so the counters stay monotonic across session ends.
+  channel drops, transcript sink entries and errors, sessions by state) are computed
+  by :class:`Metrics`' collector when Prometheus scrapes. Each running session
+  registers its live counters once (:meth:`Metrics.run_started`, the session's own
+  ``Session.stats`` and ``SessionCounters``, which the hot path updates anyway); when
+  the run ends its final numbers are folded into running totals
+  (:meth:`Metrics.run_ended`). A scrape adds the totals and the live runs, so the
+  counters stay monotonic across session ends.
 
 The layers below (actors, client) never import this module: the daemon hands a
 :class:`Metrics` to them as a plain observer object or callback.
@@ -122,6 +123,10 @@ class CountersLike(Protocol):
     def dropped_events(self) -> int: ...
     @property
     def sink_dropped(self) -> int: ...
+    @property
+    def sink_written(self) -> int: ...
+    @property
+    def sink_errors(self) -> int: ...
 
 
 class RunLike(Protocol):
@@ -143,6 +148,8 @@ class DaemonSnapshot:
     inbound_active: int = 0
     inbound_max: int = 0
     draining: bool = False
+    replay_cache_size: int = 0
+    replay_cache_capacity: int = 0
 
 
 @dataclass
@@ -161,6 +168,8 @@ class _Totals:
     agent_requests: int = 0
     agent_failures: dict[str, int] = field(default_factory=dict)
     drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CHANNELS, 0))
+    sink_written: int = 0
+    sink_errors: int = 0
 
     def copy(self) -> _Totals:
         return _Totals(
@@ -176,6 +185,8 @@ class _Totals:
             agent_requests=self.agent_requests,
             agent_failures=dict(self.agent_failures),
             drops=dict(self.drops),
+            sink_written=self.sink_written,
+            sink_errors=self.sink_errors,
         )
 
     def add(self, run: RunLike) -> None:
@@ -205,6 +216,8 @@ class _Totals:
         drops["behaviour_inbox"] += counters.dropped_events
         drops["pre_ready"] += stats.dropped
         drops["transcript_sink"] += counters.sink_dropped
+        self.sink_written += counters.sink_written
+        self.sink_errors += counters.sink_errors
 
 
 class Metrics:
@@ -450,6 +463,25 @@ class _LiveCollector(Collector):
             "transcript_sink: transcript entries).",
             labels=["channel"],
         )
+        sink_entries = CounterMetricFamily(
+            "saynad_transcript_sink_entries",
+            "Transcript entries by outcome at their sinks: written (on disk or delivered), "
+            "dropped (queue overflow, retries exhausted, unwritten when the session ended).",
+            labels=["outcome"],
+        )
+        sink_errors = CounterMetricFamily(
+            "saynad_transcript_sink_errors",
+            "Failed transcript sink attempts (a jsonl open, write, fsync or close; an http "
+            "POST); each is retried until its entries are written or dropped.",
+        )
+        replay_size = GaugeMetricFamily(
+            "saynad_webhook_replay_cache_entries",
+            "Webhook event ids remembered to refuse replays.",
+        )
+        replay_capacity = GaugeMetricFamily(
+            "saynad_webhook_replay_cache_capacity",
+            "Bound of the webhook replay cache (0 when inbound calls are not configured).",
+        )
         if t is not None and snap is not None:
             for state, count in snap.sessions_by_state.items():
                 sessions.add_metric([state], count)
@@ -471,6 +503,11 @@ class _LiveCollector(Collector):
                 agent_failures.add_metric([reason], count)
             for channel, count in t.drops.items():
                 drops.add_metric([channel], count)
+            sink_entries.add_metric(["written"], t.sink_written)
+            sink_entries.add_metric(["dropped"], t.drops["transcript_sink"])
+            sink_errors.add_metric([], t.sink_errors)
+            replay_size.add_metric([], snap.replay_cache_size)
+            replay_capacity.add_metric([], snap.replay_cache_capacity)
         yield from (
             sessions,
             inbound,
@@ -485,4 +522,8 @@ class _LiveCollector(Collector):
             agent_requests,
             agent_failures,
             drops,
+            sink_entries,
+            sink_errors,
+            replay_size,
+            replay_capacity,
         )

@@ -15,20 +15,26 @@ Sinks:
 
 - :class:`JsonlSink` appends JSON lines with one ``write`` per batch (``O_APPEND``, so
   several sessions may share one file without interleaving lines) in a worker thread;
+  on a disk error it keeps the batch and retries with backoff (nothing is lost while
+  the queue has room);
 - :class:`HttpSink` POSTs batches ``{"entries": [...]}`` with retries, jittered
   exponential backoff and a bounded queue.
 
 A sink that fails (a disk error, an endpoint that is down) never fails its session: the
-failure is counted and logged, and the entries are dropped.
+failure is counted (``SessionCounters.sink_errors``), logged at a bounded rate, and the
+entries it finally cannot deliver are dropped and counted.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import errno
+import itertools
 import os
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -49,9 +55,11 @@ __all__ = [
     "EntryQueue",
     "HttpSink",
     "Journal",
+    "JsonlFile",
     "JsonlSink",
     "Recorder",
     "Sink",
+    "open_jsonl_file",
     "render_path",
 ]
 
@@ -176,6 +184,9 @@ class Journal:
         self, role: str, text: str, *, interrupted: bool = False, ts: float | None = None
     ) -> None:
         """Queue one entry for every sink (synchronous; never blocks)."""
+        self.received += 1
+        if not self.queues:
+            return
         identity = self.identity
         entry = Entry(
             ts=_now() if ts is None else ts,
@@ -187,7 +198,6 @@ class Journal:
             caller=identity.caller,
             interrupted=interrupted,
         )
-        self.received += 1
         log.debug("transcript", role=role, text=text, interrupted=interrupted)
         for queue in self.queues:
             queue.put(entry)
@@ -229,14 +239,128 @@ class Sink(Protocol):
     ) -> None: ...
 
 
+class JsonlFile(Protocol):
+    """An open transcript file as :class:`JsonlSink` uses it (tests inject fakes).
+
+    The default, :func:`open_jsonl_file`, does each call in a worker thread.
+    """
+
+    async def append(self, data: memoryview) -> int:
+        """Append as much of ``data`` as fits; return how many bytes were written.
+
+        Raises :class:`OSError` only when nothing could be written (a disk that filled up
+        mid-way returns the short count; the next call raises).
+        """
+        ...
+
+    async def sync(self) -> None:
+        """``fsync``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the file (no sync)."""
+        ...
+
+
+class _OsFile:
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    async def append(self, data: memoryview) -> int:
+        return await trio.to_thread.run_sync(_append, self._fd, data)
+
+    async def sync(self) -> None:
+        await trio.to_thread.run_sync(os.fsync, self._fd)
+
+    async def aclose(self) -> None:
+        await trio.to_thread.run_sync(os.close, self._fd)
+
+
+async def open_jsonl_file(path: Path) -> JsonlFile:
+    """Open ``path`` for appending (``O_APPEND``, mode 0640), creating its directories."""
+    return _OsFile(await trio.to_thread.run_sync(_open_append, path))
+
+
+WRITE_RETRY_INITIAL_S: Final = 0.1
+WRITE_RETRY_MAX_S: Final = 2.0
+"""A failing jsonl sink retries after a jittered backoff from 0.1 s doubling to 2 s, so
+writing resumes at most ~2 s after the disk has room again."""
+
+ERROR_LOG_INTERVAL_S: Final = 60.0
+"""A failing sink logs at most one error line per this interval."""
+
+
+class _ErrorLog:
+    """At most one error line per ``interval_s`` (time passed in); counts the rest."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.last_at: float | None = None
+        self.suppressed = 0
+
+    def due(self, now: float) -> bool:
+        """Whether an error at ``now`` is logged; if not, it is counted as suppressed."""
+        if self.last_at is None or now - self.last_at >= self.interval_s:
+            self.last_at = now
+            return True
+        self.suppressed += 1
+        return False
+
+
+class _Pending:
+    """One encoded batch and how much of it is on disk (byte-exact, line-counted)."""
+
+    def __init__(self, batch: list[Entry]) -> None:
+        lines = [_encoder.encode(e) + b"\n" for e in batch]
+        self.data = memoryview(b"".join(lines))
+        self.ends = list(itertools.accumulate(len(line) for line in lines))
+        self.done = 0  # bytes written
+        self.complete = 0  # entries whose whole line is written
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= len(self.data)
+
+    @property
+    def incomplete(self) -> int:
+        return len(self.ends) - self.complete
+
+    def advance(self, n: int) -> int:
+        """``n`` more bytes were written: return how many more lines are complete."""
+        self.done += n
+        complete = bisect.bisect_right(self.ends, self.done)
+        newly, self.complete = complete - self.complete, complete
+        return newly
+
+
 @dataclass
 class JsonlSink:
-    """Append entries as JSON lines. ``fsync``: ``never`` | ``always`` | ``interval``."""
+    """Append entries as JSON lines. ``fsync``: ``never`` | ``always`` | ``interval``.
+
+    Disk errors (a full disk, a file-size limit, a missing directory, EIO) never end the
+    session and lose nothing while the queue has room: the failed batch is kept, and
+    retried — from the first unwritten byte, so a line cut by a full disk is completed,
+    never repeated — after a jittered backoff (:data:`WRITE_RETRY_INITIAL_S` doubling to
+    :data:`WRITE_RETRY_MAX_S`), while new entries wait in the queue (drop-oldest,
+    counted, beyond ``queue_size``). The sink holds at most ``queue_size`` entries plus
+    the batch being retried. Every failed attempt (open, write, fsync, close) counts in
+    ``errors`` and ``SessionCounters.sink_errors``; at most one error line is logged per
+    :data:`ERROR_LOG_INTERVAL_S` (with how many were not logged since), and one info
+    line when writing resumes. A failed ``fsync`` is counted and logged but not retried
+    (the data was written). Entries count as ``written`` line by line, once their whole
+    line is on disk; when the session ends before the disk recovers, the rest of the
+    batch and the queue are ``dropped`` (a line cut mid-way may then stay incomplete).
+    """
 
     path_template: str
     fsync: str = "never"
     fsync_interval_s: float = 1.0
     queue_size: int = JSONL_QUEUE_SIZE
+    opener: Callable[[Path], Awaitable[JsonlFile]] = open_jsonl_file
+    retry_initial_s: float = WRITE_RETRY_INITIAL_S
+    retry_max_s: float = WRITE_RETRY_MAX_S
+    error_log_interval_s: float = ERROR_LOG_INTERVAL_S
+    rng: random.Random | None = None
     name: str = "jsonl"
     written: int = 0
     errors: int = 0
@@ -245,48 +369,112 @@ class JsonlSink:
         self, identity: SessionIdentity, queue: EntryQueue, counters: SessionCounters
     ) -> None:
         path = render_path(self.path_template, identity)
-        try:
-            fd = await trio.to_thread.run_sync(_open_append, path)
-        except OSError as exc:
-            self.errors += 1
-            counters.sink_errors += 1
-            log.error("transcript file cannot be opened", path=str(path), error=str(exc))
-            await _drain_dropping(queue)
-            return
+        failing = _Failing(self, path, counters)
+        backoff = Backoff(self.retry_initial_s, self.retry_max_s, rng=self.rng)
+        file: JsonlFile | None = None
+        pending: _Pending | None = None
         last_sync = trio.current_time()
-        batch: list[Entry] = []
         try:
-            while batch := await queue.next_batch(queue.size):
-                data = b"".join(_encoder.encode(e) + b"\n" for e in batch)
-                sync = self.fsync == "always" or (
-                    self.fsync == "interval"
-                    and trio.current_time() - last_sync >= self.fsync_interval_s
-                )
+            while True:
+                if pending is None:
+                    batch = await queue.next_batch(queue.size)
+                    if not batch:
+                        break
+                    pending = _Pending(batch)
                 try:
-                    await trio.to_thread.run_sync(_write_all, fd, data, sync)
+                    if file is None:
+                        file = await self.opener(path)
+                    while not pending.finished:
+                        # Shielded: the thread cannot be interrupted anyway, and knowing
+                        # how much it wrote keeps the accounting exact on cancellation.
+                        with trio.CancelScope(shield=True):
+                            n = await file.append(pending.data[pending.done :])
+                        if n <= 0:
+                            raise OSError(errno.EIO, "the write made no progress")
+                        newly = pending.advance(n)
+                        self.written += newly
+                        counters.sink_written += newly
                 except OSError as exc:
-                    self.errors += 1
-                    counters.sink_errors += 1
-                    queue.drop(len(batch))
-                    log.warning("transcript write failed", path=str(path), error=str(exc))
-                else:
-                    if sync:
-                        last_sync = trio.current_time()
-                    self.written += len(batch)
-                    counters.sink_written += len(batch)
-                batch = []
+                    failing.failed("open" if file is None else "write", exc)
+                    await trio.sleep(backoff.next_delay())
+                    continue
+                pending = None
+                backoff.reset()
+                failing.recovered()
+                now = trio.current_time()
+                if self.fsync == "always" or (
+                    self.fsync == "interval" and now - last_sync >= self.fsync_interval_s
+                ):
+                    last_sync = now
+                    try:
+                        await file.sync()
+                    except OSError as exc:
+                        failing.failed("fsync", exc)
         finally:
-            if batch:  # cancelled while writing: the thread may or may not have finished
-                queue.drop(len(batch))
+            if pending is not None:  # the session ended before the disk recovered
+                queue.drop(pending.incomplete)
             queue.discard()
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_close, fd, self.fsync != "never")
+            if file is not None:
+                with trio.CancelScope(shield=True):
+                    await _close(file, self.fsync != "never", failing)
 
 
-async def _drain_dropping(queue: EntryQueue) -> None:
-    """A sink that cannot work still accounts for every entry: all are dropped."""
-    while batch := await queue.next_batch(queue.size):
-        queue.drop(len(batch))
+class _Failing:
+    """The error accounting and rate-limited logging of one jsonl sink run."""
+
+    def __init__(self, sink: JsonlSink, path: Path, counters: SessionCounters) -> None:
+        self.sink = sink
+        self.path = path
+        self.counters = counters
+        self.log = _ErrorLog(sink.error_log_interval_s)
+        self.since: float | None = None  # when the current run of failures started
+        self.errors = 0  # failures since then
+
+    def failed(self, op: str, exc: OSError) -> None:
+        self.sink.errors += 1
+        self.counters.sink_errors += 1
+        now = trio.current_time()
+        if self.since is None:
+            self.since = now
+        self.errors += 1
+        if self.log.due(now):
+            log.error(
+                "transcript write failed",
+                sink=self.sink.name,
+                path=str(self.path),
+                op=op,
+                error=str(exc),
+                errors=self.errors,
+                not_logged=self.log.suppressed,
+            )
+            self.log.suppressed = 0
+
+    def recovered(self) -> None:
+        if self.since is None:
+            return
+        log.info(
+            "transcript writes resumed",
+            sink=self.sink.name,
+            path=str(self.path),
+            errors=self.errors,
+            outage_s=round(trio.current_time() - self.since, 3),
+        )
+        self.since = None
+        self.errors = 0
+
+
+async def _close(file: JsonlFile, sync: bool, failing: _Failing) -> None:
+    try:
+        if sync:
+            try:
+                await file.sync()
+            except OSError as exc:
+                failing.failed("fsync", exc)
+    finally:
+        try:
+            await file.aclose()
+        except OSError as exc:
+            failing.failed("close", exc)
 
 
 def _open_append(path: Path) -> int:
@@ -294,21 +482,20 @@ def _open_append(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
 
-def _write_all(fd: int, data: bytes, sync: bool) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-    if sync:
-        os.fsync(fd)
-
-
-def _close(fd: int, sync: bool) -> None:
-    try:
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+def _append(fd: int, data: memoryview) -> int:
+    """Write all of ``data`` or as much as fits: the count; OSError only if none fit."""
+    done = 0
+    while done < len(data):
+        try:
+            n = os.write(fd, data[done:])
+        except OSError:
+            if done:
+                return done
+            raise
+        if n <= 0:
+            break
+        done += n
+    return done
 
 
 @dataclass

@@ -229,7 +229,9 @@ async def test_jsonl_sink_appends_lines_shared_by_sessions(tmp_path: Path) -> No
     assert lines[0]["caller"] == "+15550001"
 
 
-async def test_jsonl_sink_that_cannot_open_its_file_drops_and_counts(tmp_path: Path) -> None:
+async def test_jsonl_sink_that_cannot_open_its_file_drops_and_counts(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     journal = Journal(identity(), SessionCounters())
@@ -237,6 +239,7 @@ async def test_jsonl_sink_that_cannot_open_its_file_drops_and_counts(tmp_path: P
     queue = journal.add_queue(sink.name, sink.queue_size)
     journal.record("user", "lost")
     journal.close()
-    await sink.run(journal.identity, queue, journal.counters)
-    assert journal.counters.sink_errors == 1
+    with trio.move_on_after(5):  # it retries until the session's teardown deadline
+        await sink.run(journal.identity, queue, journal.counters)
+    assert journal.counters.sink_errors == sink.errors >= 1
     assert journal.counters.sink_dropped == 1
