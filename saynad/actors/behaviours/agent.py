@@ -162,10 +162,25 @@ class AgentBackend(Protocol):
 # --------------------------------------------------------------------------- history
 
 
-@dataclass(eq=False)
 class _Message:
-    role: str
-    content: str
+    """A history entry; its content changes only when a barge-in trims a reply."""
+
+    __slots__ = ("frozen",)
+
+    def __init__(self, role: str, content: str) -> None:
+        self.frozen = ChatMessage(role, content)
+
+    @property
+    def role(self) -> str:
+        return self.frozen.role
+
+    @property
+    def content(self) -> str:
+        return self.frozen.content
+
+    @content.setter
+    def content(self, value: str) -> None:
+        self.frozen = ChatMessage(self.frozen.role, value)
 
 
 class Conversation:
@@ -196,7 +211,7 @@ class Conversation:
             return ()
         if len(users) > self.max_turns:
             messages = messages[users[-self.max_turns] :]
-        return tuple(ChatMessage(m.role, m.content) for m in messages)
+        return tuple(m.frozen for m in messages)  # no copies: messages are immutable
 
     def _trim(self, keep_turns: int) -> None:
         users = sum(1 for m in self._messages if m.role == "user")
