@@ -226,6 +226,12 @@ make bench                                   # everything above (~{minutes:.0f} 
     except (OSError, RuntimeError) as exc:
         print(f"README not updated: {exc}")
 
+    # Webhooks under pressure, lifecycle and disk-full figures:
+    # tests/bench/bench_webhook_pressure.py → docs/benchmarks-reliability.md
+    from tests.bench import bench_webhook_pressure
+
+    bench_webhook_pressure.main(["--reps", str(args.reps)])
+
 
 if __name__ == "__main__":
     main()

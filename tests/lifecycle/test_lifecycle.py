@@ -261,12 +261,12 @@ async def test_a_broken_file_on_sighup_keeps_the_fleet_and_resends_ready(tmp_pat
         )
         assert any("surprise_section" in problem for problem in failed["problems"])
         message = figure(
-            "broken file: SIGHUP → READY=1 again", f"{(ready.at - signalled) * 1000:.0f} ms"
+            "broken file, SIGHUP → READY=1 again", f"{(ready.at - signalled) * 1000:.0f} ms"
         )
         assert ready.fields["STATUS"].startswith("running: 2 sessions, 2 ready"), message
         await trio.sleep(1.0)  # a reconnect, if any, would show by now
         again = transitions(daemon, "a", "connecting") + transitions(daemon, "b", "connecting")
-        figure("broken file: reconnects", f"{again - connecting}")
+        figure("broken file, reconnects", f"{again - connecting}")
         assert again == connecting
         async with httpx.AsyncClient(base_url=daemon.url) as client:
             rows = (await client.get("/sessions")).json()["sessions"]
