@@ -8,6 +8,7 @@ boundary of the client layer, and chained with ``from`` so the original stays vi
 
     SaynadError
     ├── ConfigError                 the daemon's YAML file is invalid (all problems at once)
+    ├── BehaviourOverloadError      a session behaviour fell too far behind its events
     ├── ProtocolError               bytes from the peer do not form a valid Sayna frame
     │   └── FrameDecodeError        .kind: not_json|not_object|unknown_type|invalid|too_large
     ├── WebhookError                a SIP webhook was refused; .http_status says how to answer
@@ -43,6 +44,7 @@ __all__ = [
     "AccessDeniedError",
     "AuthenticationError",
     "BadRequestError",
+    "BehaviourOverloadError",
     "ClientError",
     "ConfigError",
     "ConnectionClosedError",
@@ -85,6 +87,14 @@ class ConfigError(SaynadError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class BehaviourOverloadError(SaynadError):
+    """A session behaviour fell a whole channel of control events behind the reader.
+
+    The session ends with this error (its restart policy decides what follows): the
+    reader never blocks and control events are never dropped.
+    """
 
 
 # --------------------------------------------------------------------------- protocol

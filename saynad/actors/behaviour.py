@@ -17,7 +17,10 @@ Fan-out overflow policy (per behaviour channel, ``capacity`` events):
   :class:`~saynad.protocol.messages.STTResult` — are dropped when the channel is full,
   and each drop is counted (``SessionCounters.dropped_events``);
 - *control* events — everything else: final transcripts, room events, errors — are
-  never dropped: the reader waits for room in the channel.
+  never dropped. The reader never waits either (it must keep reading pongs and the
+  server's close), so a behaviour that falls ``capacity`` control events behind ends
+  the session with :class:`~saynad.errors.BehaviourOverloadError` (overflow policy:
+  disconnect); the supervisor's policy restarts it.
 """
 
 from __future__ import annotations

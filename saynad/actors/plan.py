@@ -110,6 +110,8 @@ def build_plan(
         loading_audio=spec.wire_loading_audio(),
         ready_timeout_s=policy.ready_timeout_s,
         connect_timeout_s=policy.connect_timeout_s,
+        keepalive_interval_s=policy.keepalive.interval_s,
+        keepalive_timeout_s=policy.keepalive.timeout_s,
         behaviours=behaviours,
         sinks=sinks,
         end=EndPolicy(

@@ -53,7 +53,7 @@ from saynad.actors.behaviour import (
 from saynad.actors.behaviours.transcripts import EntryQueue, Journal, Recorder, Sink
 from saynad.actors.supervisor import ChildControl
 from saynad.client.session import SessionEvent, SessionStats, open_session
-from saynad.errors import ConnectionClosedError, SessionClosedError
+from saynad.errors import BehaviourOverloadError, ConnectionClosedError, SessionClosedError
 from saynad.protocol.messages import (
     UNSET,
     LiveKitConfig,
@@ -172,6 +172,8 @@ class SessionPlan:
     loading_audio: LoadingAudioConfig | None = None
     ready_timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
+    keepalive_interval_s: float | None = None
+    keepalive_timeout_s: float = 10.0
     behaviours: BehaviourFactory = lambda journal: ()
     sinks: Sequence[Sink] = ()
     end: EndPolicy = EndPolicy()
@@ -229,6 +231,8 @@ async def run_session(plan: SessionPlan, control: ChildControl) -> None:
         loading_audio=plan.loading_audio,
         ready_timeout_s=plan.ready_timeout_s,
         connect_timeout_s=plan.connect_timeout_s,
+        keepalive_interval_s=plan.keepalive_interval_s,
+        keepalive_timeout_s=plan.keepalive_timeout_s,
     ) as session:
         await serve_session(plan, session, control)
 
@@ -450,13 +454,15 @@ async def _reader(run: _Run, subscribers: list[_Subscriber]) -> None:
                 try:
                     sub.send.send_nowait(event)
                 except trio.WouldBlock:
-                    if media:
-                        counters.dropped_events += 1
-                    else:
-                        try:
-                            await sub.send.send(event)
-                        except trio.BrokenResourceError:
-                            live = [s for s in live if s is not sub]
+                    if not media:
+                        # Control events are never dropped, and the reader never waits
+                        # (it must keep reading: pongs, the server's close). A behaviour
+                        # this far behind ends the session; the policy restarts it.
+                        raise BehaviourOverloadError(
+                            f"behaviour {sub.behaviour.name!r} is "
+                            f"{run.plan.fanout_capacity} events behind"
+                        ) from None
+                    counters.dropped_events += 1
                 except trio.BrokenResourceError:
                     live = [s for s in live if s is not sub]
             if cls is ParticipantDisconnected and end_on_leave:

@@ -110,6 +110,7 @@ class WsprotoTransport:
     """
 
     __slots__ = (
+        "_activity_lot",
         "_close_error",
         "_close_timeout_s",
         "_conn",
@@ -127,6 +128,7 @@ class WsprotoTransport:
         "_stream_closed",
         "_write_lot",
         "_writing",
+        "last_activity",
     )
 
     def __init__(
@@ -156,6 +158,9 @@ class WsprotoTransport:
         self._write_lot = trio.lowlevel.ParkingLot()  # senders waiting their turn
         self._key_pool = b""
         self._key_offset = _KEY_POOL_BYTES
+        # Keepalive: when bytes last arrived, and who waits for the next ones.
+        self.last_activity = trio.current_time()
+        self._activity_lot = trio.lowlevel.ParkingLot()
 
     # ------------------------------------------------------------------ sending
 
@@ -252,6 +257,10 @@ class WsprotoTransport:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._lost()
                 return
+            if data:
+                self.last_activity = trio.current_time()
+                if self._activity_lot:
+                    self._activity_lot.unpark_all()
             # b"" is EOF: wsproto reports it as a close with 1006.
             self._conn.receive_data(bytes(data) if data else None)
             await self._process_events()
@@ -317,6 +326,22 @@ class WsprotoTransport:
                 # event.response() keeps wsproto's NO_STATUS_RCVD member, which it sends
                 # as a Close frame without code (1005 itself may not go on the wire).
                 await self._write(self._conn.send(event.response()))
+        await self._close_stream()
+
+    # ------------------------------------------------------------------ keepalive
+
+    async def ping(self) -> None:
+        error = self._close_error
+        if error is not None:
+            raise ConnectionClosedError(error.code, error.reason)
+        await self._write(self._conn.send(Ping(b"saynad")))
+
+    async def wait_activity(self) -> None:
+        await self._activity_lot.park()
+
+    async def abort(self, reason: str) -> None:
+        self._record_close(ABNORMAL_CLOSURE, reason)
+        self._peer_closed = True
         await self._close_stream()
 
     # ------------------------------------------------------------------ closing

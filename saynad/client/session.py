@@ -516,6 +516,8 @@ async def open_session(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     receive_queue_size: int = DEFAULT_RECEIVE_QUEUE_SIZE,
     ssl_context: ssl.SSLContext | None = None,
+    keepalive_interval_s: float | None = None,
+    keepalive_timeout_s: float = 10.0,
 ) -> AsyncIterator[Session]:
     """Open a Sayna session; the block runs once ``ready`` has arrived.
 
@@ -531,6 +533,14 @@ async def open_session(
     :class:`~saynad.errors.SessionConfigError` (fatal ``error`` before ``ready``),
     :class:`~saynad.errors.ReadyTimeoutError` (no ``ready`` within ``ready_timeout_s``)
     and :class:`~saynad.errors.ConnectionClosedError` (closed before ``ready``).
+
+    Keepalive: with ``keepalive_interval_s``, a task pings the server whenever nothing
+    arrived for that long; when no byte comes back within ``keepalive_timeout_s`` the
+    connection is dropped and :meth:`Session.events` raises
+    :class:`~saynad.errors.ConnectionClosedError` (1006, ``"keepalive: …"``). A dead or
+    stalled peer is therefore noticed within ``interval + timeout``. The server answers
+    pings itself (it sends none); the answer is read by whoever iterates
+    :meth:`Session.events`, so keep reading (the daemon's session reader always does).
     """
     frame = _build_config(
         stt=stt,
@@ -544,6 +554,9 @@ async def open_session(
     _positive("ready_timeout_s", ready_timeout_s)
     _positive("connect_timeout_s", connect_timeout_s)
     _positive("close_timeout_s", close_timeout_s)
+    if keepalive_interval_s is not None:
+        _positive("keepalive_interval_s", keepalive_interval_s)
+    _positive("keepalive_timeout_s", keepalive_timeout_s)
     if not isinstance(max_message_bytes, int) or max_message_bytes <= 0:
         raise ValidationError("max_message_bytes must be a positive integer")
     if not isinstance(receive_queue_size, int) or receive_queue_size <= 0:
@@ -570,6 +583,41 @@ async def open_session(
                 raise ReadyTimeoutError(
                     f"no ready frame from {ws_url} within {ready_timeout_s} s"
                 ) from None
-            yield session
+            if keepalive_interval_s is None:
+                yield session
+            else:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        _keepalive,
+                        transport,
+                        keepalive_interval_s,
+                        keepalive_timeout_s,
+                        name="keepalive",
+                    )
+                    try:
+                        yield session
+                    finally:
+                        nursery.cancel_scope.cancel()
         finally:
             await session.aclose()
+
+
+async def _keepalive(transport: WebSocketTransport, interval_s: float, timeout_s: float) -> None:
+    """Ping an idle connection; drop it when the peer stays silent past the deadline."""
+    while True:
+        idle_until = transport.last_activity + interval_s
+        if trio.current_time() < idle_until:
+            await trio.sleep_until(idle_until)
+            continue
+        sent = trio.current_time()
+        try:
+            await transport.ping()
+        except ConnectionClosedError:
+            return  # the reader reports the close
+        with trio.move_on_after(timeout_s):
+            while transport.last_activity < sent:
+                await transport.wait_activity()
+        if transport.last_activity < sent:
+            _log.warning("keepalive: no answer, dropping the connection", timeout_s=timeout_s)
+            await transport.abort(f"keepalive: no answer within {timeout_s:g} s")
+            return

@@ -105,11 +105,31 @@ class WebSocketTransport(Protocol):
         connection. Idempotent."""
         ...
 
+    # Keepalive (see saynad.client.session): the session's keepalive task pings an idle
+    # connection and aborts it when no answer comes in time.
+
+    last_activity: float
+    """``trio.current_time()`` when bytes last arrived from the peer (or the connection
+    opened)."""
+
+    async def ping(self) -> None:
+        """Send a Ping frame (the answer shows up as activity)."""
+        ...
+
+    async def wait_activity(self) -> None:
+        """Return once more bytes arrived from the peer (a reader must be reading)."""
+        ...
+
+    async def abort(self, reason: str) -> None:
+        """Drop the connection at once: a blocked or later ``receive`` raises
+        :class:`~saynad.errors.ConnectionClosedError` (1006, ``reason``)."""
+        ...
+
 
 class _TrioWebSocketTransport:
     """:class:`WebSocketTransport` over a ``trio_websocket.WebSocketConnection``."""
 
-    __slots__ = ("_close_timeout_s", "_stream", "_ws")
+    __slots__ = ("_abort_reason", "_close_timeout_s", "_stream", "_ws", "last_activity")
 
     def __init__(
         self,
@@ -120,6 +140,24 @@ class _TrioWebSocketTransport:
         self._ws = ws
         self._stream = stream
         self._close_timeout_s = close_timeout_s
+        self._abort_reason: str | None = None
+        # trio-websocket reads in its own task; activity is known only through pongs.
+        self.last_activity = trio.current_time()
+
+    async def ping(self) -> None:
+        # trio-websocket's ping() returns once the matching pong arrived.
+        try:
+            await self._ws.ping()
+        except trio_websocket.ConnectionClosed as exc:
+            raise _closed_error(exc) from None
+        self.last_activity = trio.current_time()
+
+    async def wait_activity(self) -> None:
+        await trio.sleep_forever()  # ping() itself waits for the answer
+
+    async def abort(self, reason: str) -> None:
+        self._abort_reason = reason
+        await trio.aclose_forcefully(self._stream)
 
     async def send_text(self, data: str | bytes) -> None:
         # trio-websocket decides the frame type from the Python type, so JSON bytes
@@ -140,6 +178,8 @@ class _TrioWebSocketTransport:
         try:
             return await self._ws.get_message()
         except trio_websocket.ConnectionClosed as exc:
+            if self._abort_reason is not None:
+                raise ConnectionClosedError(ABNORMAL_CLOSURE, self._abort_reason) from None
             raise _closed_error(exc) from None
 
     async def aclose(self, code: int = 1000) -> None:

@@ -1,0 +1,72 @@
+"""Keepalive: an idle healthy session stays up; a stalled peer is dropped in time."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from saynad.client.session import open_session
+from saynad.emulator import Emulator
+from saynad.errors import ConnectionClosedError, ValidationError
+from saynad.protocol.messages import STTConfig, TTSConfig
+from saynad.testing.faultproxy import Fault, FaultProxy
+
+STT = STTConfig("deepgram", "en-US", 16000, 1, True, "linear16", "nova-3")
+TTS = TTSConfig(provider="deepgram", model="aura-2")
+
+
+async def test_idle_session_is_kept_alive_by_pings(emulator: Emulator) -> None:
+    async with open_session(
+        emulator.url, stt=STT, tts=TTS, keepalive_interval_s=0.1, keepalive_timeout_s=0.3
+    ) as session:
+        # 1.5 s of silence from the server: ~10 pings, each answered.
+        with trio.move_on_after(1.5) as idle:
+            async for _ in session.events():
+                pass
+        assert idle.cancelled_caught
+        await session.speak("still here")
+        with trio.fail_after(5):
+            async for event in session.events():
+                if type(event).__name__ == "TTSPlaybackComplete":
+                    break
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault.STALL, "keepalive: no answer within 0.4 s"),
+        # A half-closed server is an EOF: noticed at once, no keepalive needed.
+        (Fault.HALF_CLOSE, None),
+    ],
+)
+async def test_stalled_peer_is_dropped_within_interval_plus_timeout(
+    emulator: Emulator, fault: Fault, reason: str | None
+) -> None:
+    port = int(emulator.url.rsplit(":", 1)[1])
+    proxy = FaultProxy("127.0.0.1", port)
+    interval, timeout = 0.3, 0.4
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.run)
+        async with open_session(
+            f"http://127.0.0.1:{proxy.port}",
+            stt=STT,
+            tts=TTS,
+            keepalive_interval_s=interval,
+            keepalive_timeout_s=timeout,
+        ) as session:
+            proxy.apply(fault)
+            stalled_at = trio.current_time()
+            with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+                async for _ in session.events():
+                    pass
+            noticed = trio.current_time() - stalled_at
+        assert info.value.code == 1006
+        assert info.value.reason == reason
+        assert noticed <= interval + timeout + 0.25
+        nursery.cancel_scope.cancel()
+
+
+async def test_keepalive_arguments_are_checked(emulator: Emulator) -> None:
+    with pytest.raises(ValidationError, match="keepalive_interval_s"):
+        async with open_session(emulator.url, stt=STT, tts=TTS, keepalive_interval_s=0):
+            pass
