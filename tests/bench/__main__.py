@@ -63,7 +63,7 @@ def profiles(out_dir: Path, n: int = 1000) -> list[Path]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for client in ("saynad", "sdk", "bare"):
+    for client in ("saynad", "sdk", "bare", "saynad/trio-websocket"):
         path = out_dir / f"{client.replace('/', '-')}-N{n}.svg"
         with sessions.emulator_process() as emu:
             record = [py_spy, "record", "--rate", "250", "--format", "flamegraph", "-o", str(path)]
@@ -86,10 +86,34 @@ def main() -> None:
     parser.add_argument("--ablations", type=int, default=1000)
     parser.add_argument("--stretch", type=int, default=10000)
     parser.add_argument("--profiles", action="store_true")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the document and README table from bench-results/sessions.json",
+    )
     parser.add_argument("--out", default=str(DOCS / "benchmarks.md"))
     parser.add_argument("--readme", default=str(ROOT / "README.md"))
     args = parser.parse_args()
 
+    results_dir = ROOT / "bench-results"
+    results_path = results_dir / "sessions.json"
+    if args.report_only:
+        saved = json.loads(results_path.read_text())
+    else:
+        saved = run_all(args)
+        results_dir.mkdir(exist_ok=True)
+        results_path.write_text(json.dumps(saved, indent=2))
+    write_report(saved, Path(args.out), Path(args.readme))
+    if not args.report_only:
+        # Webhooks under pressure, lifecycle and disk-full figures:
+        # tests/bench/bench_webhook_pressure.py → docs/benchmarks-reliability.md
+        from tests.bench import bench_webhook_pressure
+
+        bench_webhook_pressure.main(["--reps", str(args.reps)])
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every benchmark; returns what the report is built from."""
     sizes = [int(s) for s in args.sizes.split(",")]
     clients = args.clients.split(",")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -101,45 +125,49 @@ def main() -> None:
         print(f"ablations at N={args.ablations}")
         variants = ["saynad", "saynad/trio-sleep", "saynad/trio-websocket", "sdk"]
         ablation_rows = sessions.run_matrix(variants, [args.ablations], args.reps)
-    stretch: dict[str, Any] | None = None
+    stretch: list[dict[str, Any]] = []
     if args.stretch:
-        print(f"stretch: saynad at N={args.stretch}")
-        stretch = sessions.run_once("saynad", args.stretch, timeout_s=1800)
-        print(
-            f"  cpu {stretch['cpu_ms_per_session']:.2f} ms/session, lag p99 "
-            f"{stretch['send_lag_p99_s'] * 1000:.0f} ms, failures {stretch['failures']}"
-        )
+        for client in ("saynad", "sdk"):
+            print(f"stretch: {client} at N={args.stretch}")
+            result = sessions.run_once(client, args.stretch, timeout_s=1800)
+            result["failures_total"] = result["failures"]
+            stretch.append(result)
+            print(
+                f"  cpu {result['cpu_ms_per_session']:.2f} ms/session, lag p99 "
+                f"{result['send_lag_p99_s'] * 1000:.0f} ms, failures {result['failures']}"
+            )
     print("decode throughput")
     decode_rows = decode.run()
     if args.profiles:
         profiles(DOCS / "profiles")
+    return {
+        "started": started,
+        "minutes": (time.monotonic() - t0) / 60,
+        "machine": machine(),
+        "versions": _versions(),
+        "sizes": sizes,
+        "clients": clients,
+        "reps": args.reps,
+        "ablation_n": args.ablations,
+        "rows": rows,
+        "ablations": ablation_rows,
+        "stretch": stretch,
+        "decode": decode_rows,
+    }
 
-    results_dir = ROOT / "bench-results"
-    results_dir.mkdir(exist_ok=True)
-    (results_dir / "sessions.json").write_text(
-        json.dumps(
-            {"rows": rows, "ablations": ablation_rows, "stretch": stretch, "decode": decode_rows},
-            indent=2,
-        )
-    )
-    out = Path(args.out)
+
+def write_report(saved: dict[str, Any], out: Path, readme: Path) -> None:
+    rows, sizes, clients = saved["rows"], saved["sizes"], saved["clients"]
+    stretch, ablation_rows, decode_rows = saved["stretch"], saved["ablations"], saved["decode"]
+    started, minutes, reps = saved["started"], saved["minutes"], saved["reps"]
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_path = out.with_suffix(".png")
     report.plot(rows, clients, plot_path)
     targets_table, checks = report.targets(rows, sizes)
-    minutes = (time.monotonic() - t0) / 60
 
     stretch_text = "Not run (`--stretch 0`)."
-    if stretch is not None:
-        stretch_text = (
-            f"saynad, N = {stretch['n']}, one run: client CPU "
-            f"{stretch['cpu_ms_per_session']:.2f} ms/session, peak RSS "
-            f"{stretch['rss_kb_per_session']:.0f} KB/session, send lag p50 / p99 "
-            f"{stretch['send_lag_p50_s'] * 1000:.0f} / {stretch['send_lag_p99_s'] * 1000:.0f} ms, "
-            f"speak→first audio p99 {stretch['first_audio_p99_s'] * 1000:.0f} ms, all ready "
-            f"after {stretch['all_ready_s']:.1f} s, wall {stretch['wall_s']:.1f} s, emulator CPU "
-            f"{stretch['emulator_cpu_s']:.1f} s, failures {stretch['failures']}."
-        )
+    if stretch:
+        stretch_text = "One run each:\n\n" + sessions.markdown(stretch)
     ablation_text = "Not run (`--ablations 0`)."
     if ablation_rows:
         ablation_text = sessions.markdown(ablation_rows)
@@ -147,11 +175,11 @@ def main() -> None:
 
     text = f"""# saynad benchmarks
 
-Generated by `make bench` on {started} ({minutes:.0f} min). Machine: {machine()}.
-Versions: {_versions()}.
+Generated by `make bench` on {started} ({minutes:.0f} min). Machine: {saved["machine"]}.
+Versions: {saved["versions"]}.
 Loopback only. The emulator runs in its own process pinned to core 1 and its CPU is
 reported in every row; each client process runs alone on core 0. Every figure is the
-median of {args.reps} runs; the clients run interleaved at each N (saynad, sdk, bare, saynad, …)
+median of {reps} runs; the clients run interleaved at each N (saynad, sdk, bare, saynad, …)
 so that drift and noise from other work on the machine hit all of them alike. Ratios
 compare figures from the same run.
 
@@ -184,7 +212,7 @@ the first TTS frame.
 ### Targets (issue 3)
 
 {targets_table}
-### Ablations: saynad with one change taken out (N = {args.ablations})
+### Ablations: saynad with one change taken out (N = {saved["ablation_n"]})
 
 `saynad/trio-sleep` paces with `trio.sleep_until` instead of
 `saynad.client.pacing.sleep_until`; `saynad/trio-websocket` additionally goes back to the
@@ -213,10 +241,9 @@ make bench                                   # everything above (~{minutes:.0f} 
     out.write_text(text, encoding="utf-8")
     print(f"wrote {out} and {plot_path}")
 
-    readme = Path(args.readme)
     held = sum(ok for _, ok in checks)
     note = (
-        f"`make bench` on {started}, {machine()}; medians of {args.reps} runs "
+        f"`make bench` on {started}, {saved['machine']}; medians of {reps} runs "
         f"({held} of {len(checks)} targets held; details and the plot in "
         "[docs/benchmarks.md](docs/benchmarks.md)):"
     )
@@ -225,12 +252,6 @@ make bench                                   # everything above (~{minutes:.0f} 
         print(f"updated the Performance table in {readme}")
     except (OSError, RuntimeError) as exc:
         print(f"README not updated: {exc}")
-
-    # Webhooks under pressure, lifecycle and disk-full figures:
-    # tests/bench/bench_webhook_pressure.py → docs/benchmarks-reliability.md
-    from tests.bench import bench_webhook_pressure
-
-    bench_webhook_pressure.main(["--reps", str(args.reps)])
 
 
 if __name__ == "__main__":

@@ -28,7 +28,15 @@ sleep_until: Callable[[float], Awaitable[None]] = pacing.sleep_until
 
 
 async def one_session(url: str, c: common.Collector) -> None:
-    async with open_session(url, stt=STT, tts=TTS, ready_timeout_s=common.SESSION_DEADLINE_S) as s:
+    # Like the SDK (no connect timeout within the session deadline), wait as long as the
+    # session may take; saynad's default connect_timeout_s is 10 s.
+    async with open_session(
+        url,
+        stt=STT,
+        tts=TTS,
+        connect_timeout_s=common.SESSION_DEADLINE_S,
+        ready_timeout_s=common.SESSION_DEADLINE_S,
+    ) as s:
         c.ready_at.append(trio.current_time())
 
         async def stream() -> None:

@@ -1,0 +1,215 @@
+"""Per-operation costs behind the session benchmark: ``python -m tests.bench.micro``.
+
+Each figure is CPU time per operation in one process pinned to core 0 (best of 3):
+
+- ``paced sleeps``: 1,000 tasks, each sleeping until 100 deadlines 20 ms apart, with
+  ``trio.sleep_until``, ``saynad.client.pacing.sleep_until`` and ``asyncio.sleep``;
+- ``send one 640-byte audio frame``: a client sending 20,000 binary frames to a server
+  process (core 1) that only drains the socket, through saynad's default transport,
+  saynad over trio-websocket, and aiohttp (the official SDK's WebSocket);
+- ``scheduler round trip``: ``trio.lowlevel.checkpoint()`` vs ``asyncio.sleep(0)``;
+- ``mask 640 bytes``: the integer XOR used by saynad vs wsproto's table method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+CHUNK = b"\x01\x00" * 320
+FRAMES = 20_000
+TASKS, SLEEPS = 1000, 100
+
+# A WebSocket "server" that accepts one upgrade and then only drains the socket.
+DRAIN_SERVER = r"""
+import base64, hashlib, socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+data = b""
+while b"\r\n\r\n" not in data:
+    data += c.recv(65536)
+key = [l.split(b":", 1)[1].strip() for l in data.split(b"\r\n")
+       if l.lower().startswith(b"sec-websocket-key")][0]
+accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+while c.recv(1 << 20):
+    pass
+"""
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _best(measure: Callable[[], float], repeat: int = 3) -> float:
+    return min(measure() for _ in range(repeat))
+
+
+def _drain_server() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-c", DRAIN_SERVER], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(proc.pid, {1})
+    return proc, port
+
+
+def paced_sleeps(kind: str) -> float:
+    """CPU per sleep, µs."""
+    import trio
+
+    from saynad.client import pacing
+
+    async def trio_main(sleep_until: Callable[[float], Any]) -> None:
+        async def one() -> None:
+            start = trio.current_time()
+            for i in range(SLEEPS):
+                await sleep_until(start + i * 0.02)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(TASKS):
+                nursery.start_soon(one)
+
+    async def asyncio_main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def one() -> None:
+            start = loop.time()
+            for i in range(SLEEPS):
+                delay = start + i * 0.02 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+        await asyncio.gather(*(one() for _ in range(TASKS)))
+
+    before = _cpu()
+    if kind == "trio.sleep_until":
+        trio.run(trio_main, trio.sleep_until)
+    elif kind == "saynad pacing.sleep_until":
+        trio.run(trio_main, pacing.sleep_until)
+    else:
+        asyncio.run(asyncio_main())
+    return (_cpu() - before) / (TASKS * SLEEPS) * 1e6
+
+
+def send_frames(kind: str) -> float:
+    """CPU per frame sent, µs."""
+    proc, port = _drain_server()
+    url = f"ws://127.0.0.1:{port}/ws"
+    try:
+        if kind == "aiohttp (sdk)":
+            import aiohttp
+
+            async def aio() -> float:
+                async with aiohttp.ClientSession() as http:
+                    ws = await http.ws_connect(url)
+                    before = _cpu()
+                    for _ in range(FRAMES):
+                        await ws.send_bytes(CHUNK)
+                    return _cpu() - before
+
+            spent = asyncio.run(aio())
+        else:
+            import trio
+
+            from saynad.client.transport import connect_websocket
+
+            implementation = "trio-websocket" if "trio-websocket" in kind else "wsproto"
+
+            async def trio_send() -> float:
+                async with connect_websocket(
+                    url, connect_timeout_s=5, close_timeout_s=0.01, implementation=implementation
+                ) as transport:
+                    before = _cpu()
+                    for _ in range(FRAMES):
+                        await transport.send_bytes(CHUNK)
+                    return _cpu() - before
+
+            spent = trio.run(trio_send)
+    finally:
+        proc.kill()
+        proc.wait()
+    return spent / FRAMES * 1e6
+
+
+def round_trip(kind: str) -> float:
+    """CPU per scheduler round trip, µs."""
+    n = 50_000
+    if kind == "trio checkpoint()":
+        import trio
+
+        async def loop() -> float:
+            before = _cpu()
+            for _ in range(n):
+                await trio.lowlevel.checkpoint()
+            return _cpu() - before
+
+        return trio.run(loop) / n * 1e6
+
+    async def aloop() -> float:
+        before = _cpu()
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return _cpu() - before
+
+    return asyncio.run(aloop()) / n * 1e6
+
+
+def mask(kind: str) -> float:
+    """Time to mask one 640-byte payload, µs."""
+    from wsproto.frame_protocol import XorMaskerSimple
+
+    from saynad.client._wsproto import encode_client_frame
+
+    key = os.urandom(4)
+    if kind.startswith("saynad"):
+        run = lambda: encode_client_frame(0x82, CHUNK, key)  # noqa: E731  (whole frame)
+    else:
+        run = lambda: XorMaskerSimple(bytearray(key)).process(bytearray(CHUNK))  # noqa: E731
+    return min(timeit.repeat(run, number=20_000, repeat=3)) / 20_000 * 1e6
+
+
+def run() -> list[dict[str, Any]]:
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {0})
+    rows = []
+    for group, fn, kinds in (
+        (
+            f"paced sleep ({TASKS} tasks × {SLEEPS} sleeps, 20 ms apart)",
+            paced_sleeps,
+            ("trio.sleep_until", "saynad pacing.sleep_until", "asyncio.sleep"),
+        ),
+        (
+            "send one 640-byte audio frame (loopback, server drains)",
+            send_frames,
+            ("saynad transport", "saynad over trio-websocket", "aiohttp (sdk)"),
+        ),
+        ("scheduler round trip", round_trip, ("trio checkpoint()", "asyncio.sleep(0)")),
+        (
+            "mask a 640-byte payload",
+            mask,
+            ("saynad encode_client_frame (whole frame)", "wsproto XorMaskerSimple"),
+        ),
+    ):
+        for kind in kinds:
+            cost = _best(lambda fn=fn, kind=kind: fn(kind))
+            rows.append({"operation": group, "how": kind, "us": cost})
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = "| operation | how | CPU per operation (µs) |\n|---|---|---:|\n"
+    return head + "".join(f"| {r['operation']} | {r['how']} | {r['us']:.2f} |\n" for r in rows)
+
+
+if __name__ == "__main__":
+    print(markdown(run()))
