@@ -85,7 +85,7 @@ async def _daemon(
     measure_s: float,
     chunk_ms: int,
     emulator_pid: int,
-    gc_freeze: bool,
+    gc_mode: str,
 ) -> None:
     from saynad.actors.behaviour import Behaviour, SessionCounters, SessionIdentity
     from saynad.actors.behaviours.agent import Agent, EchoBackend
@@ -181,9 +181,11 @@ async def _daemon(
             while registry.count(SessionState.READY) < n and not failures:  # noqa: ASYNC110
                 await trio.sleep(0.1)
         all_ready_s = trio.current_time() - t0
-        if gc_freeze:
+        if gc_mode in ("freeze", "tuned"):
             gc.collect()
             gc.freeze()  # what a daemon can do once its fleet is up: full GCs skip it
+        if gc_mode == "tuned":
+            gc.set_threshold(10_000, 50, 10)  # short-lived objects die before promotion
         await trio.sleep(warmup_s)
         measuring = True
         cpu0, wall0 = cpu_s(), trio.current_time()
@@ -210,7 +212,7 @@ async def _daemon(
         "ready": sum(1 for c in counters if c.agent_requests),
         "all_ready_s": round(all_ready_s, 2),
         "chunk_ms": chunk_ms,
-        "gc_freeze": gc_freeze,
+        "gc": gc_mode,
         "measure_s": round(wall, 1),
         "turns": turns,
         "observations": len(latencies),
@@ -237,7 +239,7 @@ def _run_daemon(argv: list[str]) -> None:
 
     pin_to_cpu(0)
     configure_logging("error", "json", stream=sys.stderr)
-    url, n, warmup_s, measure_s, chunk_ms, emulator_pid, gc_freeze = argv
+    url, n, warmup_s, measure_s, chunk_ms, emulator_pid, gc_mode = argv
     trio.run(
         _daemon,
         url,
@@ -246,7 +248,7 @@ def _run_daemon(argv: list[str]) -> None:
         float(measure_s),
         int(chunk_ms),
         int(emulator_pid),
-        gc_freeze == "freeze",
+        gc_mode,
     )
 
 
@@ -254,7 +256,7 @@ def _run_daemon(argv: list[str]) -> None:
 
 
 def run(
-    sessions: int, warmup_s: float, measure_s: float, chunk_ms: int, gc_freeze: bool = False
+    sessions: int, warmup_s: float, measure_s: float, chunk_ms: int, gc_mode: str = "default"
 ) -> dict[str, Any]:
     """One measurement: an emulator process and a daemon-side process; the result dict."""
     emulator = subprocess.Popen(
@@ -281,7 +283,7 @@ def run(
                 str(measure_s),
                 str(chunk_ms),
                 str(emulator.pid),
-                "freeze" if gc_freeze else "default",
+                gc_mode,
             ],
             capture_output=True,
             text=True,
@@ -347,7 +349,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup-s", type=float, default=10.0)
     parser.add_argument("--measure-s", type=float, default=30.0)
     parser.add_argument("--chunk-ms", type=int, default=200)
-    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once all are ready")
+    parser.add_argument(
+        "--gc",
+        choices=("default", "freeze", "tuned"),
+        default="default",
+        help="the daemon's GC as it is; gc.freeze() once the fleet is up; freeze + "
+        "gc.set_threshold(10_000, 50, 10)",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-agent.md"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -355,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"agent benchmark: {args.sessions} sessions, transcript every {UTTERANCE_MS} ms, "
         f"{args.chunk_ms} ms audio chunks, measuring {args.measure_s:g} s"
     )
-    result = run(args.sessions, args.warmup_s, args.measure_s, args.chunk_ms, args.gc_freeze)
+    result = run(args.sessions, args.warmup_s, args.measure_s, args.chunk_ms, args.gc)
     print(
         f"  final→speak p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, "
         f"max {result['max_ms']:.2f} ms over {result['observations']} turns; "
