@@ -110,6 +110,16 @@ def main() -> None:
         from tests.bench import bench_webhook_pressure
 
         bench_webhook_pressure.main(["--reps", str(args.reps)])
+        run_daemon_benchmarks(args.reps)
+
+
+def run_daemon_benchmarks(reps: int) -> None:
+    """The daemon's own benchmarks, each writing its docs/benchmarks-*.md."""
+    from tests.bench import bench_agent, bench_fleet, bench_webhooks
+
+    bench_fleet.main(["2000", str(reps)])  # → docs/benchmarks-fleet.md
+    bench_webhooks.main(["--reps", str(reps)])  # → docs/benchmarks-webhooks.md
+    bench_agent.main([])  # → docs/benchmarks-agent.md
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
