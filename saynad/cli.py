@@ -39,7 +39,12 @@ def _emulator(args: argparse.Namespace) -> int:
     tenants = tuple(
         Tenant(id=spec.partition("=")[0], secret=spec.partition("=")[2]) for spec in args.tenant
     )
-    options = EmulatorOptions(tenants=tenants, numbered=args.numbered)
+    options = EmulatorOptions(
+        tenants=tenants,
+        numbered=args.numbered,
+        utterance_ms=args.utterance_ms,
+        interim_ms=args.interim_ms,
+    )
 
     async def run() -> None:
         async with trio.open_nursery() as nursery:
@@ -222,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--numbered", action="store_true", help="number final transcripts per connection"
+    )
+    emulator.add_argument(
+        "--utterance-ms",
+        type=int,
+        default=1000,
+        metavar="MS",
+        help="one final transcript per MS of received audio (default: 1000)",
+    )
+    emulator.add_argument(
+        "--interim-ms",
+        type=int,
+        default=500,
+        metavar="MS",
+        help="one interim transcript per MS of audio; >= --utterance-ms: none (default: 500)",
     )
     emulator.set_defaults(func=_emulator)
 

@@ -28,6 +28,7 @@ import enum
 import random
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 import structlog
 import trio
@@ -56,6 +57,11 @@ class RestartPolicy(enum.StrEnum):
     PERMANENT = "permanent"
     TRANSIENT = "transient"
     TEMPORARY = "temporary"
+
+
+HEALTHY_RUN_S: Final = 5.0
+"""A run that stayed ``ready`` this long was healthy: its end restarts the backoff and
+the restart-intensity window. Shorter runs (a crash loop after ``ready``) keep counting."""
 
 
 @dataclass(frozen=True)
@@ -89,11 +95,14 @@ class ChildControl:
     name: str
     registry: Registry
     drain_requested: trio.Event = field(default_factory=trio.Event)
+    ready_at: float | None = None
+    """``trio.current_time()`` when this run reported ``ready`` (``None``: it never did)."""
 
     def connecting(self) -> None:
         self.registry.set_state(self.name, SessionState.CONNECTING)
 
     def ready(self, *, room: str | None = None, stream_id: str | None = None) -> None:
+        self.ready_at = trio.current_time()
         self.registry.update(self.name, room=room, stream_id=stream_id)
         self.registry.set_state(self.name, SessionState.READY)
 
@@ -318,7 +327,16 @@ class Supervisor:
                     ):
                         break
                     reason = "error" if error is not None else "exit"
-                    if trio.current_time() - started >= policy.backoff_max_s:
+                    now = trio.current_time()
+                    ready_at = entry.control.ready_at
+                    if ready_at is not None and now - ready_at >= HEALTHY_RUN_S:
+                        # A run that served for a while ends an incident: the next failure
+                        # (a server restart, a dropped peer) starts from the first delay and
+                        # a fresh intensity window, so repeated server restarts never add
+                        # up to a long delay or leave the session failed.
+                        backoff.reset()
+                        intensity = RestartIntensity(policy.max_restarts, policy.window_s)
+                    elif now - started >= policy.backoff_max_s:
                         backoff.reset()  # it ran long enough to count as healthy
                     if not intensity.record(trio.current_time()):
                         final = SessionState.FAILED

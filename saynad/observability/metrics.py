@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+import trio.lowlevel
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -47,6 +48,7 @@ __all__ = [
     "DaemonSnapshot",
     "Metrics",
     "RunLike",
+    "trio_task_count",
 ]
 
 WEBHOOK_OUTCOMES: Final = (
@@ -396,6 +398,29 @@ class Metrics:
         return self._snapshot()
 
 
+def trio_task_count() -> int:
+    """Tasks alive in the calling thread's trio run (0 outside one).
+
+    Walks the task tree from the root task through every child nursery. It costs one
+    visit per task, paid only at scrape time; a count that grows across server restarts
+    means something leaks tasks.
+    """
+    try:
+        root = trio.lowlevel.current_root_task()
+    except RuntimeError:
+        return 0
+    if root is None:
+        return 0
+    count = 0
+    stack = [root]
+    while stack:  # bounded: every task is visited once (the tree has no cycles)
+        task = stack.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
+
+
 class _LiveCollector(Collector):
     """The scrape-time part of the catalog."""
 
@@ -482,6 +507,10 @@ class _LiveCollector(Collector):
             "saynad_webhook_replay_cache_capacity",
             "Bound of the webhook replay cache (0 when inbound calls are not configured).",
         )
+        tasks = GaugeMetricFamily(
+            "saynad_trio_tasks",
+            "Tasks alive in the daemon's trio run (the whole task tree, counted at scrape).",
+        )
         if t is not None and snap is not None:
             for state, count in snap.sessions_by_state.items():
                 sessions.add_metric([state], count)
@@ -508,6 +537,7 @@ class _LiveCollector(Collector):
             sink_errors.add_metric([], t.sink_errors)
             replay_size.add_metric([], snap.replay_cache_size)
             replay_capacity.add_metric([], snap.replay_cache_capacity)
+            tasks.add_metric([], trio_task_count())
         yield from (
             sessions,
             inbound,
@@ -526,4 +556,5 @@ class _LiveCollector(Collector):
             sink_errors,
             replay_size,
             replay_capacity,
+            tasks,
         )
