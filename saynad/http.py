@@ -69,6 +69,12 @@ HEALTH_TIMEOUT_S: Final = 5.0
 BODY_TIMEOUT_S: Final = 10.0
 """A request body must arrive within this (Sayna gives up after 5 s anyway)."""
 
+REFUSAL_LOG_INTERVAL_S: Final = 1.0
+"""At most one ``webhook rejected``/``webhook refused`` line per outcome per second: a
+flood of bad webhooks would otherwise write one line per request, and journald's rate
+limit would then drop every line of the service (a slow log reader would even block the
+event loop on stdout). Every request is still counted in the metrics."""
+
 MAX_CONTROL_BODY_BYTES: Final = 64 * 1024
 RETRY_AFTER_SATURATED_S: Final = 5
 RETRY_AFTER_DRAINING_S: Final = 30
@@ -145,6 +151,8 @@ class HttpApp:
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
+        # outcome → (trio time of its last line, refusals not logged since)
+        self._refusal_lines: dict[str, tuple[float, int]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -318,8 +326,19 @@ class HttpApp:
     def _refuse(self, outcome: str, response: _Response) -> _Response:
         self.daemon.metrics.webhook(outcome)
         if outcome in ("saturated", "draining"):
-            log.warning("webhook refused", outcome=outcome)
+            self._log_refusal("webhook refused", outcome)
         return response
+
+    def _log_refusal(self, event: str, outcome: str, **fields: object) -> None:
+        """Log at most one line per outcome per :data:`REFUSAL_LOG_INTERVAL_S`;
+        ``not_logged`` says how many of that outcome went unlogged since the last one."""
+        now = trio.current_time()
+        last, skipped = self._refusal_lines.get(outcome, (None, 0))
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL_S:
+            self._refusal_lines[outcome] = (last, skipped + 1)
+            return
+        self._refusal_lines[outcome] = (now, 0)
+        log.warning(event, outcome=outcome, not_logged=skipped, **fields)
 
     def _rejected(self, exc: WebhookError) -> _Response:
         # The reason goes to the log and the metrics, never to the sender.
@@ -335,7 +354,7 @@ class HttpApp:
             outcome, response = "bad_payload", _error(400, "invalid payload")
         else:
             outcome, response = "error", _error(500, "internal error")
-        log.warning("webhook rejected", outcome=outcome, reason=str(exc)[:200])
+        self._log_refusal("webhook rejected", outcome, reason=str(exc)[:200])
         self.daemon.metrics.webhook(outcome)
         return response
 

@@ -2,13 +2,21 @@
 enough for the test suite (~10 s): 20 talking sessions, 50 valid webhooks a second, then
 a flood of bad signatures. The full-size figures (200 sessions, a 60 s flood) are in
 ``docs/benchmarks-reliability.md``; here the targets are checked with margins a busy CI
-machine keeps."""
+machine keeps; and a flood of bad signatures is logged about once a second, not once per
+request."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+from structlog.testing import capture_logs
+
+from saynad.http import REFUSAL_LOG_INTERVAL_S
 from tests.bench.bench_webhook_pressure import Scenario, run_scenario
+from tests.daemon.fixtures import running_daemon, signed_call
+
+HOOK = "/webhooks/sip"
 
 SMALL = Scenario(
     sessions=20,
@@ -54,3 +62,25 @@ async def test_webhooks_under_pressure_leave_the_established_sessions_alone(
     assert (r["reconnects"], r["ended_before_stop"]) == (0, 0), message
     assert r["stopping_ms"] < 100, message
     assert r["exit_code"] == 0
+
+
+async def test_a_flood_of_bad_signatures_logs_one_line_a_second_and_counts_all(
+    tmp_path: Path,
+) -> None:
+    async with running_daemon(tmp_path, sessions=()) as (daemon, client):
+        headers, body = signed_call("sip-flood", "EV_flood", secret="x" * 32)
+        with capture_logs() as logs:
+            for _ in range(20):
+                assert (await client.post(HOOK, headers=headers, content=body)).status_code == 401
+            await trio.sleep(REFUSAL_LOG_INTERVAL_S)
+            assert (await client.post(HOOK, headers=headers, content=body)).status_code == 401
+        lines = [line for line in logs if line["event"] == "webhook rejected"]
+        assert [(line["outcome"], line["not_logged"]) for line in lines] == [
+            ("unauthorized", 0),
+            ("unauthorized", 19),
+        ]
+        assert "signature" in lines[0]["reason"].lower()
+        text = (await client.get("/metrics")).text
+        assert 'saynad_webhook_requests_total{outcome="unauthorized"} 21.0' in text
+        assert daemon.verifier is not None
+        assert daemon.verifier.statistics().replay_cache_size == 0
