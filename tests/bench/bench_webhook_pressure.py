@@ -478,6 +478,7 @@ async def run_scenario(scenario: Scenario, tmp: Path) -> dict[str, Any]:
 
 async def _run_scenario(scenario: Scenario, tmp: Path) -> dict[str, Any]:
     transcripts = tmp / "transcripts"
+    shutil.rmtree(transcripts, ignore_errors=True)  # a fresh run: no files of the last one
     config = tmp / "saynad.yaml"
     async with _emulator(scenario) as (sayna, emulator_pid):
         config.write_text(
