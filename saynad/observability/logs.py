@@ -7,6 +7,7 @@ resolved ``${…}`` secrets of the configuration) inside any string field.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -47,6 +48,23 @@ def redact(
     return event_dict
 
 
+class _Printer(structlog.PrintLogger):
+    """A PrintLogger that survives its stream going away.
+
+    Under systemd, stdout is a pipe to journald; ``saynad run | head`` closes it early.
+    A log line that cannot be written is lost, but the daemon and its sessions carry on
+    (a dead log pipe must never take the fleet down with it).
+    """
+
+    def msg(self, message: str) -> None:
+        # OSError covers BrokenPipeError; ValueError is a write to a closed file.
+        with contextlib.suppress(OSError, ValueError):
+            super().msg(message)
+
+    log = debug = info = warn = warning = err = error = critical = exception = msg
+    fatal = failure = msg
+
+
 def configure_logging(
     level: str = "info", fmt: str = "auto", *, stream: TextIO | None = None
 ) -> None:
@@ -71,6 +89,6 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=lambda *args: _Printer(out),
         cache_logger_on_first_use=True,
     )
