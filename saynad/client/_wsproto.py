@@ -350,13 +350,14 @@ class WsprotoTransport:
         if self._stream_closed:
             return
         try:
-            if self._close_error is None:
-                self._local_close = True
-                self._close_error = ConnectionClosedError(code, None)
-                with contextlib.suppress(ConnectionClosedError):
-                    await self._write(self._conn.send(CloseConnection(code=code)))
-            # The server may never answer our Close frame: bound the wait.
+            # The server may never answer our Close frame, and against a stalled peer
+            # even writing it can block behind a full send buffer: bound both.
             with trio.move_on_after(self._close_timeout_s):
+                if self._close_error is None:
+                    self._local_close = True
+                    self._close_error = ConnectionClosedError(code, None)
+                    with contextlib.suppress(ConnectionClosedError):
+                        await self._write(self._conn.send(CloseConnection(code=code)))
                 while not self._peer_closed:
                     await self._read_or_wait()
         finally:

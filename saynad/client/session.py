@@ -610,11 +610,13 @@ async def _keepalive(transport: WebSocketTransport, interval_s: float, timeout_s
             await trio.sleep_until(idle_until)
             continue
         sent = trio.current_time()
-        try:
-            await transport.ping()
-        except ConnectionClosedError:
-            return  # the reader reports the close
+        # The deadline covers sending the ping too: against a stalled peer the socket's
+        # send buffer fills up (audio keeps flowing) and the ping waits behind it.
         with trio.move_on_after(timeout_s):
+            try:
+                await transport.ping()
+            except ConnectionClosedError:
+                return  # the reader reports the close
             while transport.last_activity < sent:
                 await transport.wait_activity()
         if transport.last_activity < sent:

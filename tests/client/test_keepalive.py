@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import trio
 
@@ -70,3 +72,67 @@ async def test_keepalive_arguments_are_checked(emulator: Emulator) -> None:
     with pytest.raises(ValidationError, match="keepalive_interval_s"):
         async with open_session(emulator.url, stt=STT, tts=TTS, keepalive_interval_s=0):
             pass
+
+
+async def test_stall_is_noticed_while_audio_fills_the_send_buffer(emulator: Emulator) -> None:
+    """Audio keeps flowing into a stalled peer until the socket buffers are full; the
+    ping then waits behind it, and the deadline must still hold."""
+    port = int(emulator.url.rsplit(":", 1)[1])
+    proxy = FaultProxy("127.0.0.1", port)
+    interval, timeout = 0.5, 0.5
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.run)
+        async with open_session(
+            f"http://127.0.0.1:{proxy.port}",
+            stt=STT,
+            tts=TTS,
+            keepalive_interval_s=interval,
+            keepalive_timeout_s=timeout,
+        ) as session:
+
+            async def flood() -> None:
+                chunk = b"\x00" * 65536
+                with contextlib.suppress(ConnectionClosedError):
+                    while True:
+                        await session.send_audio(chunk)
+
+            proxy.apply(Fault.STALL)
+            stalled_at = trio.current_time()
+            nursery.start_soon(flood)
+            with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+                async for _ in session.events():
+                    pass
+            noticed = trio.current_time() - stalled_at
+        assert info.value.reason == "keepalive: no answer within 0.5 s"
+        assert noticed <= interval + timeout + 0.25
+        nursery.cancel_scope.cancel()
+
+
+async def test_closing_against_a_stalled_peer_is_bounded(emulator: Emulator) -> None:
+    """Leaving the block while a sender is stuck on a full buffer still returns."""
+    port = int(emulator.url.rsplit(":", 1)[1])
+    proxy = FaultProxy("127.0.0.1", port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(proxy.run)
+        started = 0.0
+        with trio.fail_after(5):
+            async with open_session(
+                f"http://127.0.0.1:{proxy.port}", stt=STT, tts=TTS, close_timeout_s=0.5
+            ) as session:
+                proxy.apply(Fault.STALL)
+                stuck = trio.Event()
+
+                async def flood() -> None:
+                    with contextlib.suppress(ConnectionClosedError):
+                        while True:
+                            with trio.move_on_after(0.2) as blocked:
+                                await session.send_audio(b"\x00" * 65536)
+                            if blocked.cancelled_caught:
+                                stuck.set()
+                                await session.send_audio(b"\x00" * 65536)
+
+                nursery.start_soon(flood)
+                await stuck.wait()
+                started = trio.current_time()
+            assert trio.current_time() - started < 0.5 + 0.5
+        nursery.cancel_scope.cancel()
