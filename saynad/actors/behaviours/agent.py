@@ -48,6 +48,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+import msgspec
 import structlog
 import trio
 
@@ -82,9 +83,13 @@ DEFAULT_HISTORY_TURNS: Final = 20
 # --------------------------------------------------------------------------- values
 
 
-@dataclass(frozen=True)
-class ChatMessage:
-    """One message of the conversation: ``role`` is ``user`` or ``assistant``."""
+class ChatMessage(msgspec.Struct, frozen=True, gc=False):
+    """One message of the conversation: ``role`` is ``user`` or ``assistant``.
+
+    Never tracked by the garbage collector (two strings cannot form a cycle): a daemon
+    with a thousand conversations keeps tens of thousands of them alive, and young
+    collections would otherwise walk them all.
+    """
 
     role: str
     content: str
@@ -162,27 +167,6 @@ class AgentBackend(Protocol):
 # --------------------------------------------------------------------------- history
 
 
-class _Message:
-    """A history entry; its content changes only when a barge-in trims a reply."""
-
-    __slots__ = ("frozen",)
-
-    def __init__(self, role: str, content: str) -> None:
-        self.frozen = ChatMessage(role, content)
-
-    @property
-    def role(self) -> str:
-        return self.frozen.role
-
-    @property
-    def content(self) -> str:
-        return self.frozen.content
-
-    @content.setter
-    def content(self, value: str) -> None:
-        self.frozen = ChatMessage(self.frozen.role, value)
-
-
 class Conversation:
     """The session's chat history, trimmed to the last ``max_turns`` user turns.
 
@@ -195,23 +179,33 @@ class Conversation:
         if max_turns < 0:
             raise ValueError("max_turns must be >= 0")
         self.max_turns = max_turns
-        self._messages: deque[_Message] = deque()
+        self._messages: deque[ChatMessage] = deque()
 
-    def add(self, role: str, content: str) -> _Message:
-        message = _Message(role, content)
+    def add(self, role: str, content: str) -> ChatMessage:
+        message = ChatMessage(role, content)
         self._messages.append(message)
         self._trim(self.max_turns + 1)  # the current turn is kept beyond the limit
         return message
 
+    def replace(self, message: ChatMessage, content: str) -> ChatMessage:
+        """Give ``message`` (this very object, if still kept) new content; return the
+        message now in the history (a new one is added if ``message`` was trimmed)."""
+        messages = self._messages
+        for i in range(len(messages) - 1, -1, -1):
+            if messages[i] is message:
+                messages[i] = ChatMessage(message.role, content)
+                return messages[i]
+        return self.add(message.role, content)
+
     def messages(self) -> tuple[ChatMessage, ...]:
         """A snapshot of the kept history (at most ``max_turns`` turns)."""
-        messages = list(self._messages)
-        users = [i for i, m in enumerate(messages) if m.role == "user"]
         if self.max_turns == 0:
             return ()
+        messages = tuple(self._messages)
+        users = [i for i, m in enumerate(messages) if m.role == "user"]
         if len(users) > self.max_turns:
             messages = messages[users[-self.max_turns] :]
-        return tuple(m.frozen for m in messages)  # no copies: messages are immutable
+        return messages
 
     def _trim(self, keep_turns: int) -> None:
         users = sum(1 for m in self._messages if m.role == "user")
@@ -280,7 +274,7 @@ class _Reply:
     final: bool = False
     loading: bool = False
     transfer_to: str | None = None
-    message: _Message | None = None
+    message: ChatMessage | None = None
     ts: float | None = None
     finished: trio.Event = field(default_factory=trio.Event)
 
@@ -561,7 +555,7 @@ class Agent:
         if reply.cut:
             content = f"{heard} {INTERRUPTED_MARKER}" if heard else INTERRUPTED_MARKER
             if reply.message is not None:
-                reply.message.content = content
+                reply.message = self.conversation.replace(reply.message, content)
             else:
                 reply.message = self.conversation.add("assistant", content)
         if self.journal is not None and heard:

@@ -367,6 +367,14 @@ def test_conversation_keeps_the_last_turns() -> None:
     short.add("user", "u1")
     assert [m.content for m in short.messages()] == ["greeting", "u1"]
     assert Conversation(max_turns=0).messages() == ()
+    reply = short.add("assistant", "a long answer")
+    short.replace(reply, "a long [interrupted]")
+    assert short.messages()[-1] == ChatMessage("assistant", "a long [interrupted]")
+    gone = history.messages()[0]  # "u2": trimmed below once more turns come
+    history.add("user", "u4")
+    history.add("user", "u5")
+    history.replace(gone, "u2 again")  # no longer kept: added as a new message
+    assert history.messages()[-1] == ChatMessage("user", "u2 again")
     none = Conversation(max_turns=0)
     none.add("user", "x")
     assert none.messages() == ()
