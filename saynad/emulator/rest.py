@@ -24,7 +24,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import unquote
 
 import msgspec
@@ -32,6 +32,7 @@ import msgspec
 from saynad.emulator.asgi import Request, Response, json_response
 from saynad.emulator.audio import synthesize, wav_bytes
 from saynad.emulator.state import Room, SipHookEntry, new_sid
+from saynad.emulator.wire import TtsConfig
 from saynad.protocol.phone import phone_number_problem
 
 if TYPE_CHECKING:
@@ -44,33 +45,11 @@ Handler = Callable[[Request, "Context", str], Response]
 
 # --------------------------------------------------------------------------- request bodies
 
-U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
-# msgspec bounds must fit an int64; larger u64 values are rejected (no caller needs them).
-U64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-
-
-class _PronunciationIn(msgspec.Struct, frozen=True):
-    word: str
-    pronunciation: str
-
-
-class _TTSConfigIn(msgspec.Struct, frozen=True):
-    provider: str
-    model: str
-    voice_id: str | None = None
-    speaking_rate: float | None = None
-    audio_format: str | None = None
-    sample_rate: U32 | None = None
-    connection_timeout: U64 | None = None
-    request_timeout: U64 | None = None
-    # `Vec` with a serde default: may be absent, may not be null.
-    pronunciations: list[_PronunciationIn] = []
-    auth: Any = None
-
 
 class _SpeakIn(msgspec.Struct, frozen=True):
     text: str
-    tts_config: _TTSConfigIn
+    # The same serde struct as the WebSocket config's tts_config (§5.2).
+    tts_config: TtsConfig
 
 
 class _TokenIn(msgspec.Struct, frozen=True):
