@@ -495,6 +495,17 @@ def _room(request: Request, ctx: Context, room_name: str) -> Response:
     )
 
 
+def _participant_room(room_name: str, ctx: Context) -> Room | Response:
+    """The checks participant kick and mute share (§6.8, §6.9), in the server's order."""
+    if not ctx.options.livekit:
+        return _error(500, _NOT_CONFIGURED, "LIVEKIT_NOT_CONFIGURED")
+    if ctx.state.access(room_name, ctx.tenant) != "ok":
+        return _error(
+            404, f"Room '{room_name}' not found or not accessible", "PARTICIPANT_NOT_FOUND"
+        )
+    return ctx.state.rooms[room_name]
+
+
 def _remove_participant(request: Request, ctx: Context, _: str) -> Response:
     body = _json_body(request, _RemoveIn)
     if isinstance(body, Response):
@@ -503,13 +514,9 @@ def _remove_participant(request: Request, ctx: Context, _: str) -> Response:
         return _error(400, "Room name cannot be empty", "INVALID_REQUEST")
     if not body.participant_identity.strip():
         return _error(400, "Participant identity cannot be empty", "INVALID_REQUEST")
-    if not ctx.options.livekit:
-        return _error(500, _NOT_CONFIGURED, "LIVEKIT_NOT_CONFIGURED")
-    if ctx.state.access(body.room_name, ctx.tenant) != "ok":
-        return _error(
-            404, f"Room '{body.room_name}' not found or not accessible", "PARTICIPANT_NOT_FOUND"
-        )
-    room = ctx.state.rooms[body.room_name]
+    room = _participant_room(body.room_name, ctx)
+    if isinstance(room, Response):
+        return room
     if body.participant_identity not in room.participants:
         return _error(
             404,
@@ -538,13 +545,10 @@ def _mute(request: Request, ctx: Context, _: str) -> Response:
         return _error(400, "Participant identity cannot be empty", "INVALID_REQUEST")
     if not body.track_sid.strip():
         return _error(400, "Track SID cannot be empty", "INVALID_REQUEST")
-    if not ctx.options.livekit:
-        return _error(500, _NOT_CONFIGURED, "LIVEKIT_NOT_CONFIGURED")
-    if ctx.state.access(body.room_name, ctx.tenant) != "ok":
-        return _error(
-            404, f"Room '{body.room_name}' not found or not accessible", "PARTICIPANT_NOT_FOUND"
-        )
-    participant = ctx.state.rooms[body.room_name].participants.get(body.participant_identity)
+    room = _participant_room(body.room_name, ctx)
+    if isinstance(room, Response):
+        return room
+    participant = room.participants.get(body.participant_identity)
     if participant is None or body.track_sid not in participant.tracks:
         return _error(
             404,
