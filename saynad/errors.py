@@ -7,6 +7,7 @@ boundary of the client layer, and chained with ``from`` so the original stays vi
 ::
 
     SaynadError
+    ├── UnreachableError            marker: the peer could not be reached, nothing was established
     ├── ConfigError                 the daemon's YAML file is invalid (all problems at once)
     ├── BehaviourOverloadError      a session behaviour fell too far behind its events
     ├── ProtocolError               bytes from the peer do not form a valid Sayna frame
@@ -20,7 +21,8 @@ boundary of the client layer, and chained with ``from`` so the original stays vi
     │   └── WebhookPayloadError     signed, but the JSON payload is not a SIP webhook (400)
     └── ClientError                 talking to a Sayna server failed
         ├── ValidationError         rejected client-side, before any byte was sent
-        ├── TransportError          could not reach the server (refused, DNS, TLS, reset)
+        ├── TransportError          could not reach the server (refused, DNS, TLS, reset);
+        │                           also an UnreachableError
         ├── RequestTimeoutError     a REST request exceeded its deadline
         ├── HTTPStatusError         the server answered a REST call with a status >= 400
         │   ├── BadRequestError     400, 405, 413, 415, 422
@@ -63,6 +65,7 @@ __all__ = [
     "SessionConfigError",
     "SessionError",
     "TransportError",
+    "UnreachableError",
     "ValidationError",
     "WebhookError",
     "WebhookPayloadError",
@@ -76,6 +79,17 @@ __all__ = [
 
 class SaynadError(Exception):
     """Base of every error saynad raises on purpose."""
+
+
+class UnreachableError(SaynadError):
+    """Marker base: the peer could not be reached at all, so nothing was established.
+
+    A connection refused or reset before the protocol handshake completed, a DNS or TLS
+    failure, a connect timeout. It says nothing about the peer's answer (a rejected
+    handshake is *not* one). The supervisor treats a run that ends with it before
+    ``ready`` as an outage, not a crash: it backs off but does not count the attempt
+    toward the restart intensity (see :mod:`saynad.actors.supervisor`).
+    """
 
 
 # --------------------------------------------------------------------------- config
@@ -178,8 +192,13 @@ class ValidationError(ClientError):
     """A call was rejected client-side, before anything was sent."""
 
 
-class TransportError(ClientError):
-    """The server could not be reached: connection refused, DNS, TLS or reset."""
+class TransportError(ClientError, UnreachableError):
+    """The server could not be reached: connection refused, DNS, TLS or reset.
+
+    Raised only before a WebSocket session is established (connect and handshake) or
+    for a REST request that got no answer; a connection that breaks later is a
+    :class:`ConnectionClosedError`.
+    """
 
 
 class RequestTimeoutError(ClientError):

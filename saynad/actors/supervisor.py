@@ -20,6 +20,17 @@ Restarts wait a jittered exponential backoff; more than ``max_restarts`` restart
 ``window_s`` seconds mark the session ``failed`` and leave it down while the daemon and
 every other session carry on. Both read ``trio.current_time()``, so tests run under
 ``trio.testing.MockClock``.
+
+Outages are not crashes. A run that never reported ``ready`` and ended with an error
+the ``is_outage`` predicate accepts (by default :func:`is_unreachable`: an
+:class:`~saynad.errors.UnreachableError`, i.e. the peer could not be reached at all)
+waits its backoff like any other, but is not recorded in the restart intensity and does
+not reset the backoff, however long the attempt took. A session therefore rides out an
+outage of any length, retrying at most every ``backoff_max_s`` once the delays have
+grown, and ``failed`` is kept for crash loops: errors after ``ready``, a peer that
+answers but refuses (a rejected handshake, a fatal error before ``ready``), a broken
+configuration, a behaviour that keeps raising. Which errors mean "unreachable" is the
+runner's business; the supervisor only checks the predicate.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import structlog
 import trio
 
 from saynad.actors.registry import Registry, SessionState
+from saynad.errors import UnreachableError
 from saynad.protocol.backoff import Backoff, RestartIntensity
 
 __all__ = [
@@ -48,6 +60,7 @@ __all__ = [
     "Start",
     "Stop",
     "Supervisor",
+    "is_unreachable",
 ]
 
 log = structlog.get_logger("saynad.supervisor")
@@ -113,6 +126,18 @@ class ChildControl:
 Runner = Callable[[Child, ChildControl], Awaitable[None]]
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """The default ``is_outage`` predicate: ``exc`` is an :class:`UnreachableError`.
+
+    An exception group counts when every exception in it does (a runner whose nursery
+    wrapped the connect failure).
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(UnreachableError)
+        return rest is None
+    return isinstance(exc, UnreachableError)
+
+
 @dataclass(frozen=True)
 class Start:
     child: Child
@@ -170,8 +195,12 @@ class Supervisor:
         on_failure: Callable[[Child, str], None] | None = None,
         on_restart: Callable[[Child, str], None] | None = None,
         on_start: Callable[[Child], None] | None = None,
+        is_outage: Callable[[BaseException], bool] = is_unreachable,
     ) -> None:
+        """``is_outage(exc)``: does a run that ended with ``exc`` before ``ready`` mean its
+        peer was unreachable (back off, do not count toward the restart intensity)?"""
         self._runner = runner
+        self._is_outage = is_outage
         self.registry = registry if registry is not None else Registry()
         self._rng = rng or random.Random()
         self._send, self._receive = trio.open_memory_channel[Command](inbox_size)
@@ -319,7 +348,7 @@ class Supervisor:
                         child.name, self.registry, entry.control.drain_requested
                     )
                     started = trio.current_time()
-                    error = await self._run_once(entry)
+                    error, unreachable = await self._run_once(entry)
                     if entry.stop_requested:
                         break
                     if policy.restart is RestartPolicy.TEMPORARY or (
@@ -329,6 +358,10 @@ class Supervisor:
                     reason = "error" if error is not None else "exit"
                     now = trio.current_time()
                     ready_at = entry.control.ready_at
+                    # Never ready and the peer was unreachable: an outage, not a crash. It
+                    # backs off (the delays keep growing to backoff_max_s) but is not
+                    # counted, so no outage, however long, leaves the session failed.
+                    outage = unreachable and ready_at is None
                     if ready_at is not None and now - ready_at >= HEALTHY_RUN_S:
                         # A run that served for a while ends an incident: the next failure
                         # (a server restart, a dropped peer) starts from the first delay and
@@ -336,9 +369,9 @@ class Supervisor:
                         # up to a long delay or leave the session failed.
                         backoff.reset()
                         intensity = RestartIntensity(policy.max_restarts, policy.window_s)
-                    elif now - started >= policy.backoff_max_s:
+                    elif not outage and now - started >= policy.backoff_max_s:
                         backoff.reset()  # it ran long enough to count as healthy
-                    if not intensity.record(trio.current_time()):
+                    if not outage and not intensity.record(now):
                         final = SessionState.FAILED
                         why = f"more than {policy.max_restarts} restarts in {policy.window_s:g} s"
                         self.registry.set_state(
@@ -363,6 +396,7 @@ class Supervisor:
                         session=child.name,
                         delay_s=round(delay, 3),
                         reason=reason,
+                        outage=outage,
                     )
                     await trio.sleep(delay)
                     if entry.stop_requested:
@@ -379,13 +413,18 @@ class Supervisor:
                 self.registry.remove(child.name)
             entry.done.set()
 
-    async def _run_once(self, entry: _Entry) -> str | None:
-        """Run the runner once; return ``None`` on a normal exit, else the error text."""
+    async def _run_once(self, entry: _Entry) -> tuple[str | None, bool]:
+        """Run the runner once; return ``(None, False)`` on a normal exit, else the error
+        text and whether ``is_outage`` accepts the exception.
+
+        The exception itself is not kept: its traceback would hold the ended run's frames
+        (and everything they reference) through the backoff and the next run.
+        """
         child = entry.child
         try:
             await self._runner(child, entry.control)
         except Exception as exc:  # contained: one session's failure never spreads
             text = f"{type(exc).__name__}: {exc}"
             log.warning("session ended with an error", session=child.name, error=text)
-            return text
-        return None
+            return text, self._is_outage(exc)
+        return None, False
