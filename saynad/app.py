@@ -9,14 +9,17 @@
     ├── Supervisor.run  the sessions
     ├── http            /metrics /healthz /readyz /sessions, control routes, SIP webhook
     ├── watchdog        WATCHDOG=1 at half of WATCHDOG_USEC while the supervisor answers
-    └── status          STATUS= with session counts when they change (rate-limited)
+    ├── status          STATUS= with session counts when they change (rate-limited)
+    └── gc              freezes the settled fleet out of GC; refreezes after changes
 
-Start-up order: supervisor, then the HTTP server (bound address logged), then the
-always-on sessions, then ``READY=1``.
+Start-up order: the GC thresholds (``runtime.gc``), supervisor, then the HTTP server
+(bound address logged), then the always-on sessions, then ``READY=1``; the first GC
+freeze follows once those sessions have settled (:mod:`saynad.runtime_gc`).
 
 Reload: the file is read again; an invalid file keeps the running fleet (logged,
 counted, ``READY=1`` re-sent); a valid one starts added sessions, stops removed ones and
-restarts changed ones, leaving unchanged sessions and their sockets alone.
+restarts changed ones, leaving unchanged sessions and their sockets alone; a GC
+refreeze follows once the fleet has settled again.
 
 Inbound calls: :meth:`Daemon.admit_call` turns a verified SIP webhook into a temporary
 session. The check against ``max_sessions`` and the reservation of the slot happen with
@@ -70,6 +73,7 @@ from saynad.protocol.webhooks import (
     VerifiedSipWebhook,
     WebhookVerifier,
 )
+from saynad.runtime_gc import GcPolicy
 from saynad.systemd import Notifier
 
 __all__ = [
@@ -189,7 +193,8 @@ class Daemon:
     """The running daemon's state, shared by its tasks and the HTTP surface.
 
     ``metrics_registry`` is where the catalog registers (a fresh one by default, never
-    the global registry); ``/metrics`` serves it.
+    the global registry); ``/metrics`` serves it. ``gc_policy`` defaults to the one
+    ``runtime.gc`` names.
     """
 
     config_path: Path
@@ -207,9 +212,12 @@ class Daemon:
     reload_requested: trio.Event = field(default_factory=trio.Event)
     http_urls: list[str] = field(default_factory=list)
     exit_code: int = EX_OK
+    gc_policy: GcPolicy | None = None
     _root: trio.CancelScope | None = None
 
     def __post_init__(self) -> None:
+        if self.gc_policy is None:
+            self.gc_policy = GcPolicy(enabled=self.config.runtime.gc == "tuned")
         self.metrics = Metrics(self.metrics_registry, snapshot=self._metrics_snapshot)
         self.verifier: WebhookVerifier | None = _verifier_for(self.config.inbound.sip_webhook)
         # Inbound sessions admitted and not yet ended: the admission count.
@@ -410,12 +418,20 @@ class Daemon:
                 listening=self.config.http.listen,
                 configured=new.http.listen,
             )
+        if new.runtime.gc != self.config.runtime.gc:
+            log.warning(
+                "runtime.gc changed; it applies at the next start",
+                running=self.config.runtime.gc,
+                configured=new.runtime.gc,
+            )
         self._swap_verifier(new)
         self.config = new
         assert self.supervisor is not None
         applied = trio.Event()
         await self.supervisor.send(Reload(new_children, done=applied))
         await applied.wait()
+        assert self.gc_policy is not None
+        self.gc_policy.request_freeze("reload")
         self.reloads["ok"] += 1
         self.metrics.reload_done(True)
         log.info(
@@ -536,9 +552,12 @@ class Daemon:
         When the HTTP server cannot listen, logs why, sets ``exit_code`` and returns.
         """
         register_secrets(iter_secrets(self.config))
+        assert self.gc_policy is not None
+        self.gc_policy.apply()
         try:
             await self._run(task_status)
         finally:
+            self.gc_policy.restore()
             self.notifier.close()
 
     async def _run(self, task_status: trio.TaskStatus[Daemon]) -> None:
@@ -581,6 +600,9 @@ class Daemon:
                 applied = trio.Event()
                 await supervisor.send(Reload(self.always_on(self.config), done=applied))
                 await applied.wait()
+                assert self.gc_policy is not None
+                nursery.start_soon(self.gc_policy.run, self.registry, name="gc")
+                self.gc_policy.request_freeze("fleet started")
                 nursery.start_soon(self._reloader, name="reloader")
                 nursery.start_soon(
                     self.notifier.watchdog, self._supervisor_answers, name="watchdog"

@@ -7,8 +7,8 @@
                                 duplicate     resolved)     rejected)        section)   ▼
                                 keys)                                          SessionSpec × N
 
-The file has seven sections (``sayna``, ``http``, ``logging``, ``defaults``, ``inbound``,
-``templates``, ``sessions``); ``docs/configuration.md`` describes every key. Loading
+The file has eight sections (``sayna``, ``http``, ``logging``, ``runtime``, ``defaults``,
+``inbound``, ``templates``, ``sessions``); ``docs/configuration.md`` describes every key. Loading
 either returns a :class:`Config` or raises :class:`~saynad.errors.ConfigError` listing
 *every* problem found, each formatted as ``FILE:LINE: PATH: what was expected``::
 
@@ -103,6 +103,7 @@ __all__ = [
     "PronunciationSettings",
     "ProviderAuthSettings",
     "PythonAgentSettings",
+    "RuntimeSettings",
     "SaynaSettings",
     "Secret",
     "SessionDiff",
@@ -406,6 +407,16 @@ class LoggingSettings(_Settings, frozen=True, kw_only=True):
 
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+
+
+class RuntimeSettings(_Settings, frozen=True, kw_only=True):
+    """``runtime``: the Python runtime under the daemon.
+
+    ``gc``: ``tuned`` (a higher young-collection threshold, the settled fleet frozen out
+    of collections; :mod:`saynad.runtime_gc`) or ``stock`` (the interpreter's own).
+    """
+
+    gc: Literal["tuned", "stock"] = "tuned"
 
 
 class BackoffSettings(_Settings, frozen=True, kw_only=True):
@@ -921,6 +932,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     sayna: SaynaSettings
     http: HttpSettings
     logging: LoggingSettings
+    runtime: RuntimeSettings = RuntimeSettings()
     defaults: Defaults
     inbound: InboundSettings
     templates: Mapping[str, Template]
@@ -1031,6 +1043,7 @@ def summarize(config: Config) -> str:
     token = "control token set" if config.http.control_token is not None else "no control token"
     lines.append(f"  http:      {config.http.listen} ({token})")
     lines.append(f"  logging:   level {config.logging.level}, format {config.logging.format}")
+    lines.append(f"  runtime:   gc {config.runtime.gc}")
     d = config.defaults
     lines.append(
         f"  defaults:  restart {d.restart}, backoff {d.backoff.initial_s:g}-{d.backoff.max_s:g} s, "
@@ -1472,7 +1485,16 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _MAP_TAG: Final = "tag:yaml.org,2002:map"
 _SEQ_TAG: Final = "tag:yaml.org,2002:seq"
-_SECTIONS: Final = ("sayna", "http", "logging", "defaults", "inbound", "templates", "sessions")
+_SECTIONS: Final = (
+    "sayna",
+    "http",
+    "logging",
+    "runtime",
+    "defaults",
+    "inbound",
+    "templates",
+    "sessions",
+)
 
 
 class _Loader:
@@ -1742,6 +1764,7 @@ class _Loader:
         sayna = self.section(data, "sayna", SaynaSettings)
         http = self.section(data, "http", HttpSettings)
         logging = self.section(data, "logging", LoggingSettings)
+        runtime = self.section(data, "runtime", RuntimeSettings)
         defaults = self.section(data, "defaults", Defaults)
         inbound = self.section(data, "inbound", InboundSettings)
         templates, broken = self.decode_templates(data.get("templates", {}), defaults)
@@ -1754,6 +1777,7 @@ class _Loader:
             sayna=sayna,
             http=http,
             logging=logging,
+            runtime=runtime,
             defaults=defaults,
             inbound=inbound,
             templates=FrozenMap(templates),
