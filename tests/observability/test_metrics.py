@@ -150,8 +150,29 @@ def test_event_counters_and_histograms() -> None:
     assert values["saynad_speak_to_first_audio_seconds_bucket"][(("le", "0.2"),)] == 1
     assert values["saynad_speak_to_first_audio_seconds_bucket"][(("le", "0.1"),)] == 0
     assert values["saynad_final_transcript_to_speak_seconds_count"][()] == 1
+    assert values["saynad_final_transcript_to_speak_seconds_bucket"][(("le", "0.5"),)] == 0
+    assert values["saynad_final_transcript_to_speak_seconds_bucket"][(("le", "0.75"),)] == 1
     assert values["saynad_config_last_reload_successful"][()] == 0
     assert values["saynad_webhook_requests_total"][(("outcome", "saturated"),)] == 0
+
+
+def test_reply_latency_buckets_resolve_milliseconds() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    for seconds in (0.0004, 0.0015, 0.0015, 0.004, 0.03):
+        metrics.observe_final_to_speak(seconds)
+    buckets = scrape(registry)["saynad_final_transcript_to_speak_seconds_bucket"]
+    cumulative = {
+        le: buckets[(("le", le),)] for le in ("0.0005", "0.001", "0.002", "0.005", "0.01", "0.05")
+    }
+    assert cumulative == {
+        "0.0005": 1,
+        "0.001": 1,
+        "0.002": 3,
+        "0.005": 4,
+        "0.01": 4,
+        "0.05": 5,
+    }
 
 
 def test_scraping_two_thousand_live_sessions_is_fast() -> None:
