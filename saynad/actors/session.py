@@ -307,7 +307,12 @@ async def _serve(run: _Run, control: ChildControl) -> None:
     async with trio.open_nursery() as outer:
         outer.start_soon(_writer, run, commands, name="writer")
         sinks_done = trio.Event()
-        outer.start_soon(_sinks, run, queues, sinks_done, name="sinks")
+        # The sinks are shielded from the session's cancellation: when the connection
+        # breaks (the writer or the reader fails and this nursery cancels its tasks) they
+        # still take every entry recorded until the journal closes, and stop only once
+        # drained or flush_timeout_s after that (below).
+        sinks_scope = trio.CancelScope(shield=True)
+        outer.start_soon(_sinks, run, queues, sinks_scope, sinks_done, name="sinks")
         try:
             async with trio.open_nursery() as inner:
                 inner.start_soon(_reader, run, subscribers, name="reader")
@@ -329,14 +334,18 @@ async def _serve(run: _Run, control: ChildControl) -> None:
             journal.close()
             with trio.CancelScope(shield=True), trio.move_on_after(plan.end.flush_timeout_s):
                 await sinks_done.wait()
+            sinks_scope.cancel()
             outer.cancel_scope.cancel()
 
 
-async def _sinks(run: _Run, queues: list[EntryQueue], done: trio.Event) -> None:
+async def _sinks(
+    run: _Run, queues: list[EntryQueue], scope: trio.CancelScope, done: trio.Event
+) -> None:
     try:
-        async with trio.open_nursery() as nursery:
-            for sink, queue in zip(run.plan.sinks, queues, strict=True):
-                nursery.start_soon(_sink, run, sink, queue, name=f"sink:{sink.name}")
+        with scope:
+            async with trio.open_nursery() as nursery:
+                for sink, queue in zip(run.plan.sinks, queues, strict=True):
+                    nursery.start_soon(_sink, run, sink, queue, name=f"sink:{sink.name}")
     finally:
         done.set()
 

@@ -595,9 +595,23 @@ class Recorder:
         return type(event) is STTResult and event.is_final
 
     async def run(self, ctx: BehaviourContext) -> None:
-        async for event in ctx.events:
-            assert isinstance(event, STTResult)
-            text = event.transcript.strip()
-            if text:
-                ctx.counters.transcripts += 1
-                self.journal.record("user", text)
+        try:
+            async for event in ctx.events:
+                self._record(ctx, event)
+        finally:
+            # Cancelled because the session is ending (say, the connection broke): the
+            # transcripts the reader already handed over were received all the same, so
+            # they are recorded too (no checkpoint here; the sinks still take entries).
+            while True:
+                try:
+                    event = ctx.events.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                self._record(ctx, event)
+
+    def _record(self, ctx: BehaviourContext, event: SessionEvent) -> None:
+        assert isinstance(event, STTResult)
+        text = event.transcript.strip()
+        if text:
+            ctx.counters.transcripts += 1
+            self.journal.record("user", text)
