@@ -20,6 +20,15 @@ earliest deadline and wakes every sleeper that is due.
 
 Precision is trio's: the timer wakes through trio's I/O wait, like
 :func:`trio.sleep_until`.
+
+A sleep whose deadline has already passed (a stream that fell behind) is a cancellation
+point but takes a schedule point only every :data:`LATE_SCHEDULE_EVERY` calls: catching
+up sends the overdue chunks back to back instead of paying a scheduler round trip for
+each, and a task that is always late still lets the others run every few calls.
+
+The same timer also runs short synchronous callbacks at a deadline
+(:func:`call_at`): :meth:`saynad.client.session.Session.stream_audio` uses it to
+write each due audio frame from the timer itself, without waking the streaming task.
 """
 
 from __future__ import annotations
@@ -27,29 +36,46 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import trio
 
-__all__ = ["sleep", "sleep_until"]
+__all__ = [
+    "LATE_SCHEDULE_EVERY",
+    "OnSent",
+    "StreamProgress",
+    "TimerEntry",
+    "call_at",
+    "sleep",
+    "sleep_until",
+    "stream_by_sleeping",
+]
+
+LATE_SCHEDULE_EVERY: Final = 16
+"""Overdue :func:`sleep_until` calls between two schedule points."""
+
+TimerEntry = list[Any]
+"""``[deadline, seq, target]``: ``target`` is a sleeping task, a callback, or ``None``
+once cancelled (left in the heap and skipped when due)."""
 
 
 class _Timer:
-    """The per-run timer: a heap of ``[deadline, seq, task]`` (task ``None`` once the
-    sleeper was cancelled) and the system task that wakes them."""
+    """The per-run timer: a heap of :data:`TimerEntry` and the system task that wakes
+    sleepers and runs callbacks when they are due."""
 
     __slots__ = ("_heap", "_seq", "_task", "_waiting", "_wake_at")
 
     def __init__(self) -> None:
-        self._heap: list[list[Any]] = []
+        self._heap: list[TimerEntry] = []
         self._seq = itertools.count()
         self._task: trio.lowlevel.Task | None = None
         self._wake_at = math.inf  # the deadline the timer task is parked until
         self._waiting = False  # parked in wait_task_rescheduled, may be poked
 
-    def add(self, deadline: float) -> list[Any]:
-        """Register the current task to be woken at ``deadline``; returns its entry."""
-        entry = [deadline, next(self._seq), trio.lowlevel.current_task()]
+    def add(self, deadline: float, target: object) -> TimerEntry:
+        """Register ``target`` (a task to wake or a callback to run) at ``deadline``."""
+        entry = [deadline, next(self._seq), target]
         heapq.heappush(self._heap, entry)
         if deadline < self._wake_at and self._waiting:
             # The timer sleeps past this deadline: wake it to re-arm.
@@ -59,16 +85,29 @@ class _Timer:
         return entry
 
     async def run(self) -> None:
-        """Wake due sleepers; park until the next deadline or a poke. Never raises
-        (a system task must not) except ``Cancelled`` when the run ends."""
+        """Wake due sleepers and run due callbacks; park until the next deadline or a
+        poke. Never raises (a system task must not) except ``Cancelled`` when the run
+        ends.
+
+        Each pass takes what is due when it starts; an entry a callback adds during the
+        pass (even one already due) waits for the next pass, after other tasks ran.
+        """
         heap = self._heap
         reschedule = trio.lowlevel.reschedule
+        task_type = trio.lowlevel.Task
+        due: list[object] = []
         while True:
             now = trio.current_time()
             while heap and heap[0][0] <= now:
-                task = heapq.heappop(heap)[2]
-                if task is not None:
-                    reschedule(task)
+                target = heapq.heappop(heap)[2]
+                if target is not None:
+                    due.append(target)
+            for target in due:
+                if type(target) is task_type:
+                    reschedule(target)
+                else:
+                    target()  # type: ignore[operator]
+            due.clear()
             self._wake_at = heap[0][0] if heap else math.inf
             with trio.CancelScope(deadline=self._wake_at):
                 self._waiting = True
@@ -93,6 +132,20 @@ def _timer() -> _Timer:
         return timer
 
 
+_late_returns = 0
+
+
+async def _late() -> None:
+    """A sleep whose deadline has passed: a cancellation point, and a schedule point
+    only every :data:`LATE_SCHEDULE_EVERY` calls."""
+    global _late_returns
+    await trio.lowlevel.checkpoint_if_cancelled()
+    _late_returns += 1
+    if _late_returns >= LATE_SCHEDULE_EVERY:
+        _late_returns = 0
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+
 async def sleep_until(deadline: float) -> None:
     """Sleep until ``deadline`` on trio's clock (:func:`trio.current_time`).
 
@@ -102,9 +155,9 @@ async def sleep_until(deadline: float) -> None:
     if deadline != deadline:  # NaN
         raise ValueError("deadline must not be NaN")
     if deadline <= trio.current_time():
-        await trio.lowlevel.checkpoint()
+        await _late()
         return
-    entry = _timer().add(deadline)
+    entry = _timer().add(deadline, trio.lowlevel.current_task())
 
     def abort(_: Any) -> trio.lowlevel.Abort:
         entry[2] = None  # left in the heap, skipped when due
@@ -118,3 +171,52 @@ async def sleep(seconds: float) -> None:
     if seconds < 0:
         raise ValueError("duration must be non-negative")
     await sleep_until(trio.current_time() + seconds)
+
+
+def call_at(deadline: float, callback: Callable[[], object]) -> TimerEntry:
+    """Run ``callback()`` in the timer task once ``deadline`` (trio's clock) has come.
+
+    For short, synchronous work that must not raise: the callback runs inside trio's
+    system task, where an exception would end the whole run. To cancel, set the
+    returned entry's last item to ``None``. Must be called from inside a trio run.
+    """
+    if deadline != deadline:  # NaN
+        raise ValueError("deadline must not be NaN")
+    return _timer().add(deadline, callback)
+
+
+OnSent = Callable[[int, float], object]
+"""``on_sent(index, lag_s)``: chunk ``index`` was written ``lag_s`` after its due time."""
+
+
+class StreamProgress:
+    """What a paced stream has written so far (filled in as it goes, also on failure)."""
+
+    __slots__ = ("bytes", "frames")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.bytes = 0
+
+
+async def stream_by_sleeping(
+    send_bytes: Callable[[bytes], Awaitable[None]],
+    chunks: Sequence[bytes],
+    interval_s: float,
+    *,
+    start: float,
+    on_sent: OnSent | None = None,
+    progress: StreamProgress | None = None,
+) -> None:
+    """Send ``chunks[i]`` with ``send_bytes`` at ``start + i * interval_s``: the plain
+    loop (a :func:`sleep_until` and a send per chunk), for transports that cannot write
+    from the timer."""
+    progress = progress if progress is not None else StreamProgress()
+    for index, chunk in enumerate(chunks):
+        due = start + index * interval_s
+        await sleep_until(due)
+        await send_bytes(chunk)
+        progress.frames += 1
+        progress.bytes += len(chunk)
+        if on_sent is not None:
+            on_sent(index, trio.current_time() - due)

@@ -45,11 +45,12 @@ the trio-websocket one ``receive_queue_size`` messages), and the server then blo
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -57,6 +58,7 @@ from typing import Any, Final
 import structlog
 import trio
 
+from saynad.client import pacing
 from saynad.client.transport import (
     DEFAULT_CLOSE_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -293,6 +295,54 @@ class Session:
         stats.frames_out += 1
         stats.bytes_out += len(data)
         stats.out_by_kind["audio"] = stats.out_by_kind.get("audio", 0) + 1
+
+    async def stream_audio(
+        self,
+        chunks: Sequence[bytes | bytearray | memoryview],
+        interval_s: float = 0.020,
+        *,
+        start: float | None = None,
+        on_sent: pacing.OnSent | None = None,
+    ) -> None:
+        """Stream audio at a steady pace: ``chunks[i]`` goes out as one binary frame at
+        ``start + i * interval_s`` on trio's clock (``start`` defaults to now).
+
+        Real-time 16 kHz mono ``linear16`` in 20 ms chunks is 640-byte chunks with the
+        default ``interval_s``; ``interval_s=0`` sends as fast as the socket takes them.
+        Frames never leave early; overdue ones (after a stall) go out back to back.
+        ``on_sent(i, lag_s)`` runs after chunk ``i`` was written, ``lag_s`` after its due
+        time; it must be quick and is called from saynad's pacing timer (an exception
+        from it stops the stream and is raised here).
+
+        Returns once the last frame is written. Cheaper than a ``sleep_until`` and
+        :meth:`send_audio` per chunk: the pacing timer writes due frames itself and this
+        task wakes only at the end (see :mod:`saynad.client.pacing`). Commands sent from
+        other tasks meanwhile go out between two frames. Cancelling stops the stream.
+        """
+        if self._closing:
+            raise SessionClosedError("the session is closed")
+        if not (interval_s >= 0 and math.isfinite(interval_s)):
+            raise ValidationError("interval_s must be a finite number ≥ 0")
+        frames: Sequence[bytes] = (
+            chunks  # type: ignore[assignment]
+            if all(type(chunk) is bytes for chunk in chunks)
+            else [bytes(chunk) for chunk in chunks]
+        )
+        progress = pacing.StreamProgress()
+        try:
+            await self._transport.stream_bytes(
+                frames,
+                interval_s,
+                start=trio.current_time() if start is None else start,
+                on_sent=on_sent,
+                progress=progress,
+            )
+        finally:
+            stats = self.stats
+            stats.frames_out += progress.frames
+            stats.bytes_out += progress.bytes
+            if progress.frames:
+                stats.out_by_kind["audio"] = stats.out_by_kind.get("audio", 0) + progress.frames
 
     async def clear(self) -> None:
         """Drop queued and unsent speech (ignored inside a non-interruptible window)."""

@@ -33,7 +33,7 @@ the consumer stops reading, TCP back-pressure reaches the server. A message larg
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Literal, NoReturn, Protocol
 from urllib.parse import urlsplit
@@ -42,7 +42,7 @@ import msgspec
 import trio
 import trio_websocket
 
-from saynad.client import _wsproto
+from saynad.client import _wsproto, pacing
 from saynad.client._socket import open_fast_tcp_stream
 from saynad.errors import (
     ConnectionClosedError,
@@ -90,6 +90,20 @@ class WebSocketTransport(Protocol):
 
     async def send_bytes(self, data: bytes) -> None:
         """Send a binary frame."""
+        ...
+
+    async def stream_bytes(
+        self,
+        chunks: Sequence[bytes],
+        interval_s: float,
+        *,
+        start: float,
+        on_sent: pacing.OnSent | None = None,
+        progress: pacing.StreamProgress | None = None,
+    ) -> None:
+        """Send ``chunks[i]`` as a binary frame at ``start + i * interval_s`` (trio's
+        clock), never early; overdue frames go out back to back. Calls
+        ``on_sent(i, lag_s)`` after each and counts them in ``progress``."""
         ...
 
     async def receive(self) -> str | bytes:
@@ -173,6 +187,19 @@ class _TrioWebSocketTransport:
             await self._ws.send_message(data)
         except trio_websocket.ConnectionClosed as exc:
             raise _closed_error(exc) from None
+
+    async def stream_bytes(
+        self,
+        chunks: Sequence[bytes],
+        interval_s: float,
+        *,
+        start: float,
+        on_sent: pacing.OnSent | None = None,
+        progress: pacing.StreamProgress | None = None,
+    ) -> None:
+        await pacing.stream_by_sleeping(
+            self.send_bytes, chunks, interval_s, start=start, on_sent=on_sent, progress=progress
+        )
 
     async def receive(self) -> str | bytes:
         try:

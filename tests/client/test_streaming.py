@@ -1,0 +1,443 @@
+"""Paced audio: ``WsprotoTransport.stream_bytes`` (frames written by the pacing timer),
+``Session.stream_audio`` on both transports, the timer's callbacks, and the masking
+routines behind every client frame.
+
+The transport tests run over a real socket pair (so the timer's direct writes, short
+writes and a full kernel buffer are the kernel's, not a simulation) against a wsproto
+server; time is trio's autojump clock.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wsproto.events import BytesMessage, CloseConnection, TextMessage
+
+from saynad.client import _wsproto, pacing
+from saynad.client._socket import FastSocketStream
+from saynad.client._wsproto import WsprotoTransport, handshake
+from saynad.client.session import open_session
+from saynad.client.transport import Implementation, connect_websocket
+from saynad.emulator import Emulator
+from saynad.errors import ConnectionClosedError, SessionClosedError, ValidationError
+from saynad.protocol.messages import STTConfig, STTResult, TTSConfig
+from tests.client.test_transport import Server
+
+STT = STTConfig(
+    provider="deepgram",
+    language="en-US",
+    sample_rate=16000,
+    channels=1,
+    punctuation=True,
+    encoding="linear16",
+    model="nova-3",
+)
+TTS = TTSConfig(provider="deepgram", model="aura-asteria-en")
+
+
+def chunks(count: int, size: int = 640) -> list[bytes]:
+    """``count`` distinct chunks (each starts with its index)."""
+    return [i.to_bytes(4, "big") + os.urandom(size - 4) for i in range(count)]
+
+
+class Received:
+    """What the server end got, message by message."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | bytes] = []
+        self.closed = trio.Event()
+        self.arrived = trio.lowlevel.ParkingLot()
+
+    def append(self, message: str | bytes) -> None:
+        self.messages.append(message)
+        self.arrived.unpark_all()
+
+    async def until(self, predicate: Callable[[Received], bool]) -> None:
+        """Wait (at most 30 s) until ``predicate(self)`` holds."""
+        with trio.fail_after(30):
+            while not predicate(self):
+                await self.arrived.park()
+
+    @property
+    def binary(self) -> list[bytes]:
+        return [m for m in self.messages if isinstance(m, bytes)]
+
+
+async def _serve(server: Server, received: Received) -> None:
+    parts: list[str | bytes] = []
+    while True:
+        try:
+            event = await server.next_event()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the test hung up
+        if isinstance(event, CloseConnection):
+            received.closed.set()
+            await server.send(event.response())
+            return
+        assert isinstance(event, TextMessage | BytesMessage), event
+        data = event.data
+        parts.append(data if isinstance(data, str) else bytes(data))
+        if event.message_finished:  # large frames arrive in several events
+            received.append(
+                "".join(parts) if isinstance(data, str) else b"".join(parts)  # type: ignore[arg-type]
+            )
+            parts = []
+
+
+@asynccontextmanager
+async def socket_pair(
+    *, client_sndbuf: int | None = None, serve: bool = True
+) -> AsyncIterator[tuple[WsprotoTransport, Received, Server]]:
+    """A client transport over a real socket pair, and a wsproto server reading it."""
+    client_sock, server_sock = socket.socketpair()
+    if client_sndbuf is not None:
+        client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, client_sndbuf)
+        server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, client_sndbuf)
+    server = Server(trio.SocketStream(trio.socket.from_stdlib_socket(server_sock)))
+    received = Received()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server.accept)
+        transport = await handshake(
+            FastSocketStream(client_sock),
+            host="sayna.test",
+            resource="/ws",
+            extra_headers=[],
+            max_message_bytes=1 << 24,
+            close_timeout_s=2.0,
+        )
+        if serve:
+            nursery.start_soon(_serve, server, received)
+        try:
+            yield transport, received, server
+        finally:
+            await transport.aclose()
+            await trio.aclose_forcefully(server.stream)
+            nursery.cancel_scope.cancel()  # last: nothing may await in a cancelled scope
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+async def test_every_chunk_leaves_on_schedule_in_order(autojump_clock: trio.abc.Clock) -> None:
+    data = chunks(50)
+    sent: list[tuple[int, float]] = []
+    progress = pacing.StreamProgress()
+    async with socket_pair() as (transport, received, _):
+        start = trio.current_time() + 1
+        await transport.stream_bytes(
+            data,
+            0.02,
+            start=start,
+            on_sent=lambda i, lag: sent.append((i, trio.current_time() - start)),
+            progress=progress,
+        )
+        assert trio.current_time() == pytest.approx(start + 49 * 0.02)
+        await received.until(lambda r: len(r.binary) == 50)
+    assert received.binary == data
+    assert [i for i, _ in sent] == list(range(50))
+    assert [t for _, t in sent] == pytest.approx([i * 0.02 for i in range(50)])
+    assert (progress.frames, progress.bytes) == (50, 50 * 640)
+
+
+class TimerSteps(trio.abc.Instrument):
+    """Counts the steps of the pacing timer's task (one per timer pass)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == "saynad-pacing-timer":
+            self.steps += 1
+
+
+async def test_overdue_chunks_catch_up_a_burst_per_timer_pass(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    data = chunks(40)
+    lags: list[float] = []
+    steps = TimerSteps()
+    step_of_send: list[int] = []
+    trio.lowlevel.add_instrument(steps)
+
+    def on_sent(_: int, lag: float) -> None:
+        lags.append(lag)
+        step_of_send.append(steps.steps)
+
+    async with socket_pair() as (transport, received, _):
+        # 20 chunks are overdue when the stream starts, the other 20 are due later.
+        start = trio.current_time() - 20 * 0.02
+        await transport.stream_bytes(data, 0.02, start=start, on_sent=on_sent)
+        await received.until(lambda r: len(r.binary) == 40)
+    trio.lowlevel.remove_instrument(steps)
+    assert received.binary == data
+    assert all(lag >= 0 for lag in lags)
+    assert lags[0] == pytest.approx(20 * 0.02)  # the backlog goes out at once...
+    assert lags[25:] == pytest.approx([0] * 15)  # ...then the stream is on time again
+    # At most one burst (16 frames) per timer pass, and other tasks run between passes.
+    per_pass = collections.Counter(step_of_send)
+    assert max(per_pass.values()) == 16
+    assert per_pass[step_of_send[0]] == 16
+    assert per_pass[step_of_send[16]] >= 4
+
+
+async def test_commands_from_other_tasks_go_out_between_intact_frames(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    data = chunks(30)
+    async with socket_pair() as (transport, received, _):
+
+        async def commands() -> None:
+            for i in range(10):
+                await transport.send_text(f'{{"type":"speak","text":"{i}"}}')
+                await trio.sleep(0.05)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(commands)
+            await transport.stream_bytes(data, 0.02, start=trio.current_time())
+        await received.until(lambda r: len(r.messages) == 40)
+    assert received.binary == data
+    texts = [m for m in received.messages if isinstance(m, str)]
+    assert texts == [f'{{"type":"speak","text":"{i}"}}' for i in range(10)]
+    first_text = received.messages.index(texts[0])
+    last_text = received.messages.index(texts[-1])
+    assert 0 <= first_text < last_text < len(received.messages) - 1  # interleaved
+
+
+async def test_short_writes_and_a_full_kernel_buffer_keep_frames_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Big chunks, a tiny send buffer and a server that does not read at first: the timer
+    # gets short writes, and the streaming task must finish each frame before the next.
+    finished_by_the_task: list[int] = []
+    send_rest = FastSocketStream.send_rest
+
+    async def counting_send_rest(self: FastSocketStream, data: bytes, sent: int) -> None:
+        finished_by_the_task.append(sent)
+        await send_rest(self, data, sent)
+
+    monkeypatch.setattr(FastSocketStream, "send_rest", counting_send_rest)
+    data = chunks(24, size=96 * 1024)
+    async with (
+        socket_pair(client_sndbuf=4096, serve=False) as (transport, received, server),
+        trio.open_nursery() as nursery,
+    ):
+
+        async def late_reader() -> None:
+            await trio.sleep(0.2)
+            await _serve(server, received)
+
+        nursery.start_soon(late_reader)
+        with trio.fail_after(30):
+            await transport.stream_bytes(data, 0, start=trio.current_time())
+        await transport.send_text("after")
+        await received.until(lambda r: len(r.messages) == 25)
+        nursery.cancel_scope.cancel()
+    assert received.binary == data
+    assert received.messages[-1] == "after"
+    assert finished_by_the_task  # the timer's writes were short, the task finished them
+
+
+async def test_a_broken_connection_ends_the_stream_with_connection_closed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    progress = pacing.StreamProgress()
+    async with socket_pair() as (transport, received, server):
+
+        async def hang_up() -> None:
+            await received.until(lambda r: len(r.binary) >= 10)
+            await server.stream.aclose()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hang_up)
+            with pytest.raises(ConnectionClosedError) as caught:
+                await transport.stream_bytes(
+                    chunks(500), 0.02, start=trio.current_time(), progress=progress
+                )
+    assert caught.value.code == 1006
+    assert 10 <= progress.frames < 500
+
+
+async def test_cancelling_stops_the_stream_and_the_connection_stays_usable(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    progress = pacing.StreamProgress()
+    async with socket_pair() as (transport, received, _):
+        with trio.move_on_after(0.51):
+            await transport.stream_bytes(
+                chunks(100), 0.02, start=trio.current_time(), progress=progress
+            )
+        await trio.sleep(1)  # nothing more is sent after the cancel
+        await transport.send_text("still open")
+        await received.until(lambda r: r.messages[-1:] == ["still open"])
+    assert progress.frames == 26  # due at 0.00, 0.02, ..., 0.50
+    assert len(received.binary) == 26
+
+
+async def test_an_error_from_on_sent_stops_the_stream_and_is_raised(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    def on_sent(index: int, _lag: float) -> None:
+        if index == 3:
+            raise RuntimeError("the callback failed")
+
+    async with socket_pair() as (transport, received, _):
+        with pytest.raises(RuntimeError, match="the callback failed"):
+            await transport.stream_bytes(
+                chunks(20), 0.02, start=trio.current_time(), on_sent=on_sent
+            )
+        await trio.sleep(1)
+        await received.until(lambda r: len(r.binary) == 4)
+    assert len(received.binary) == 4  # chunk 3 went out, then nothing
+
+
+async def test_stream_after_close_raises() -> None:
+    async with socket_pair() as (transport, _, _):
+        await transport.aclose()
+        with pytest.raises(ConnectionClosedError):
+            await transport.stream_bytes(chunks(2), 0.02, start=trio.current_time())
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@pytest.mark.parametrize("implementation", ["wsproto", "trio-websocket"])
+async def test_stream_audio_yields_transcripts_and_counts_frames(
+    emulator: Emulator, implementation: Implementation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from saynad.client import session as session_module
+
+    monkeypatch.setattr(
+        session_module,
+        "connect_websocket",
+        partial(connect_websocket, implementation=implementation),
+    )
+    audio = [b"\x00\x00" * 320] * 100  # 2 s of 16 kHz mono in 20 ms chunks
+    lags: list[float] = []
+    async with open_session(emulator.url, stt=STT, tts=TTS) as session:
+        await session.stream_audio(audio, on_sent=lambda _, lag: lags.append(lag))
+        finals = []
+        with trio.fail_after(10):
+            async for event in session.events():
+                if isinstance(event, STTResult) and event.is_final:
+                    finals.append(event.transcript)
+                    if len(finals) == 2:
+                        break
+        assert finals == ["hello there", "I would like to check my order"]
+        assert session.stats.out_by_kind["audio"] == 100
+        assert len(lags) == 100
+        with pytest.raises(ValidationError):
+            await session.stream_audio(audio, -1)
+    with pytest.raises(SessionClosedError):
+        await session.stream_audio(audio)
+
+
+async def test_stream_audio_accepts_bytearray_and_memoryview(emulator: Emulator) -> None:
+    async with open_session(emulator.url, stt=STT, tts=TTS) as session:
+        pcm = bytearray(b"\x01\x00" * 320)
+        await session.stream_audio([pcm, memoryview(pcm), bytes(pcm)], 0)
+        assert session.stats.out_by_kind["audio"] == 3
+        assert session.stats.bytes_out >= 3 * 640
+
+
+# --------------------------------------------------------------------------- the timer
+
+
+async def test_timer_callbacks_run_in_deadline_order(autojump_clock: trio.abc.Clock) -> None:
+    ran: list[tuple[str, float]] = []
+    start = trio.current_time()
+    for name, at in (("b", 2.0), ("a", 1.0), ("c", 3.0)):
+        pacing.call_at(start + at, partial(lambda n: ran.append((n, trio.current_time())), name))
+    cancelled = pacing.call_at(start + 1.5, lambda: ran.append(("x", 0.0)))
+    cancelled[2] = None
+    await trio.sleep(5)
+    assert ran == [("a", start + 1), ("b", start + 2), ("c", start + 3)]
+
+
+async def test_a_callback_adding_a_due_entry_runs_in_the_next_timer_pass() -> None:
+    steps = TimerSteps()
+    trio.lowlevel.add_instrument(steps)
+    ran_in_step: list[int] = []
+    done = trio.Event()
+
+    def again() -> None:
+        ran_in_step.append(steps.steps)
+        if len(ran_in_step) < 3:
+            pacing.call_at(trio.current_time(), again)  # due at once
+        else:
+            done.set()
+
+    pacing.call_at(trio.current_time(), again)
+    with trio.fail_after(5):
+        await done.wait()
+    trio.lowlevel.remove_instrument(steps)
+    # Each in its own pass: the timer task yields to the scheduler between them.
+    assert len(set(ran_in_step)) == 3
+
+
+async def test_late_sleeps_are_cancellation_points_and_yield_now_and_then() -> None:
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await pacing.sleep_until(trio.current_time() - 1)
+    assert scope.cancelled_caught
+    switches: list[int] = []
+
+    async def counter() -> None:
+        for i in range(1000):
+            switches.append(i)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(counter)
+        await trio.lowlevel.cancel_shielded_checkpoint()  # let the counter start
+        before = len(switches)
+        for _ in range(pacing.LATE_SCHEDULE_EVERY * 4):
+            await pacing.sleep_until(trio.current_time() - 1)
+        during = len(switches) - before
+        nursery.cancel_scope.cancel()
+    # 64 late sleeps took 4 schedule points (one every 16), not 64.
+    assert 3 <= during <= 5
+
+
+# --------------------------------------------------------------------------- masking
+
+
+@settings(max_examples=300, derandomize=True)
+@given(data=st.binary(max_size=2000), key=st.binary(min_size=4, max_size=4))
+def test_both_masking_routines_agree(data: bytes, key: bytes) -> None:
+    expected = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    assert _wsproto._mask_in_python(data, key) == expected
+    assert _wsproto.mask_payload(data, key) == expected
+
+
+def test_the_compiled_masking_routine_is_in_use() -> None:
+    assert _wsproto.mask_payload is not _wsproto._mask_in_python
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+async def test_numeric_hosts_connect_directly_and_refusals_are_errors(emulator: Emulator) -> None:
+    from saynad.client._socket import open_fast_tcp_stream
+
+    port = int(emulator.url.rsplit(":", 1)[1].split("/")[0])
+    stream = await open_fast_tcp_stream("127.0.0.1", port)
+    assert stream.peer_and_local_addresses()[0] == ("127.0.0.1", port)
+    await stream.aclose()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with pytest.raises(OSError, match="Connection refused"):
+        await open_fast_tcp_stream("127.0.0.1", closed_port)
+    # A name still goes through DNS and trio's happy eyeballs.
+    stream = await open_fast_tcp_stream("localhost", port)
+    await stream.aclose()
