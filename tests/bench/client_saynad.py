@@ -1,11 +1,14 @@
 """The session workload on saynad's client.
 
 ``python -m tests.bench.client_saynad URL N [--transport wsproto|trio-websocket]
-[--pacing saynad|trio]``
+[--pacing stream|saynad|trio]``
 
 The defaults are what a saynad user writes: :func:`saynad.open_session` and
-:func:`saynad.client.pacing.sleep_until` between chunks. The options swap in the
-trio-websocket transport or plain :func:`trio.sleep_until`, to measure what each saves.
+:meth:`~saynad.client.session.Session.stream_audio` for the paced audio. The options
+swap in the hand-written loop (``saynad``: :func:`saynad.client.pacing.sleep_until`
+and :meth:`~saynad.client.session.Session.send_audio` per chunk; ``trio``: the same
+with plain :func:`trio.sleep_until`) or the trio-websocket transport, to measure what
+each saves.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ STT = STTConfig(**common.STT)  # type: ignore[arg-type]
 TTS = TTSConfig(**common.TTS)  # type: ignore[arg-type]
 
 sleep_until: Callable[[float], Awaitable[None]] = pacing.sleep_until
+PACED = True  # stream_audio (the default) rather than a loop
+CHUNKS = [common.CHUNK] * common.CHUNKS
 
 
 async def one_session(url: str, c: common.Collector) -> None:
@@ -40,6 +45,13 @@ async def one_session(url: str, c: common.Collector) -> None:
         c.ready_at.append(trio.current_time())
 
         async def stream() -> None:
+            if PACED:
+                await s.stream_audio(
+                    CHUNKS,
+                    common.CHUNK_MS / 1000,
+                    on_sent=lambda _, lag: c.send_lags.append(lag),
+                )
+                return
             start = trio.current_time()
             for i in range(common.CHUNKS):
                 due = start + i * common.CHUNK_MS / 1000
@@ -102,12 +114,13 @@ if __name__ == "__main__":
     parser.add_argument("url")
     parser.add_argument("n", type=int)
     parser.add_argument("--transport", choices=("wsproto", "trio-websocket"), default="wsproto")
-    parser.add_argument("--pacing", choices=("saynad", "trio"), default="saynad")
+    parser.add_argument("--pacing", choices=("stream", "saynad", "trio"), default="stream")
     args = parser.parse_args()
     if args.transport != "wsproto":
         session.connect_websocket = partial(  # type: ignore[assignment]
             connect_websocket, implementation=args.transport
         )
+    PACED = args.pacing == "stream"
     if args.pacing == "trio":
         sleep_until = trio.sleep_until
     common.prepare_process()

@@ -24,6 +24,7 @@ CLIENTS: dict[str, list[str]] = {
     "sdk": ["-m", "tests.bench.client_sdk"],
     "bare": ["-m", "tests.bench.client_bare"],
     # Ablations (not run by default): saynad with one optimisation taken out.
+    "saynad/loop": ["-m", "tests.bench.client_saynad", "--pacing", "saynad"],
     "saynad/trio-sleep": ["-m", "tests.bench.client_saynad", "--pacing", "trio"],
     "saynad/trio-websocket": [
         "-m",
