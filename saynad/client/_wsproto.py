@@ -139,6 +139,8 @@ class WsprotoTransport:
         "_close_error",
         "_close_timeout_s",
         "_conn",
+        "_fragmented",
+        "_inbox",
         "_key_offset",
         "_key_pool",
         "_local_close",
@@ -164,9 +166,14 @@ class WsprotoTransport:
         *,
         max_message_bytes: int,
         close_timeout_s: float,
+        received: bytes = b"",
     ) -> None:
         self._stream = stream
         self._conn = conn
+        # Bytes read but not yet parsed into frames (a partial frame at most, between
+        # reads); see _parse.
+        self._inbox = bytearray(received)
+        self._fragmented = False  # wsproto is in the middle of a fragmented message
         self._max_message_bytes = max_message_bytes
         self._close_timeout_s = close_timeout_s
         self._messages: deque[str | bytes] = deque()
@@ -339,13 +346,92 @@ class WsprotoTransport:
                 self.last_activity = trio.current_time()
                 if self._activity_lot:
                     self._activity_lot.unpark_all()
-            # b"" is EOF: wsproto reports it as a close with 1006.
-            self._conn.receive_data(bytes(data) if data else None)
-            await self._process_events()
+            if data:
+                self._inbox += data
+                await self._parse()
+            else:
+                # EOF: wsproto reports it as a close with 1006.
+                self._conn.receive_data(None)
+                await self._process_events()
         finally:
             self._reading = False
             if self._reader_lot:
                 self._reader_lot.unpark_all()
+
+    async def _parse(self) -> None:
+        """Take every complete frame out of the inbox.
+
+        The frames a Sayna server sends are almost all whole, unfragmented text and
+        binary frames: those are cut out of the buffer here, in a few operations each.
+        Everything else — control frames (ping, close), fragments, and anything
+        malformed (a masked or reserved-bit frame, an over-long length encoding, text
+        that is not UTF-8) — goes to wsproto as one complete frame, so that wsproto
+        answers pings, runs the closing handshake and reports protocol errors with the
+        right close code. wsproto never holds a partial frame, and while a fragmented
+        message is open every frame goes to it, so the two never disagree on where a
+        frame starts.
+        """
+        inbox = self._inbox
+        size = len(inbox)
+        pos = 0
+        limit = self._max_message_bytes
+        messages = self._messages
+        while size - pos >= 2 and not self._peer_closed:
+            first = inbox[pos]
+            second = inbox[pos + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = (inbox[pos + 2] << 8) | inbox[pos + 3]
+                head = 4
+                minimal = length >= 126
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(inbox[pos + 2 : pos + 10], "big")
+                head = 10
+                minimal = 0x10000 <= length < 1 << 63
+            else:
+                minimal = True
+            if second & 0x80:
+                head += 4  # a masked frame (a protocol error wsproto reports)
+            if length > limit:
+                reason = f"Exceeded maximum message size: {limit} bytes"
+                await self._fail(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason))
+                break
+            end = pos + head + length
+            if end > size:
+                break  # the rest of this frame is still on its way
+            opcode = first & 0x0F
+            # FIN set, no reserved bits, unmasked, text or binary, outside a fragmented
+            # message, length encoded in the fewest bytes: the fast path.
+            if (first & 0xF0) == 0x80 and not second & 0x80 and opcode in (1, 2):
+                if minimal and not self._fragmented:
+                    payload = bytes(inbox[pos + head : end])
+                    closing = self._close_error is not None  # late messages are dropped
+                    if opcode == 2:
+                        if not closing:
+                            messages.append(payload)
+                        pos = end
+                        continue
+                    try:
+                        text = payload.decode()
+                    except UnicodeDecodeError:
+                        pass  # wsproto closes with 1007
+                    else:
+                        if not closing:
+                            messages.append(text)
+                        pos = end
+                        continue
+            elif opcode in (0, 1, 2):
+                self._fragmented = not first & 0x80
+            self._conn.receive_data(bytes(inbox[pos:end]))
+            pos = end
+            await self._process_events()
+        if pos:
+            del inbox[:pos]
 
     async def _process_events(self) -> None:
         for event in self._conn.events():
@@ -671,6 +757,8 @@ async def handshake(
         raise TransportError(f"connection broken during the WebSocket handshake: {exc}") from exc
     rejection: RejectConnection | None = None
     body = bytearray()
+    head = bytearray()  # the answer's head so far (h11 bounds its size)
+    head_complete = False
     while True:
         try:
             data = await stream.receive_some(RECEIVE_BYTES)
@@ -680,9 +768,24 @@ async def handshake(
             ) from exc
         if not data and rejection is None:
             raise TransportError("the server closed the connection during the WebSocket handshake")
+        chunk = bytes(data)
+        after_head = b""
+        if chunk and not head_complete:
+            # What follows the head of a 101 answer is WebSocket frames, for the
+            # transport's own parser (see WsprotoTransport._parse), not for wsproto.
+            start = max(0, len(head) - 3)
+            head += chunk
+            end = head.find(b"\r\n\r\n", start)
+            if end >= 0:
+                head_complete = True
+                cut = len(chunk) - (len(head) - end - 4)
+                chunk, after_head = chunk[:cut], chunk[cut:]
         try:
-            upgrade.receive_data(bytes(data) if data else None)
+            upgrade.receive_data(chunk if data else None)
             events = list(upgrade.events())
+            if after_head and not any(isinstance(e, AcceptConnection) for e in events):
+                upgrade.receive_data(after_head)  # a refusal's body
+                events += upgrade.events()
         except RemoteProtocolError as exc:
             raise TransportError(f"invalid WebSocket handshake answer: {exc}") from exc
         for event in events:
@@ -694,9 +797,10 @@ async def handshake(
                     conn,
                     max_message_bytes=max_message_bytes,
                     close_timeout_s=close_timeout_s,
+                    received=after_head,
                 )
                 # Frames that came in the same read as the 101 answer.
-                await transport._process_events()
+                await transport._parse()
                 return transport
             if isinstance(event, RejectConnection):
                 rejection = event

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -295,6 +296,161 @@ async def test_aclose_gives_up_on_a_silent_server(autojump_clock: trio.abc.Clock
         before = trio.current_time()
         await transport.aclose()
         assert trio.current_time() - before == pytest.approx(2.0)
+
+
+async def test_aclose_returns_as_soon_as_the_server_answers(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def scenario(server: Server) -> None:
+        event = await server.next_event()
+        assert isinstance(event, CloseConnection)
+        # Late messages before the answer are dropped; the answer ends the close.
+        await server.stream.send_all(server_frame(1, b"late") + server_frame(2, b"late"))
+        await server.send(event.response())
+
+    async with connected(scenario, close_timeout_s=2.0) as transport:
+        before = trio.current_time()
+        await transport.aclose()
+        assert trio.current_time() == before  # no wait for the close timeout
+
+
+# --------------------------------------------------------------------------- inbound frames
+
+
+def server_frame(opcode: int, payload: bytes, *, fin: bool = True, length_bytes: int = 0) -> bytes:
+    """A raw server frame; ``length_bytes`` forces a 2- or 8-byte length encoding."""
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if length_bytes == 8 or n > 0xFFFF:
+        return bytes((first, 127)) + n.to_bytes(8, "big") + payload
+    if length_bytes == 2 or n > 125:
+        return bytes((first, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((first, n)) + payload
+
+
+async def raw_scenario(
+    raw: bytes, *, piece: int = 0, answers: list[object] | None = None
+) -> Scenario:
+    """Send ``raw`` (in ``piece``-byte writes when given), then record what comes back."""
+
+    async def scenario(server: Server) -> None:
+        if piece:
+            for i in range(0, len(raw), piece):
+                await server.stream.send_all(raw[i : i + piece])
+                await trio.lowlevel.checkpoint()
+        else:
+            await server.stream.send_all(raw)
+        if answers is not None:
+            with trio.move_on_after(5):
+                answers.append(await server.next_event())
+
+    return scenario
+
+
+async def receive_all(transport: WsprotoTransport, count: int) -> list[str | bytes]:
+    with trio.fail_after(5):
+        return [await transport.receive() for _ in range(count)]
+
+
+MESSAGES: list[tuple[int, bytes]] = [
+    (1, b'{"type":"ready","stream_id":"s"}'),
+    (2, os.urandom(3200)),
+    (1, "héllo wörld ✓".encode()),
+    (2, b""),
+    (1, b""),
+    (2, os.urandom(70_000)),  # 64-bit length
+    (1, b"x" * 126),  # 16-bit length, smallest
+]
+
+
+def expected(messages: list[tuple[int, bytes]]) -> list[str | bytes]:
+    return [p.decode() if op == 1 else p for op, p in messages]
+
+
+@pytest.mark.parametrize("piece", [0, 1, 7, 1000])
+async def test_frames_split_anywhere_across_reads_come_out_whole(piece: int) -> None:
+    raw = b"".join(server_frame(op, p) for op, p in MESSAGES)
+    async with connected(await raw_scenario(raw, piece=piece)) as transport:
+        assert await receive_all(transport, len(MESSAGES)) == expected(MESSAGES)
+
+
+async def test_fragments_and_control_frames_in_between_go_through_wsproto() -> None:
+    raw = (
+        server_frame(1, b"hel", fin=False)
+        + server_frame(9, b"are you there")  # a ping inside a fragmented message
+        + server_frame(0, b"lo ", fin=False)
+        + server_frame(0, "wörld".encode())
+        + server_frame(2, b"\x01\x02")  # and the fast path again afterwards
+    )
+    answers: list[object] = []
+    async with connected(await raw_scenario(raw, piece=5, answers=answers)) as transport:
+        assert await receive_all(transport, 2) == ["hello wörld", b"\x01\x02"]
+    assert isinstance(answers[0], Pong)
+    assert answers[0].payload == b"are you there"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (server_frame(1, b"\xff\xfe not utf-8"), 1007),
+        (server_frame(2, b"abc", length_bytes=2), 1002),  # over-long length encoding
+        (server_frame(2, b"abc", length_bytes=8), 1002),
+        (bytes((0x82, 0x83)) + b"mask" + b"abc", 1002),  # a masked server frame
+        (bytes((0xC2, 0x03)) + b"abc", 1002),  # a reserved bit
+        (bytes((0x83, 0x01)) + b"x", 1002),  # an unknown opcode
+        (server_frame(0, b"orphan continuation"), 1002),
+    ],
+)
+async def test_malformed_frames_close_with_wsprotos_code(raw: bytes, code: int) -> None:
+    answers: list[object] = []
+    ok = server_frame(1, b"before")
+    async with connected(await raw_scenario(ok + raw, answers=answers)) as transport:
+        assert await receive_all(transport, 1) == ["before"]
+        with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+            await transport.receive()
+    assert info.value.code == code
+    assert isinstance(answers[0], CloseConnection)
+    assert answers[0].code == code
+
+
+async def test_an_oversized_header_closes_at_once_without_waiting_for_the_payload() -> None:
+    # The header claims 1 GiB; nothing of it is ever buffered.
+    raw = bytes((0x82, 127)) + (1 << 30).to_bytes(8, "big") + b"xx"
+    answers: list[object] = []
+    async with connected(
+        await raw_scenario(raw, answers=answers), max_message_bytes=1024
+    ) as transport:
+        with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+            await transport.receive()
+    assert info.value.code == 1009
+    assert isinstance(answers[0], CloseConnection)
+
+
+async def test_frames_in_the_same_read_as_the_upgrade_answer() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    server = WSConnection(ConnectionType.SERVER)
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            while True:
+                server.receive_data(await server_stream.receive_some(65536))
+                if any(isinstance(e, Request) for e in server.events()):
+                    break
+            answer = server.send(AcceptConnection())
+            frames = server_frame(1, b"first") + server_frame(2, b"second")
+            await server_stream.send_all(answer + frames + server_frame(1, b"thi"))
+
+        nursery.start_soon(serve)
+        transport = await handshake(
+            client_stream,
+            host="sayna.test",
+            resource="/ws",
+            extra_headers=[],
+            max_message_bytes=1024,
+            close_timeout_s=1.0,
+        )
+        assert await receive_all(transport, 2) == ["first", b"second"]
+        nursery.cancel_scope.cancel()
 
 
 async def test_aclose_from_another_task_ends_a_blocked_receive() -> None:
