@@ -551,7 +551,7 @@ class WsprotoTransport:
 class _PacedFrames:
     """One :meth:`WsprotoTransport.stream_bytes` call.
 
-    :meth:`fire` runs in the pacing timer's task at each due time: it writes every frame
+    :meth:`__call__` runs in the pacing timer's task at each due time: it writes every frame
     that is due (at most :data:`_BURST` per timer pass, so a stream far behind schedule
     catches up without holding the timer) and re-arms the timer for the next one. It
     never awaits and never raises; what it cannot do, it leaves to the streaming task
@@ -573,6 +573,7 @@ class _PacedFrames:
         "_owner",
         "_partial",
         "_progress",
+        "_spent",
         "_start",
         "_state",
         "_transport",
@@ -598,7 +599,8 @@ class _PacedFrames:
         self._on_sent = on_sent
         self._progress = progress
         self.index = 0  # the next chunk to write
-        self._entry: pacing.TimerEntry | None = None
+        self._entry: pacing.TimerEntry | None = None  # armed, in the timer's heap
+        self._spent: pacing.TimerEntry | None = None  # the entry to re-arm, once run
         self._owner: trio.lowlevel.Task | None = None
         self._state = _WAITING
         self._error: BaseException | None = None
@@ -641,8 +643,10 @@ class _PacedFrames:
             self._entry[2] = None
             self._entry = None
 
-    def fire(self) -> None:
-        """The timer's part (see the class docstring)."""
+    def __call__(self) -> None:
+        """The timer's part (see the class docstring). The object itself is the timer
+        callback, and its timer entry is reused: nothing is allocated per frame but the
+        frame."""
         self._entry = None
         transport = self._transport
         chunks = self._chunks
@@ -691,7 +695,7 @@ class _PacedFrames:
 
     def _arm(self, deadline: float) -> None:
         self._state = _WAITING
-        self._entry = pacing.call_at(deadline, self.fire)
+        self._entry = self._spent = pacing.call_at(deadline, self, self._spent)
 
     def _wake(self, state: object) -> None:
         self._state = state

@@ -73,9 +73,16 @@ class _Timer:
         self._wake_at = math.inf  # the deadline the timer task is parked until
         self._waiting = False  # parked in wait_task_rescheduled, may be poked
 
-    def add(self, deadline: float, target: object) -> TimerEntry:
-        """Register ``target`` (a task to wake or a callback to run) at ``deadline``."""
-        entry = [deadline, next(self._seq), target]
+    def add(self, deadline: float, target: object, reuse: TimerEntry | None = None) -> TimerEntry:
+        """Register ``target`` (a task to wake or a callback to run) at ``deadline``,
+        in ``reuse`` (an entry that has run) when given, else in a new entry."""
+        if reuse is None:
+            entry = [deadline, next(self._seq), target]
+        else:
+            entry = reuse
+            entry[0] = deadline
+            entry[1] = next(self._seq)
+            entry[2] = target
         heapq.heappush(self._heap, entry)
         if deadline < self._wake_at and self._waiting:
             # The timer sleeps past this deadline: wake it to re-arm.
@@ -173,16 +180,24 @@ async def sleep(seconds: float) -> None:
     await sleep_until(trio.current_time() + seconds)
 
 
-def call_at(deadline: float, callback: Callable[[], object]) -> TimerEntry:
+def call_at(
+    deadline: float, callback: Callable[[], object], reuse: TimerEntry | None = None
+) -> TimerEntry:
     """Run ``callback()`` in the timer task once ``deadline`` (trio's clock) has come.
 
     For short, synchronous work that must not raise: the callback runs inside trio's
     system task, where an exception would end the whole run. To cancel, set the
     returned entry's last item to ``None``. Must be called from inside a trio run.
+
+    ``reuse``: an entry this function returned earlier whose callback has run (so it
+    has left the timer's heap). A callback that re-arms itself every few milliseconds
+    passes its entry back instead of allocating one per call: short-lived containers
+    that happen to be alive at each collection are what pushes the garbage collector
+    into full collections of the whole process.
     """
     if deadline != deadline:  # NaN
         raise ValueError("deadline must not be NaN")
-    return _timer().add(deadline, callback)
+    return _timer().add(deadline, callback, reuse)
 
 
 OnSent = Callable[[int, float], object]
