@@ -91,6 +91,11 @@ def main() -> None:
         action="store_true",
         help="rebuild the document and README table from bench-results/sessions.json",
     )
+    parser.add_argument(
+        "--sessions-only",
+        action="store_true",
+        help="only the session benchmark (docs/benchmarks.md), not the daemon's",
+    )
     parser.add_argument("--out", default=str(DOCS / "benchmarks.md"))
     parser.add_argument("--readme", default=str(ROOT / "README.md"))
     args = parser.parse_args()
@@ -104,7 +109,7 @@ def main() -> None:
         results_dir.mkdir(exist_ok=True)
         results_path.write_text(json.dumps(saved, indent=2))
     write_report(saved, Path(args.out), Path(args.readme))
-    if not args.report_only:
+    if not args.report_only and not args.sessions_only:
         # Webhooks under pressure, lifecycle and disk-full figures:
         # tests/bench/bench_webhook_pressure.py → docs/benchmarks-reliability.md
         from tests.bench import bench_webhook_pressure
@@ -133,7 +138,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     ablation_rows: list[dict[str, Any]] = []
     if args.ablations:
         print(f"ablations at N={args.ablations}")
-        variants = ["saynad", "saynad/trio-sleep", "saynad/trio-websocket", "sdk"]
+        variants = ["saynad", "saynad/loop", "saynad/trio-sleep", "saynad/trio-websocket", "sdk"]
         ablation_rows = sessions.run_matrix(variants, [args.ablations], args.reps)
     stretch: list[dict[str, Any]] = []
     if args.stretch:
@@ -199,8 +204,9 @@ Each session: connect, `ready`, speak one sentence and receive its audio and
 `tts_playback_complete`, stream 2 s of 16 kHz PCM in 20 ms chunks at real-time pace,
 receive the two final transcripts, close. Clients:
 
-- **saynad**: `open_session` + `saynad.client.pacing.sleep_until` between chunks
-  (`tests/bench/client_saynad.py`);
+- **saynad**: `open_session` + `Session.stream_audio(chunks, 0.020)`, the client's
+  paced-audio call (`tests/bench/client_saynad.py`); the hand-written loop
+  (`pacing.sleep_until` + `send_audio` per chunk) is the `saynad/loop` ablation;
 - **sdk**: the official asyncio SDK, `sayna-client` (`tests/bench/client_sdk.py`);
 - **bare**: trio + wsproto + json written the obvious way: a reader task and a channel,
   a lock around sends, `trio.sleep_until` (`tests/bench/client_bare.py`).
@@ -224,9 +230,10 @@ the first TTS frame.
 {targets_table}
 ### Ablations: saynad with one change taken out (N = {saved["ablation_n"]})
 
-`saynad/trio-sleep` paces with `trio.sleep_until` instead of
-`saynad.client.pacing.sleep_until`; `saynad/trio-websocket` additionally goes back to the
-trio-websocket transport (the stack before this work).
+`saynad/loop` streams with a loop of `saynad.client.pacing.sleep_until` and
+`Session.send_audio` per chunk instead of `Session.stream_audio`; `saynad/trio-sleep`
+paces that loop with `trio.sleep_until`; `saynad/trio-websocket` additionally goes back
+to the trio-websocket transport (the stack before this work).
 
 {ablation_text}
 ### Stretch: one process, many more sessions
