@@ -646,8 +646,16 @@ class _PacedFrames:
     def __call__(self) -> None:
         """The timer's part (see the class docstring). The object itself is the timer
         callback, and its timer entry is reused: nothing is allocated per frame but the
-        frame."""
+        frame. Nothing may escape into the timer's system task (it would end the whole
+        trio run), so anything unexpected fails the stream instead."""
         self._entry = None
+        try:
+            self._write_due()
+        except Exception as exc:
+            self._error = exc
+            self._wake(_FAILED)
+
+    def _write_due(self) -> None:
         transport = self._transport
         chunks = self._chunks
         count = len(chunks)
@@ -677,12 +685,7 @@ class _PacedFrames:
                 self._partial = (frame, sent)
                 self._wake(_OWNER)
                 return
-            try:
-                self._sent(index, chunk, due)
-            except Exception as exc:  # on_sent is the caller's code: its error is theirs
-                self._error = exc
-                self._wake(_FAILED)
-                return
+            self._sent(index, chunk, due)  # on_sent's error ends the stream (__call__)
         self._arm(now)  # more is overdue: the next timer pass, after other tasks ran
 
     def _sent(self, index: int, chunk: bytes, due: float) -> None:
