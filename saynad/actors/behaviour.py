@@ -198,16 +198,26 @@ class CommandQueue:
         return None
 
     async def get(self) -> Command:
-        """Wait for the next command (control first); ``EndOfChannel`` once closed."""
+        """Wait for the next command (control first); ``EndOfChannel`` once closed.
+
+        A checkpoint, like a memory channel's ``receive``: a command already queued is
+        returned after a schedule point; when the writer had to wait, the wait was the
+        schedule point and the command is returned in the very step that wakes it. (A
+        second schedule point there would cost every ``speak`` one more pass of the
+        scheduler — behind every other runnable task of every session.)
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
+        command = self.get_nowait()
+        if command is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return command
         while True:
-            command = self.get_nowait()
-            if command is not None:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return command
             if self._closed:
                 raise trio.EndOfChannel
             await self._consumer.park()
+            command = self.get_nowait()
+            if command is not None:
+                return command
 
     def close(self) -> None:
         """No more commands: the writer finishes what is queued."""

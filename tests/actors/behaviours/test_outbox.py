@@ -87,3 +87,91 @@ async def test_a_reply_overtakes_queued_audio_on_a_slow_socket(
     # Written right after the audio frame in flight, not behind the 64 queued ones.
     assert said_at - 1.0 <= 0.011
     assert all(c.kind == "send_audio" for c in fake.commands[:speak])
+
+
+class _Steps(trio.abc.Instrument):
+    """Counts scheduler passes (one I/O check each) and each task's steps."""
+
+    def __init__(self) -> None:
+        self.passes = 0
+        self.steps: dict[trio.lowlevel.Task, int] = {}
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.passes += 1
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task] = self.steps.get(task, 0) + 1
+
+
+async def test_a_waiting_writer_gets_its_command_in_the_step_that_wakes_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    queue = CommandQueue()
+    got: list[Command] = []
+    writer: list[trio.lowlevel.Task] = []
+
+    async def consume() -> None:
+        writer.append(trio.lowlevel.current_task())
+        got.append(await queue.get())
+
+    steps = _Steps()
+    trio.lowlevel.add_instrument(steps)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await trio.testing.wait_all_tasks_blocked()  # the writer waits in get()
+            assert steps.steps[writer[0]] == 1
+            assert not got
+            await queue.put(Command("speak"))
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    # Woken once, and that very step returned the command (the wait was its checkpoint).
+    assert [c.kind for c in got] == ["speak"]
+    assert steps.steps[writer[0]] == 2
+
+
+async def test_a_final_transcript_is_answered_within_four_scheduler_passes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """reader → agent → reply → writer: one pass each, the ``speak`` written in the 4th.
+
+    Every pass runs every runnable task of every session, so each extra one makes a reply
+    wait behind all the others' work (transcripts of many sessions arriving together).
+    """
+    steps = _Steps()
+    sent_in_pass: list[int] = []
+
+    class Recording(FakeSession):
+        async def speak(
+            self, text: str, flush: bool = True, allow_interruption: bool = True
+        ) -> None:
+            sent_in_pass.append(steps.passes)
+            await super().speak(text, flush, allow_interruption)
+
+    def behaviours(journal: Journal) -> list[Behaviour]:
+        return [Agent(EchoBackend(), journal=journal)]
+
+    fake = Recording()
+    p = plan(behaviours=behaviours)
+    async with trio.open_nursery() as tts:
+        tts.start_soon(fake.tts)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_session, p, fake, control())
+            for answered, turn in enumerate(("hello there", "thank you"), start=1):
+                await trio.sleep(5)  # the previous reply was generated: no barge-in
+                await trio.testing.wait_all_tasks_blocked()  # every task waits
+                trio.lowlevel.add_instrument(steps)
+                try:
+                    said_in_pass = steps.passes
+                    fake.say(turn)
+                    with trio.fail_after(1):
+                        while len(sent_in_pass) < answered:
+                            await trio.lowlevel.checkpoint()
+                finally:
+                    trio.lowlevel.remove_instrument(steps)
+                assert sent_in_pass[-1] - said_in_pass == 4
+            await trio.sleep(5)
+            fake.hang_up()
+        tts.cancel_scope.cancel()
+    assert fake.speaks == ["You said: hello there", "You said: thank you"]
+    assert len(p.counters.first_speak_latencies_s) == 2
