@@ -50,26 +50,20 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         return trio.BrokenResourceError(f"socket error: {exc}")
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        sock = self._sock
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            sent = sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise self._error(exc) from exc
-        total = len(data)
-        if sent == total:
+        sent = self.try_send(data)
+        if sent == len(data):
             self._sends_unscheduled += 1
             if self._sends_unscheduled >= SEND_SCHEDULE_EVERY:
                 self._sends_unscheduled = 0
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return
         self._sends_unscheduled = 0
-        await self._send_rest(data, sent)
+        await self.send_rest(data, sent)
 
-    async def _send_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
-        """Wait for room in the kernel buffer and send ``data[sent:]``.
+    async def send_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
+        """Wait for room in the kernel buffer and send ``data[sent:]`` (the rest of a
+        write that :meth:`try_send` or :meth:`send_all` started).
 
         Cancelled after part of ``data`` went out, the stream is closed: the peer holds
         a torn write (half a WebSocket frame) that nothing could follow.
@@ -95,18 +89,12 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         """Send what the kernel buffer takes now, without waiting: the number of bytes
         sent (0 when the buffer is full). Raises like :meth:`send_all`. Whoever gets a
         short count must finish with :meth:`send_rest` before anything else is sent."""
-        if self._closed:
-            raise trio.ClosedResourceError("the stream was closed")
         try:
             return self._sock.send(data)
         except BlockingIOError:
             return 0
         except OSError as exc:
             raise self._error(exc) from exc
-
-    async def send_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
-        """Finish a write that :meth:`try_send` started: send ``data[sent:]``."""
-        await self._send_rest(data, sent)
 
     def _abort_torn_write(self) -> None:
         if not self._closed:

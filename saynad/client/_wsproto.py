@@ -139,6 +139,7 @@ class WsprotoTransport:
         "_close_error",
         "_close_timeout_s",
         "_conn",
+        "_fast",
         "_fragmented",
         "_inbox",
         "_key_offset",
@@ -153,7 +154,6 @@ class WsprotoTransport:
         "_reading",
         "_stream",
         "_stream_closed",
-        "_try_send",
         "_write_lot",
         "_writing",
         "last_activity",
@@ -189,11 +189,9 @@ class WsprotoTransport:
         self._reader_lot = trio.lowlevel.ParkingLot()  # aclose() waiting for a reader
         self._writing = False
         self._write_lot = trio.lowlevel.ParkingLot()  # senders waiting their turn
-        # Writing without awaiting, for frames sent from the pacing timer; streams other
-        # than the plain-TCP one (TLS) have none and stream by sleeping instead.
-        self._try_send: Callable[[bytes], int] | None = (
-            stream.try_send if isinstance(stream, FastSocketStream) else None
-        )
+        # The plain-TCP stream can write without awaiting, which frames sent from the
+        # pacing timer need; other streams (TLS) stream by sleeping instead.
+        self._fast = stream if isinstance(stream, FastSocketStream) else None
         self._key_pool = b""
         self._key_offset = _KEY_POOL_BYTES
         # Keepalive: when bytes last arrived, and who waits for the next ones.
@@ -206,31 +204,21 @@ class WsprotoTransport:
         await self._send_frame(_TEXT, data.encode() if isinstance(data, str) else data)
 
     async def send_bytes(self, data: bytes) -> None:
-        # The audio path, 50 calls a second per session: _write() inlined for the
-        # uncontended case.
-        error = self._close_error
-        if error is not None:
-            raise ConnectionClosedError(error.code, error.reason)
-        frame = encode_client_frame(_BINARY, data, self._masking_key())
-        if self._writing:
-            await self._write(frame)
-            return
-        self._writing = True
-        try:
-            await self._stream.send_all(frame)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise self._lost() from exc
-        finally:
-            if self._write_lot:
-                self._write_lot.unpark()
-            else:
-                self._writing = False
+        # The per-chunk audio path: one coroutine layer above _write().
+        if self._close_error is not None:
+            raise self._closed()
+        await self._write(encode_client_frame(_BINARY, data, self._masking_key()))
 
     async def _send_frame(self, first_byte: int, payload: bytes) -> None:
-        error = self._close_error
-        if error is not None:
-            raise ConnectionClosedError(error.code, error.reason)
+        if self._close_error is not None:
+            raise self._closed()
         await self._write(encode_client_frame(first_byte, payload, self._masking_key()))
+
+    def _closed(self) -> ConnectionClosedError:
+        """The error for a call on a connection that is over (a fresh copy of the close)."""
+        error = self._close_error
+        assert error is not None
+        return ConnectionClosedError(error.code, error.reason)
 
     def _masking_key(self) -> bytes:
         """A fresh masking key from the OS's CSPRNG, drawn 64 at a time (one system
@@ -258,10 +246,7 @@ class WsprotoTransport:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise self._lost() from exc
         finally:
-            if self._write_lot:
-                self._write_lot.unpark()
-            else:
-                self._writing = False
+            self._release_write()
 
     def _release_write(self) -> None:
         """End a write: hand the right to write to the next parked sender, if any."""
@@ -287,11 +272,10 @@ class WsprotoTransport:
         connection ends first. Cancelling it stops the stream after the frame being
         written, if any.
         """
-        error = self._close_error
-        if error is not None:
-            raise ConnectionClosedError(error.code, error.reason)
+        if self._close_error is not None:
+            raise self._closed()
         progress = progress if progress is not None else pacing.StreamProgress()
-        if self._try_send is None:
+        if self._fast is None:
             await pacing.stream_by_sleeping(
                 self.send_bytes,
                 chunks,
@@ -304,7 +288,7 @@ class WsprotoTransport:
         if not chunks:
             await trio.lowlevel.checkpoint()
             return
-        paced = _PacedFrames(self, self._try_send, chunks, interval_s, start, on_sent, progress)
+        paced = _PacedFrames(self, self._fast, chunks, interval_s, start, on_sent, progress)
         try:
             await paced.run()
         finally:
@@ -495,9 +479,8 @@ class WsprotoTransport:
     # ------------------------------------------------------------------ keepalive
 
     async def ping(self) -> None:
-        error = self._close_error
-        if error is not None:
-            raise ConnectionClosedError(error.code, error.reason)
+        if self._close_error is not None:
+            raise self._closed()
         await self._write(self._conn.send(Ping(b"saynad")))
 
     async def wait_activity(self) -> None:
@@ -568,6 +551,7 @@ class _PacedFrames:
         "_chunks",
         "_entry",
         "_error",
+        "_fast",
         "_interval_s",
         "_on_sent",
         "_owner",
@@ -577,14 +561,13 @@ class _PacedFrames:
         "_start",
         "_state",
         "_transport",
-        "_try_send",
         "index",
     )
 
     def __init__(
         self,
         transport: WsprotoTransport,
-        try_send: Callable[[bytes], int],
+        fast: FastSocketStream,
         chunks: Sequence[bytes],
         interval_s: float,
         start: float,
@@ -592,7 +575,7 @@ class _PacedFrames:
         progress: pacing.StreamProgress,
     ) -> None:
         self._transport = transport
-        self._try_send = try_send
+        self._fast = fast
         self._chunks = chunks
         self._interval_s = interval_s
         self._start = start
@@ -626,7 +609,7 @@ class _PacedFrames:
                 self._partial = None
                 frame, sent = partial
                 try:
-                    await transport._stream.send_rest(frame, sent)  # type: ignore[attr-defined]
+                    await self._fast.send_rest(frame, sent)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise transport._lost() from exc
                 finally:
@@ -675,7 +658,7 @@ class _PacedFrames:
             chunk = chunks[index]
             frame = encode_client_frame(_BINARY, chunk, transport._masking_key())
             try:
-                sent = self._try_send(frame)
+                sent = self._fast.try_send(frame)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._error = transport._lost()
                 self._wake(_FAILED)

@@ -334,6 +334,13 @@ async def _open_stream(
         ) from exc
 
 
+def _handshake_too_slow(target: _Target, connect_timeout_s: float) -> TransportError:
+    return TransportError(
+        f"WebSocket handshake with {target.host}:{target.port} "
+        f"took longer than {connect_timeout_s} s"
+    )
+
+
 def _rejected(exc: trio_websocket.ConnectionRejected) -> HandshakeRejectedError:
     return _wsproto.rejection_error(exc.status_code, exc.body or b"")
 
@@ -430,10 +437,7 @@ async def connect_websocket(
         if stream is not None:
             await trio.aclose_forcefully(stream)
         if isinstance(exc, trio.TooSlowError):
-            raise TransportError(
-                f"WebSocket handshake with {target.host}:{target.port} "
-                f"took longer than {connect_timeout_s} s"
-            ) from None
+            raise _handshake_too_slow(target, connect_timeout_s) from None
         raise
     try:
         yield ws
@@ -476,10 +480,7 @@ async def _connect_trio_websocket(
                 if stream is not None:
                     await trio.aclose_forcefully(stream)
                 if isinstance(exc, trio.TooSlowError):
-                    raise TransportError(
-                        f"WebSocket handshake with {target.host}:{target.port} "
-                        f"took longer than {connect_timeout_s} s"
-                    ) from None
+                    raise _handshake_too_slow(target, connect_timeout_s) from None
                 raise
             stream.handshaking = False
             transport = _TrioWebSocketTransport(ws, stream, close_timeout_s)
