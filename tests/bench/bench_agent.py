@@ -99,25 +99,16 @@ def burst_sizes(turn_ends: list[float]) -> tuple[int, int]:
 
 
 def _serve_emulator() -> None:
-    from saynad.emulator import EmulatorOptions, serve_emulator
+    from saynad.emulator import EmulatorOptions
     from tests.bench.common import pin_to_cpu
+    from tests.bench.emulator import serve_until_signal
 
     pin_to_cpu(1)
-    options = EmulatorOptions(
-        script=SCRIPT, utterance_ms=UTTERANCE_MS, interim_ms=UTTERANCE_MS // 2, tts_chunk_ms=500
+    serve_until_signal(
+        EmulatorOptions(
+            script=SCRIPT, utterance_ms=UTTERANCE_MS, interim_ms=UTTERANCE_MS // 2, tts_chunk_ms=500
+        )
     )
-
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            emulator = await nursery.start(
-                lambda task_status: serve_emulator(options, task_status=task_status)
-            )
-            print(f"listening on {emulator.url}", flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-
-    trio.run(run)
 
 
 # --------------------------------------------------------------------------- daemon process

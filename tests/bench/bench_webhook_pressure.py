@@ -113,23 +113,14 @@ def _pin(pid: int, cpu: int) -> None:
 
 
 def _serve_emulator(utterance_ms: int) -> None:
-    from saynad.emulator import EmulatorOptions, serve_emulator
+    from saynad.emulator import EmulatorOptions
+    from tests.bench.emulator import serve_until_signal
 
-    options = EmulatorOptions(
-        utterance_ms=utterance_ms, interim_ms=utterance_ms // 2, numbered=True, tts_chunk_ms=500
+    serve_until_signal(
+        EmulatorOptions(
+            utterance_ms=utterance_ms, interim_ms=utterance_ms // 2, numbered=True, tts_chunk_ms=500
+        )
     )
-
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            emulator = await nursery.start(
-                lambda task_status: serve_emulator(options, task_status=task_status)
-            )
-            print(f"listening on {emulator.url}", flush=True)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-
-    trio.run(run)
 
 
 def _cpu_s(pid: int) -> float:

@@ -82,31 +82,7 @@ async def one_session(url: str, c: common.Collector) -> None:
 
 
 async def main(url: str, n: int) -> None:
-    c = common.Collector(n)
-    rss0 = common.rss_kb()
-    cpu0 = common.cpu_s()
-    t_start = trio.current_time()
-
-    async def guarded() -> None:
-        try:
-            with trio.fail_after(common.SESSION_DEADLINE_S):
-                await one_session(url, c)
-        except Exception as exc:
-            c.fail(exc)
-
-    async def sample_rss(done: trio.Event) -> None:
-        while not done.is_set():
-            c.sample_rss()
-            await trio.sleep(0.1)
-
-    done = trio.Event()
-    async with trio.open_nursery() as outer:
-        outer.start_soon(sample_rss, done)
-        async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(guarded)
-        done.set()
-    common.finish("saynad", c, t_start=t_start, t_end=trio.current_time(), cpu0=cpu0, rss0=rss0)
+    await common.run_trio_clients("saynad", url, n, one_session)
 
 
 if __name__ == "__main__":

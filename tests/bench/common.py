@@ -7,6 +7,7 @@ import os
 import resource
 import statistics
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 SENTENCE = "Hello from the saynad benchmark."
@@ -131,3 +132,38 @@ def prepare_process() -> None:
     """What every client process does first: core 0, enough file descriptors."""
     pin_to_cpu(0)
     raise_fd_limit()
+
+
+async def run_trio_clients(
+    client: str, url: str, n: int, one_session: Callable[[str, Collector], Awaitable[None]]
+) -> None:
+    """The trio clients' ``main``: ``n`` sessions at once, each within the session
+    deadline, peak RSS sampled every 100 ms; prints the result line. (trio is imported
+    here, not at the top, so the asyncio client's process never loads it.)"""
+    import trio
+
+    c = Collector(n)
+    rss0 = rss_kb()
+    cpu0 = cpu_s()
+    t_start = trio.current_time()
+
+    async def guarded() -> None:
+        try:
+            with trio.fail_after(SESSION_DEADLINE_S):
+                await one_session(url, c)
+        except Exception as exc:
+            c.fail(exc)
+
+    async def sample_rss(done: trio.Event) -> None:
+        while not done.is_set():
+            c.sample_rss()
+            await trio.sleep(0.1)
+
+    done = trio.Event()
+    async with trio.open_nursery() as outer:
+        outer.start_soon(sample_rss, done)
+        async with trio.open_nursery() as nursery:
+            for _ in range(n):
+                nursery.start_soon(guarded)
+        done.set()
+    finish(client, c, t_start=t_start, t_end=trio.current_time(), cpu0=cpu0, rss0=rss0)

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import argparse
 import signal
+from typing import Literal
 
 import trio
 
 from saynad.emulator import Emulator, EmulatorOptions, serve_emulator
 
 
-async def run(server: str) -> None:
+def serve_until_signal(
+    options: EmulatorOptions, *, server: Literal["direct", "hypercorn"] = "direct"
+) -> None:
+    """Serve the emulator on a free loopback port, print its ``listening on URL`` line,
+    stop on SIGTERM or SIGINT. Every benchmark's emulator process runs this."""
+    trio.run(_serve, options, server)
+
+
+async def _serve(options: EmulatorOptions, server: Literal["direct", "hypercorn"]) -> None:
     async with trio.open_nursery() as nursery:
         emulator: Emulator = await nursery.start(
             lambda task_status: serve_emulator(
-                EmulatorOptions(), port=0, server=server, task_status=task_status
+                options, port=0, server=server, task_status=task_status
             )
         )
         print(f"saynad emulator ({server}) listening on {emulator.url}", flush=True)
@@ -33,7 +42,7 @@ async def run(server: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.emulator")
     parser.add_argument("--server", choices=("direct", "hypercorn"), default="direct")
-    trio.run(run, parser.parse_args().server)
+    serve_until_signal(EmulatorOptions(), server=parser.parse_args().server)
 
 
 if __name__ == "__main__":
