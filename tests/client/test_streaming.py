@@ -30,19 +30,9 @@ from saynad.client.session import open_session
 from saynad.client.transport import Implementation, connect_websocket
 from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError, SessionClosedError, ValidationError
-from saynad.protocol.messages import STTConfig, STTResult, TTSConfig
+from saynad.protocol.messages import STTResult
+from tests.client.test_session import STT, TTS
 from tests.client.test_transport import Server
-
-STT = STTConfig(
-    provider="deepgram",
-    language="en-US",
-    sample_rate=16000,
-    channels=1,
-    punctuation=True,
-    encoding="linear16",
-    model="nova-3",
-)
-TTS = TTSConfig(provider="deepgram", model="aura-asteria-en")
 
 
 def chunks(count: int, size: int = 640) -> list[bytes]:
@@ -214,7 +204,7 @@ async def test_commands_from_other_tasks_go_out_between_intact_frames(
 
 
 async def test_short_writes_and_a_full_kernel_buffer_keep_frames_whole(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
 ) -> None:
     # Big chunks, a tiny send buffer and a server that does not read at first: the timer
     # gets short writes, and the streaming task must finish each frame before the next.
@@ -324,7 +314,8 @@ async def test_stream_audio_yields_transcripts_and_counts_frames(
     audio = [b"\x00\x00" * 320] * 100  # 2 s of 16 kHz mono in 20 ms chunks
     lags: list[float] = []
     async with open_session(emulator.url, stt=STT, tts=TTS) as session:
-        await session.stream_audio(audio, on_sent=lambda _, lag: lags.append(lag))
+        # 1 ms apart: paced like real time, without taking 2 s of it.
+        await session.stream_audio(audio, 0.001, on_sent=lambda _, lag: lags.append(lag))
         finals = []
         with trio.fail_after(10):
             async for event in session.events():
