@@ -330,9 +330,7 @@ class WsprotoTransport:
                 self.last_activity = trio.current_time()
                 if self._activity_lot:
                     self._activity_lot.unpark_all()
-            if data:
-                self._inbox += data
-                await self._parse()
+                await self._parse(data)
             else:
                 # EOF: wsproto reports it as a close with 1006.
                 self._conn.receive_data(None)
@@ -342,8 +340,8 @@ class WsprotoTransport:
             if self._reader_lot:
                 self._reader_lot.unpark_all()
 
-    async def _parse(self) -> None:
-        """Take every complete frame out of the inbox.
+    async def _parse(self, data: bytes | bytearray) -> None:
+        """Take every complete frame out of the inbox followed by ``data``.
 
         The frames a Sayna server sends are almost all whole, unfragmented text and
         binary frames: those are cut out of the buffer here, in a few operations each.
@@ -354,27 +352,36 @@ class WsprotoTransport:
         right close code. wsproto never holds a partial frame, and while a fragmented
         message is open every frame goes to it, so the two never disagree on where a
         frame starts.
+
+        A read that starts on a frame boundary (the inbox is empty: the usual case) is
+        parsed where it lies; only an unfinished frame is copied into the inbox.
         """
         inbox = self._inbox
-        size = len(inbox)
+        buf: bytes | bytearray
+        if inbox:
+            inbox += data
+            buf = inbox
+        else:
+            buf = data
+        size = len(buf)
         pos = 0
         limit = self._max_message_bytes
         messages = self._messages
         while size - pos >= 2 and not self._peer_closed:
-            first = inbox[pos]
-            second = inbox[pos + 1]
+            first = buf[pos]
+            second = buf[pos + 1]
             length = second & 0x7F
             head = 2
             if length == 126:
                 if size - pos < 4:
                     break
-                length = (inbox[pos + 2] << 8) | inbox[pos + 3]
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
                 head = 4
                 minimal = length >= 126
             elif length == 127:
                 if size - pos < 10:
                     break
-                length = int.from_bytes(inbox[pos + 2 : pos + 10], "big")
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 head = 10
                 minimal = 0x10000 <= length < 1 << 63
             else:
@@ -393,7 +400,7 @@ class WsprotoTransport:
             # message, length encoded in the fewest bytes: the fast path.
             if (first & 0xF0) == 0x80 and not second & 0x80 and opcode in (1, 2):
                 if minimal and not self._fragmented:
-                    payload = bytes(inbox[pos + head : end])
+                    payload = bytes(buf[pos + head : end])
                     closing = self._close_error is not None  # late messages are dropped
                     if opcode == 2:
                         if not closing:
@@ -411,11 +418,13 @@ class WsprotoTransport:
                         continue
             elif opcode in (0, 1, 2):
                 self._fragmented = not first & 0x80
-            self._conn.receive_data(bytes(inbox[pos:end]))
+            self._conn.receive_data(bytes(buf[pos:end]))
             pos = end
             await self._process_events()
-        if pos:
+        if buf is inbox:
             del inbox[:pos]
+        elif pos < size:
+            inbox += buf[pos:]
 
     async def _process_events(self) -> None:
         for event in self._conn.events():
@@ -790,7 +799,7 @@ async def handshake(
                     received=after_head,
                 )
                 # Frames that came in the same read as the 101 answer.
-                await transport._parse()
+                await transport._parse(b"")
                 return transport
             if isinstance(event, RejectConnection):
                 rejection = event
