@@ -90,6 +90,16 @@ def state(supervisor: Supervisor) -> SessionState:
     return info.state
 
 
+async def state_after(runner: object, seconds: float) -> tuple[SessionState, Watch]:
+    """Supervise ``runner`` for ``seconds`` of (autojump) time; its state then."""
+    async with trio.open_nursery() as nursery:
+        supervisor, watch = await supervise(nursery, runner)
+        await trio.sleep(seconds)
+        final = state(supervisor)
+        nursery.cancel_scope.cancel()
+    return final, watch
+
+
 async def test_a_five_minute_outage_never_fails_the_session_and_delays_are_capped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -121,11 +131,8 @@ async def test_outages_do_not_mask_a_crash_loop_after_ready(
 ) -> None:
     """Down for 100 s, then every run crashes right after ``ready``: failed after 5 restarts."""
     server = Server(up_at=100.0, answer="crash-after-ready")
-    async with trio.open_nursery() as nursery:
-        supervisor, watch = await supervise(nursery, server)
-        await trio.sleep(400)
-        assert state(supervisor) is SessionState.FAILED
-        nursery.cancel_scope.cancel()
+    final, watch = await state_after(server, 400)
+    assert final is SessionState.FAILED
     assert watch.failures == ["s"]
     # The outage alone had attempts enough to trip the intensity, uncounted …
     assert sum(1 for t in server.attempts if t < 60) > DEFAULTS.max_restarts + 1
@@ -141,11 +148,8 @@ async def test_a_rejected_handshake_is_a_crash_not_an_outage(
 ) -> None:
     """The server answers (401): retrying cannot help, so the intensity applies."""
     server = Server(up_at=0.0, answer="reject")
-    async with trio.open_nursery() as nursery:
-        supervisor, watch = await supervise(nursery, server)
-        await trio.sleep(120)
-        assert state(supervisor) is SessionState.FAILED
-        nursery.cancel_scope.cancel()
+    final, watch = await state_after(server, 120)
+    assert final is SessionState.FAILED
     assert watch.failures == ["s"]
     assert len(server.attempts) == DEFAULTS.max_restarts + 1
 
@@ -162,11 +166,8 @@ async def test_an_unreachable_error_after_ready_counts(
         await trio.sleep(0.01)
         raise TransportError("POST http://agent.internal/reply: connection refused")
 
-    async with trio.open_nursery() as nursery:
-        supervisor, watch = await supervise(nursery, runner)
-        await trio.sleep(120)
-        assert state(supervisor) is SessionState.FAILED
-        nursery.cancel_scope.cancel()
+    final, watch = await state_after(runner, 120)
+    assert final is SessionState.FAILED
     assert watch.failures == ["s"]
 
 
