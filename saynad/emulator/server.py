@@ -37,6 +37,7 @@ import trio
 from wsproto.utilities import generate_accept_token
 
 from saynad.client._socket import FastSocketStream
+from saynad.client._wsproto import mask_payload
 from saynad.emulator.asgi import Response, Scope, WebSocket
 
 __all__ = ["DirectWebSocket", "serve_front"]
@@ -75,16 +76,6 @@ class ProtocolViolation(Exception):
 # Close codes a peer may send (RFC 6455 §7.4): the defined ones, 3000–4999.
 _PEER_CLOSE_CODES: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 _HEADER_CLOSE: Final = struct.Struct("!H")
-
-
-def _unmask(payload: bytes, key: bytes) -> bytes:
-    n = len(payload)
-    if not n:
-        return payload
-    pattern = (key * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(pattern, "little")).to_bytes(
-        n, "little"
-    )
 
 
 class ClientFrameParser:
@@ -141,7 +132,7 @@ class ClientFrameParser:
             end = head + 4 + length
             if end > end_of_data:
                 break
-            payload = _unmask(bytes(buf[head + 4 : end]), bytes(buf[head : head + 4]))
+            payload = mask_payload(buf[head + 4 : end], buf[head : head + 4])
             pos = end
             if opcode >= 8:
                 if opcode == 8:
