@@ -120,6 +120,17 @@ def encode_client_frame(first_byte: int, payload: bytes, masking_key: bytes) -> 
     return b"".join((header, masking_key, mask_payload(payload, masking_key)))
 
 
+async def _park(transport: WsprotoTransport, lot_name: str) -> None:
+    """Park in ``transport``'s parking lot ``lot_name``, making it on first use. (Only
+    parking needs the lot; ``if lot: lot.unpark()`` is false for ``None`` as for an
+    empty lot.)"""
+    lot = getattr(transport, lot_name)
+    if lot is None:
+        lot = trio.lowlevel.ParkingLot()
+        setattr(transport, lot_name, lot)
+    await lot.park()
+
+
 class WsprotoTransport:
     """An open client WebSocket over a trio stream (see the module docstring).
 
@@ -185,10 +196,12 @@ class WsprotoTransport:
         self._local_close = False  # aclose() started the close
         self._peer_closed = False  # the closing handshake is over (or the peer is gone)
         self._stream_closed = False
+        # Parking lots are made on first use (see _park): most connections never need
+        # one, and each is three objects for the garbage collector to walk.
         self._reading = False
-        self._reader_lot = trio.lowlevel.ParkingLot()  # aclose() waiting for a reader
+        self._reader_lot: trio.lowlevel.ParkingLot | None = None  # aclose() awaits a reader
         self._writing = False
-        self._write_lot = trio.lowlevel.ParkingLot()  # senders waiting their turn
+        self._write_lot: trio.lowlevel.ParkingLot | None = None  # senders awaiting their turn
         # The plain-TCP stream can write without awaiting, which frames sent from the
         # pacing timer need; other streams (TLS) stream by sleeping instead.
         self._fast = stream if isinstance(stream, FastSocketStream) else None
@@ -196,7 +209,7 @@ class WsprotoTransport:
         self._key_offset = _KEY_POOL_BYTES
         # Keepalive: when bytes last arrived, and who waits for the next ones.
         self.last_activity = trio.current_time()
-        self._activity_lot = trio.lowlevel.ParkingLot()
+        self._activity_lot: trio.lowlevel.ParkingLot | None = None
 
     # ------------------------------------------------------------------ sending
 
@@ -238,7 +251,7 @@ class WsprotoTransport:
         write directly to the next parked one.
         """
         if self._writing:
-            await self._write_lot.park()
+            await _park(self, "_write_lot")
         else:
             self._writing = True
         try:
@@ -312,7 +325,7 @@ class WsprotoTransport:
         """Read once, or, while another task reads (aclose() and a blocked receive()
         may overlap), wait for that read to finish."""
         if self._reading:
-            await self._reader_lot.park()
+            await _park(self, "_reader_lot")
         else:
             await self._read()
 
@@ -493,7 +506,7 @@ class WsprotoTransport:
         await self._write(self._conn.send(Ping(b"saynad")))
 
     async def wait_activity(self) -> None:
-        await self._activity_lot.park()
+        await _park(self, "_activity_lot")
 
     async def abort(self, reason: str) -> None:
         self._record_close(ABNORMAL_CLOSURE, reason)
