@@ -3,12 +3,15 @@
 Like ``saynad emulator --port 0`` (prints ``... listening on URL`` and serves until
 SIGTERM), with the choice of front server: ``direct`` (the default, WebSocket sessions
 served straight over wsproto) or ``hypercorn`` (hypercorn serves everything; kept to
-measure what the direct server saves).
+measure what the direct server saves), and ``--collector off`` to run without CPython's
+cyclic garbage collector (the session benchmark's setting, see
+:func:`tests.bench.sessions.emulator_process`).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 from typing import Literal
 
@@ -42,7 +45,16 @@ async def _serve(options: EmulatorOptions, server: Literal["direct", "hypercorn"
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench.emulator")
     parser.add_argument("--server", choices=("direct", "hypercorn"), default="direct")
-    serve_until_signal(EmulatorOptions(), server=parser.parse_args().server)
+    parser.add_argument(
+        "--collector",
+        choices=("on", "off"),
+        default="on",
+        help="CPython's cyclic garbage collector in this process (see sessions.py)",
+    )
+    args = parser.parse_args()
+    if args.collector == "off":
+        gc.disable()
+    serve_until_signal(EmulatorOptions(), server=args.server)
 
 
 if __name__ == "__main__":
