@@ -50,7 +50,7 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -230,8 +230,9 @@ class _Events:
     def __aiter__(self) -> _Events:
         return self
 
-    async def __anext__(self) -> SessionEvent:
-        return await self._session._next_event()
+    def __anext__(self) -> Coroutine[Any, Any, SessionEvent]:
+        # The coroutine itself, not one awaiting it: one frame less under every wait.
+        return self._session._next_event()
 
 
 class Session:
