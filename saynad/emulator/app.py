@@ -21,6 +21,7 @@ from hypercorn.trio import serve
 
 from saynad.emulator import rest, ws
 from saynad.emulator.asgi import Receive, Request, Response, Scope, Send, WebSocket, json_response
+from saynad.emulator.audio import prepare_tone
 from saynad.emulator.options import EmulatorOptions
 from saynad.emulator.server import serve_front
 from saynad.emulator.state import EmulatorState
@@ -65,6 +66,7 @@ class EmulatorApp:
     def __init__(self, options: EmulatorOptions, state: EmulatorState | None = None) -> None:
         self.options = options
         self.state = state if state is not None else EmulatorState()
+        prepare_tone(ws.DEFAULT_TTS_SAMPLE_RATE)
 
     def authenticate(self, headers: dict[str, str], query: list[tuple[str, str]]) -> str | Response:
         """Return the tenant id (``""`` when auth is off) or the 401 response to send."""

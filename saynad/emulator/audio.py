@@ -14,7 +14,7 @@ import sys
 from array import array
 from functools import lru_cache
 
-__all__ = ["TONE_HZ", "synthesize", "wav_bytes"]
+__all__ = ["TONE_HZ", "prepare_tone", "synthesize", "wav_bytes"]
 
 TONE_HZ = 440
 # About -10 dBFS: clearly audible, far from clipping when mixed with other audio.
@@ -35,6 +35,12 @@ def _one_second(sample_rate: int) -> bytes:
     if sys.byteorder == "big":
         samples.byteswap()
     return samples.tobytes()
+
+
+def prepare_tone(sample_rate: int) -> None:
+    """Compute the tone for ``sample_rate`` now (about 6 ms of Python at 24 kHz), so
+    that the first speech at that rate does not stall everything queued behind it."""
+    _one_second(sample_rate)
 
 
 def synthesize(text: str, sample_rate: int, ms_per_char: int) -> bytes:
