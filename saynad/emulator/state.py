@@ -119,6 +119,10 @@ class EmulatorState:
         self.turn_threshold: float | None = None
         # Room events a WebSocket session could not queue (its room queue was full).
         self.dropped_room_events = 0
+        # For benchmarks, off (None) unless set to a dict: stream_id → [when the
+        # session's first speak was handled, when its first TTS audio frame was
+        # written], on time.monotonic() (comparable across processes on one machine).
+        self.speech_timings: dict[str, list[float]] | None = None
 
     # ---------------------------------------------------------------- rooms
 

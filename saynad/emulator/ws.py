@@ -33,6 +33,7 @@ is transcribed — an interim result with the first half of its words once
 from __future__ import annotations
 
 import base64
+import math
 import re
 import time
 import uuid
@@ -194,6 +195,8 @@ class _Session:
         # TTS
         self.tts_generation = 0
         self.no_interrupt_until = float("-inf")
+        # The session's entry in state.speech_timings, when those are recorded.
+        self.timing: list[float] | None = None
         # STT
         self.stt_bytes = 0
         self.stt_utterances = 0
@@ -238,6 +241,9 @@ class _Session:
                 else:
                     assert isinstance(item, bytes)
                     await self.socket.send_bytes(item)
+                    timing = self.timing
+                    if timing is not None and math.isnan(timing[1]):
+                        timing[1] = time.monotonic()
                 sent += 1
                 if drop_after is not None and sent >= drop_after:
                     await self.close(1011)
@@ -362,6 +368,9 @@ class _Session:
         self.config_seen = True
         self.audio = audio
         self.stream_id = stream_id
+        timings = self.state.speech_timings
+        if timings is not None:
+            self.timing = timings[stream_id] = [math.nan, math.nan]
         # A second config replaces the first (§2.5): leave the previous room's events.
         previous = self.room
         if previous is not None and self.room_listener in previous.listeners:
@@ -476,6 +485,9 @@ class _Session:
         text = msg.text
         if not text.strip():
             return  # silently skipped: no audio, no tts_playback_complete
+        timing = self.timing
+        if timing is not None and math.isnan(timing[0]):
+            timing[0] = time.monotonic()
         for pattern, replacement in pipeline.pronunciations:
             text = pattern.sub(replacement, text)
         await self.tts_send.send(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -414,6 +416,29 @@ async def test_speak_streams_pcm_then_playback_complete(emulator: Emulator) -> N
         assert complete["type"] == "tts_playback_complete"
         assert isinstance(complete["timestamp"], int)
         assert audio == synthesize("hello world", 24000, 20)
+
+
+async def test_speech_timings_are_recorded_only_when_asked(emulator: Emulator) -> None:
+    async with raw(emulator) as ws:
+        await ws.config()
+        await ws.send({"type": "speak", "text": "hi"})
+        assert isinstance(await ws.recv(), bytes)
+    assert emulator.state.speech_timings is None  # off by default
+
+    emulator.state.speech_timings = {}
+    async with raw(emulator) as silent, raw(emulator) as ws:
+        quiet_id = (await silent.config())["stream_id"]
+        stream_id = (await ws.config())["stream_id"]
+        sent = time.monotonic()
+        await ws.send({"type": "speak", "text": "hello world"})
+        assert isinstance(await ws.recv(), bytes)
+        heard = time.monotonic()
+        await ws.send({"type": "speak", "text": "again"})  # only the first one counts
+        while isinstance(await ws.recv(), bytes):
+            pass
+    handled, written = emulator.state.speech_timings[stream_id]
+    assert sent <= handled <= written <= heard  # on time.monotonic(), like the clients
+    assert all(math.isnan(t) for t in emulator.state.speech_timings[quiet_id])
 
 
 async def test_speech_is_fifo_with_one_completion_per_drained_queue(emulator: Emulator) -> None:
