@@ -99,8 +99,13 @@ async def one_session(url: str, c: common.Collector) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(sock.reader)
             await sock.send(TextMessage(data=CONFIG))
+            stream_id = None
             async for message in sock.receive_channel:
-                if isinstance(message, str) and json.loads(message).get("type") == "ready":
+                if (
+                    isinstance(message, str)
+                    and (ready := json.loads(message)).get("type") == "ready"
+                ):
+                    stream_id = ready.get("stream_id")
                     break
             c.ready_at.append(trio.current_time())
 
@@ -113,6 +118,7 @@ async def one_session(url: str, c: common.Collector) -> None:
                     c.send_lags.append(trio.current_time() - due)
 
             spoke = trio.current_time()
+            c.spoke(stream_id)
             await sock.send(TextMessage(data=SPEAK))
             nursery.start_soon(stream_audio)
             first_audio = complete = False
@@ -122,6 +128,7 @@ async def one_session(url: str, c: common.Collector) -> None:
                     if not first_audio:
                         first_audio = True
                         c.first_audio.append(trio.current_time() - spoke)
+                        c.heard(stream_id)
                     continue
                 frame = json.loads(message)
                 kind = frame.get("type")

@@ -63,8 +63,10 @@ async def one_session(url: str, c: common.Collector) -> None:
         complete = False
         # The nursery's exit waits for the stream task; the event loop below only waits
         # for what the server sends (the last final needs the last chunk anyway).
+        stream_id = s.ready.stream_id
         async with trio.open_nursery() as nursery:
             spoke = trio.current_time()
+            c.spoke(stream_id)
             await s.speak(common.SENTENCE)
             first_audio = False
             nursery.start_soon(stream)
@@ -73,6 +75,7 @@ async def one_session(url: str, c: common.Collector) -> None:
                     if not first_audio:
                         first_audio = True
                         c.first_audio.append(trio.current_time() - spoke)
+                        c.heard(stream_id)
                 elif isinstance(event, TTSPlaybackComplete):
                     complete = True
                 elif isinstance(event, STTResult) and event.is_final:

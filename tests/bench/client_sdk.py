@@ -18,18 +18,21 @@ async def one_session(url: str, c: common.Collector) -> None:
     ready = asyncio.Event()
     done = asyncio.Event()
     state = {"finals": 0, "complete": False, "streamed": False, "first": False, "spoke": 0.0}
+    stream_id: list[str | None] = [None]
 
     def check() -> None:
         if state["complete"] and state["finals"] >= common.FINALS_EXPECTED and state["streamed"]:
             done.set()
 
-    def on_ready(_msg: object) -> None:
+    def on_ready(msg: object) -> None:
+        stream_id[0] = getattr(msg, "stream_id", None)
         ready.set()
 
     def on_audio(_data: bytes) -> None:
         if not state["first"]:
             state["first"] = True
             c.first_audio.append(loop.time() - float(state["spoke"]))
+            c.heard(stream_id[0])
 
     def on_complete(_msg: object) -> None:
         state["complete"] = True
@@ -52,6 +55,7 @@ async def one_session(url: str, c: common.Collector) -> None:
         await ready.wait()
         c.ready_at.append(loop.time())
         state["spoke"] = loop.time()
+        c.spoke(stream_id[0])
         await client.speak(common.SENTENCE)
         start = loop.time()
         for i in range(common.CHUNKS):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import statistics
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
@@ -64,6 +66,19 @@ class Collector:
     failures: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     peak_rss_kb: int = 0
+    # stream_id → [speak sent, first audio received], on time.monotonic() (the
+    # emulator's clock too), to split speak→first audio between client and emulator.
+    speech: dict[str, list[float]] = field(default_factory=dict)
+
+    def spoke(self, stream_id: str | None) -> None:
+        """Record, on the shared clock, that session ``stream_id`` sends its speak now."""
+        if stream_id is not None:
+            self.speech[stream_id] = [time.monotonic(), math.nan]
+
+    def heard(self, stream_id: str | None) -> None:
+        """Record that the first audio of session ``stream_id`` arrived now."""
+        if stream_id is not None:
+            self.speech[stream_id][1] = time.monotonic()
 
     def fail(self, exc: BaseException) -> None:
         self.failures += 1
@@ -89,6 +104,7 @@ class Result:
     first_audio_p99_s: float
     failures: int
     errors: dict[str, int]
+    speech: dict[str, list[float]]
 
 
 def finish(
@@ -110,6 +126,7 @@ def finish(
         first_audio_p99_s=percentile(c.first_audio, 99),
         failures=c.failures + (c.n - len(c.ready_at) if c.failures == 0 else 0),
         errors=c.errors,
+        speech=c.speech,
     )
     sys.stdout.write(json.dumps(asdict(result)) + "\n")
     sys.stdout.flush()

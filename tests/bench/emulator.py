@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import signal
+from pathlib import Path
 from typing import Literal
 
 import trio
@@ -21,25 +23,40 @@ from saynad.emulator import Emulator, EmulatorOptions, serve_emulator
 
 
 def serve_until_signal(
-    options: EmulatorOptions, *, server: Literal["direct", "hypercorn"] = "direct"
+    options: EmulatorOptions,
+    *,
+    server: Literal["direct", "hypercorn"] = "direct",
+    timings: Path | None = None,
 ) -> None:
     """Serve the emulator on a free loopback port, print its ``listening on URL`` line,
-    stop on SIGTERM or SIGINT. Every benchmark's emulator process runs this."""
-    trio.run(_serve, options, server)
+    stop on SIGTERM or SIGINT. Every benchmark's emulator process runs this.
+
+    ``timings``: record, per session, when its first ``speak`` was handled and its
+    first audio frame written (``EmulatorState.speech_timings``), and write them there
+    as JSON on the way out.
+    """
+    recorded = trio.run(_serve, options, server, timings is not None)
+    if timings is not None:
+        timings.write_text(json.dumps(recorded))
 
 
-async def _serve(options: EmulatorOptions, server: Literal["direct", "hypercorn"]) -> None:
+async def _serve(
+    options: EmulatorOptions, server: Literal["direct", "hypercorn"], record_timings: bool
+) -> dict[str, list[float]] | None:
     async with trio.open_nursery() as nursery:
         emulator: Emulator = await nursery.start(
             lambda task_status: serve_emulator(
                 options, port=0, server=server, task_status=task_status
             )
         )
+        if record_timings:
+            emulator.state.speech_timings = {}
         print(f"saynad emulator ({server}) listening on {emulator.url}", flush=True)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break
+    return emulator.state.speech_timings
 
 
 def main() -> None:
@@ -51,10 +68,11 @@ def main() -> None:
         default="on",
         help="CPython's cyclic garbage collector in this process (see sessions.py)",
     )
+    parser.add_argument("--timings", type=Path, help="write per-session speech timings here")
     args = parser.parse_args()
     if args.collector == "off":
         gc.disable()
-    serve_until_signal(EmulatorOptions(), server=args.server)
+    serve_until_signal(EmulatorOptions(), server=args.server, timings=args.timings)
 
 
 if __name__ == "__main__":

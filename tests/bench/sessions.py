@@ -9,15 +9,20 @@ core 0; the emulator's CPU time is reported next to the client's.
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from tests.bench.common import percentile
 
 CLIENTS: dict[str, list[str]] = {
     "saynad": ["-m", "tests.bench.client_saynad"],
@@ -55,7 +60,9 @@ class EmulatorProcess:
 
 
 @contextmanager
-def emulator_process(*extra: str, server: str = "direct") -> Iterator[EmulatorProcess]:
+def emulator_process(
+    *extra: str, server: str = "direct", timings: Path | None = None
+) -> Iterator[EmulatorProcess]:
     """Start the emulator on a free loopback port, pinned to core 1.
 
     ``server``: ``direct`` (WebSocket sessions served straight over wsproto) or
@@ -67,6 +74,9 @@ def emulator_process(*extra: str, server: str = "direct") -> Iterator[EmulatorPr
     (2,879 objects after 1,000 sessions, nearly all from start-up); with the collector
     on, its full collections (15–112 ms at N = 1,000, while its core is saturated)
     landed in whichever client's first-audio and send-lag tails they happened to hit.
+
+    ``timings``: where the emulator writes, when it stops, each session's speech
+    timings (see :func:`speech_split`).
     """
     if extra:
         command = [sys.executable, "-m", "saynad", "emulator", "--port", "0", *extra]
@@ -74,6 +84,7 @@ def emulator_process(*extra: str, server: str = "direct") -> Iterator[EmulatorPr
         command = [
             sys.executable,
             *("-m", "tests.bench.emulator", "--server", server, "--collector", "off"),
+            *(("--timings", str(timings)) if timings is not None else ()),
         ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
@@ -97,27 +108,66 @@ def run_once(
     client: str, n: int, *, timeout_s: float = 900, server: str = "direct"
 ) -> dict[str, Any]:
     """One client process with ``n`` sessions against a fresh emulator."""
-    with emulator_process(server=server) as emu:
-        cpu0 = emu.cpu_s()
-        started = time.monotonic()
-        out = subprocess.run(
-            [sys.executable, *CLIENTS[client], emu.url, str(n)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        result: dict[str, Any] = {}
-        for line in out.stdout.splitlines():
-            if line.startswith("{"):
-                result = json.loads(line)
-        if not result:
-            raise RuntimeError(f"{client} N={n} produced no result:\n{out.stderr[-2000:]}")
-        result["client"] = client
-        result["emulator_cpu_s"] = emu.cpu_s() - cpu0
-        result["emulator_cpu_ms_per_session"] = result["emulator_cpu_s"] * 1000 / n
-        result["process_wall_s"] = time.monotonic() - started
-        return result
+    with tempfile.TemporaryDirectory() as tmp:
+        timings = Path(tmp) / "speech-timings.json"
+        with emulator_process(server=server, timings=timings) as emu:
+            cpu0 = emu.cpu_s()
+            started = time.monotonic()
+            out = subprocess.run(
+                [sys.executable, *CLIENTS[client], emu.url, str(n)],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+            result: dict[str, Any] = {}
+            for line in out.stdout.splitlines():
+                if line.startswith("{"):
+                    result = json.loads(line)
+            if not result:
+                raise RuntimeError(f"{client} N={n} produced no result:\n{out.stderr[-2000:]}")
+            result["client"] = client
+            result["emulator_cpu_s"] = emu.cpu_s() - cpu0
+            result["emulator_cpu_ms_per_session"] = result["emulator_cpu_s"] * 1000 / n
+            result["process_wall_s"] = time.monotonic() - started
+        # The emulator writes its side when it stops (at the end of the block above).
+        emulator_side = json.loads(timings.read_text()) if timings.exists() else {}
+    result.update(speech_split(result.pop("speech", {}), emulator_side))
+    return result
+
+
+SPLIT = ("to_emulator", "in_emulator", "to_client")
+
+
+def speech_split(
+    client_side: dict[str, list[float]], emulator_side: dict[str, list[float]]
+) -> dict[str, float]:
+    """Where each session's speak → first audio went, from the two processes' records
+    of it on the machine's monotonic clock, matched by ``stream_id``:
+
+    - ``to_emulator``: speak sent by the client → handled by the emulator (the client's
+      send, the kernel, and the emulator's queue of work before that frame);
+    - ``in_emulator``: handled → first audio frame written (the emulator alone);
+    - ``to_client``: written → the client has the frame as an event (the kernel and the
+      client's own queue: its share).
+
+    Returns p50 and p99 of each (``first_audio_<part>_p50_s`` …) and the number of
+    sessions matched.
+    """
+    parts: dict[str, list[float]] = {name: [] for name in SPLIT}
+    for stream_id, (spoke, heard) in client_side.items():
+        handled, written = emulator_side.get(stream_id, (math.nan, math.nan))
+        stamps = (spoke, handled, written, heard)
+        if any(math.isnan(t) for t in stamps):
+            continue
+        parts["to_emulator"].append(handled - spoke)
+        parts["in_emulator"].append(written - handled)
+        parts["to_client"].append(heard - written)
+    out: dict[str, float] = {"first_audio_matched": float(len(parts["to_client"]))}
+    for name, values in parts.items():
+        out[f"first_audio_{name}_p50_s"] = statistics.median(values) if values else math.nan
+        out[f"first_audio_{name}_p99_s"] = percentile(values, 99)
+    return out
 
 
 METRICS = (
@@ -132,6 +182,8 @@ METRICS = (
     "emulator_cpu_s",
     "emulator_cpu_ms_per_session",
     "failures",
+    "first_audio_matched",
+    *(f"first_audio_{part}_{q}_s" for part in SPLIT for q in ("p50", "p99")),
 )
 
 
@@ -193,5 +245,27 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         f"| {r['emulator_cpu_s']:.1f}; {r['emulator_cpu_ms_per_session']:.2f} "
         f"| {r['failures_total']} |\n"
         for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
+    )
+    return head + body
+
+
+def split_markdown(rows: list[dict[str, Any]]) -> str:
+    """Speak → first audio split between the client and the emulator, one row per
+    client and N (medians over the runs of each p50 / p99)."""
+
+    def pair(r: dict[str, Any], name: str) -> str:
+        return f"{_ms(r[f'{name}_p50_s'])} / {_ms(r[f'{name}_p99_s'])}"
+
+    head = (
+        "| N | client | speak→first audio | client→emulator | in the emulator "
+        "| emulator→client | sessions matched |\n"
+        "|---:|---|---:|---:|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {r['n']} | {r['client']} | {pair(r, 'first_audio')} "
+        f"| {pair(r, 'first_audio_to_emulator')} | {pair(r, 'first_audio_in_emulator')} "
+        f"| {pair(r, 'first_audio_to_client')} | {r['first_audio_matched']:.0f} |\n"
+        for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
+        if "first_audio_matched" in r
     )
     return head + body

@@ -1,0 +1,36 @@
+"""The session benchmark's split of speak → first audio between client and emulator."""
+
+from __future__ import annotations
+
+import math
+
+from tests.bench.sessions import speech_split
+
+
+def test_each_part_is_measured_per_session_matched_by_stream_id() -> None:
+    client = {"a": [10.0, 10.050], "b": [20.0, 20.200]}
+    emulator = {"a": [10.010, 10.040], "b": [20.100, 20.150]}
+    split = speech_split(client, emulator)
+    assert split["first_audio_matched"] == 2
+    # a: 10 + 30 + 10 ms; b: 100 + 50 + 50 ms (p50 of two values: their mean).
+    assert math.isclose(split["first_audio_to_emulator_p50_s"], 0.055)
+    assert math.isclose(split["first_audio_to_emulator_p99_s"], 0.100)
+    assert math.isclose(split["first_audio_in_emulator_p50_s"], 0.040)
+    assert math.isclose(split["first_audio_in_emulator_p99_s"], 0.050)
+    assert math.isclose(split["first_audio_to_client_p50_s"], 0.030)
+    assert math.isclose(split["first_audio_to_client_p99_s"], 0.050)
+
+
+def test_sessions_missing_a_side_or_a_step_are_left_out() -> None:
+    client = {"a": [1.0, 1.5], "no-audio": [2.0, math.nan], "unknown": [3.0, 3.5]}
+    emulator = {"a": [1.1, 1.2], "no-audio": [2.1, math.nan], "silent": [math.nan, math.nan]}
+    split = speech_split(client, emulator)
+    assert split["first_audio_matched"] == 1
+    assert math.isclose(split["first_audio_to_client_p99_s"], 0.3)
+
+
+def test_nothing_matched_gives_nan_not_an_error() -> None:
+    split = speech_split({"a": [1.0, 2.0]}, {})
+    assert split["first_audio_matched"] == 0
+    assert math.isnan(split["first_audio_in_emulator_p50_s"])
+    assert math.isnan(split["first_audio_in_emulator_p99_s"])
