@@ -19,6 +19,7 @@ def test_each_part_is_measured_per_session_matched_by_stream_id() -> None:
     assert math.isclose(split["first_audio_in_emulator_p99_s"], 0.050)
     assert math.isclose(split["first_audio_to_client_p50_s"], 0.030)
     assert math.isclose(split["first_audio_to_client_p99_s"], 0.050)
+    assert math.isclose(split["speak_spread_s"], 10.0)  # speaks sent at 10 s and 20 s
 
 
 def test_sessions_missing_a_side_or_a_step_are_left_out() -> None:

@@ -232,6 +232,8 @@ frame reaches it, the emulator when it handles that `speak` and when it has writ
 first audio frame. *client→emulator* is the client's send, the kernel and the queue of
 work ahead of that frame in the emulator; *in the emulator* is the emulator alone;
 *emulator→client* is the kernel and the client's own queue — the part a client decides.
+The last column is how close together the client sent its N speaks (the emulator serves
+speaks that arrive together one after the other).
 
 {sessions.split_markdown(rows)}
 ### Ratios to the official SDK

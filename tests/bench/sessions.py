@@ -151,10 +151,13 @@ def speech_split(
     - ``to_client``: written → the client has the frame as an event (the kernel and the
       client's own queue: its share).
 
-    Returns p50 and p99 of each (``first_audio_<part>_p50_s`` …) and the number of
-    sessions matched.
+    Returns p50 and p99 of each (``first_audio_<part>_p50_s`` …), the number of
+    sessions matched, and how close together the client sent its speaks
+    (``speak_spread_s``: p95 − p5 of the send times; the emulator serves speaks sent
+    together one after the other).
     """
     parts: dict[str, list[float]] = {name: [] for name in SPLIT}
+    sent = [spoke for spoke, _ in client_side.values() if not math.isnan(spoke)]
     for stream_id, (spoke, heard) in client_side.items():
         handled, written = emulator_side.get(stream_id, (math.nan, math.nan))
         stamps = (spoke, handled, written, heard)
@@ -163,7 +166,10 @@ def speech_split(
         parts["to_emulator"].append(handled - spoke)
         parts["in_emulator"].append(written - handled)
         parts["to_client"].append(heard - written)
-    out: dict[str, float] = {"first_audio_matched": float(len(parts["to_client"]))}
+    out: dict[str, float] = {
+        "first_audio_matched": float(len(parts["to_client"])),
+        "speak_spread_s": percentile(sent, 95) - percentile(sent, 5),
+    }
     for name, values in parts.items():
         out[f"first_audio_{name}_p50_s"] = statistics.median(values) if values else math.nan
         out[f"first_audio_{name}_p99_s"] = percentile(values, 99)
@@ -183,6 +189,7 @@ METRICS = (
     "emulator_cpu_ms_per_session",
     "failures",
     "first_audio_matched",
+    "speak_spread_s",
     *(f"first_audio_{part}_{q}_s" for part in SPLIT for q in ("p50", "p99")),
 )
 
@@ -258,13 +265,14 @@ def split_markdown(rows: list[dict[str, Any]]) -> str:
 
     head = (
         "| N | client | speak→first audio | client→emulator | in the emulator "
-        "| emulator→client | sessions matched |\n"
-        "|---:|---|---:|---:|---:|---:|---:|\n"
+        "| emulator→client | sessions matched | speaks sent within (p5–p95) |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
         f"| {r['n']} | {r['client']} | {pair(r, 'first_audio')} "
         f"| {pair(r, 'first_audio_to_emulator')} | {pair(r, 'first_audio_in_emulator')} "
-        f"| {pair(r, 'first_audio_to_client')} | {r['first_audio_matched']:.0f} |\n"
+        f"| {pair(r, 'first_audio_to_client')} | {r['first_audio_matched']:.0f} "
+        f"| {_ms(r['speak_spread_s'])} |\n"
         for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
         if "first_audio_matched" in r
     )
