@@ -8,7 +8,7 @@ from tests.bench.sessions import speech_split
 
 
 def test_each_part_is_measured_per_session_matched_by_stream_id() -> None:
-    client = {"a": [10.0, 10.050], "b": [20.0, 20.200]}
+    client = {"a": [9.0, 10.0, 10.050], "b": [19.5, 20.0, 20.200]}
     emulator = {"a": [10.010, 10.040], "b": [20.100, 20.150]}
     split = speech_split(client, emulator)
     assert split["first_audio_matched"] == 2
@@ -20,10 +20,13 @@ def test_each_part_is_measured_per_session_matched_by_stream_id() -> None:
     assert math.isclose(split["first_audio_to_client_p50_s"], 0.030)
     assert math.isclose(split["first_audio_to_client_p99_s"], 0.050)
     assert math.isclose(split["speak_spread_s"], 10.0)  # speaks sent at 10 s and 20 s
+    # Session start → first audio: 1.05 s and 0.7 s.
+    assert math.isclose(split["first_audio_since_start_p50_s"], 0.875)
+    assert math.isclose(split["first_audio_since_start_p99_s"], 1.05)
 
 
 def test_sessions_missing_a_side_or_a_step_are_left_out() -> None:
-    client = {"a": [1.0, 1.5], "no-audio": [2.0, math.nan], "unknown": [3.0, 3.5]}
+    client = {"a": [0.5, 1.0, 1.5], "no-audio": [1.5, 2.0, math.nan], "unknown": [2.5, 3.0, 3.5]}
     emulator = {"a": [1.1, 1.2], "no-audio": [2.1, math.nan], "silent": [math.nan, math.nan]}
     split = speech_split(client, emulator)
     assert split["first_audio_matched"] == 1
@@ -31,7 +34,7 @@ def test_sessions_missing_a_side_or_a_step_are_left_out() -> None:
 
 
 def test_nothing_matched_gives_nan_not_an_error() -> None:
-    split = speech_split({"a": [1.0, 2.0]}, {})
+    split = speech_split({"a": [0.0, 1.0, 2.0]}, {})
     assert split["first_audio_matched"] == 0
     assert math.isnan(split["first_audio_in_emulator_p50_s"])
     assert math.isnan(split["first_audio_in_emulator_p99_s"])

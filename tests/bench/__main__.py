@@ -2,8 +2,9 @@
 
 Options: ``--sizes 100,500,1000,2000,5000`` (sessions per client process), ``--reps 3``,
 ``--clients saynad,sdk,bare``, ``--ablations 1000`` (saynad with one optimisation taken
-out, at that N; ``0`` to skip), ``--stretch 10000`` (one saynad run at that N; ``0`` to
-skip), ``--profiles`` (py-spy flame graphs of each client at N=1000 into
+out, at that N; ``0`` to skip), ``--staggered 500`` (saynad and the SDK with sessions
+started 2 ms apart, at that N; ``0`` to skip), ``--stretch 10000`` (one saynad run at
+that N; ``0`` to skip), ``--profiles`` (py-spy flame graphs of each client at N=1000 into
 ``docs/profiles/``). Medians of the repetitions are reported; raw results go to
 ``bench-results/`` (ignored by git). The README's Performance table is refreshed from the
 same run.
@@ -27,6 +28,7 @@ from tests.bench import decode, report, sessions
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 FINDINGS = Path(__file__).with_name("findings.md")
+STAGGER_MS = 2.0  # session i starts at i × 2 ms in the staggered comparison
 
 
 def machine() -> str:
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--clients", default=",".join(sessions.DEFAULT_CLIENTS))
     parser.add_argument("--ablations", type=int, default=1000)
     parser.add_argument("--stretch", type=int, default=10000)
+    parser.add_argument("--staggered", type=int, default=500)
     parser.add_argument("--profiles", action="store_true")
     parser.add_argument(
         "--report-only",
@@ -140,6 +143,12 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         print(f"ablations at N={args.ablations}")
         variants = ["saynad", "saynad/loop", "saynad/trio-sleep", "saynad/trio-websocket", "sdk"]
         ablation_rows = sessions.run_matrix(variants, [args.ablations], args.reps)
+    staggered_rows: list[dict[str, Any]] = []
+    if args.staggered:
+        print(f"staggered starts at N={args.staggered}, {STAGGER_MS} ms apart")
+        staggered_rows = sessions.run_matrix(
+            ["saynad", "sdk"], [args.staggered], args.reps, stagger_ms=STAGGER_MS
+        )
     stretch: list[dict[str, Any]] = []
     if args.stretch:
         for client in ("saynad", "sdk"):
@@ -164,8 +173,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "clients": clients,
         "reps": args.reps,
         "ablation_n": args.ablations,
+        "staggered_n": args.staggered,
         "rows": rows,
         "ablations": ablation_rows,
+        "staggered": staggered_rows,
         "stretch": stretch,
         "decode": decode_rows,
     }
@@ -186,6 +197,12 @@ def write_report(saved: dict[str, Any], out: Path, readme: Path) -> None:
     ablation_text = "Not run (`--ablations 0`)."
     if ablation_rows:
         ablation_text = sessions.markdown(ablation_rows)
+    staggered_rows = saved.get("staggered", [])
+    staggered_text = "Not run (`--staggered 0`)."
+    if staggered_rows:
+        staggered_text = (
+            sessions.markdown(staggered_rows) + "\n" + sessions.split_markdown(staggered_rows)
+        )
     findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else ""
 
     text = f"""# saynad benchmarks
@@ -250,6 +267,15 @@ paces that loop with `trio.sleep_until`; `saynad/trio-websocket` additionally go
 to the trio-websocket transport (the stack before this work).
 
 {ablation_text}
+### Staggered starts: the same arrival pattern from both clients
+
+The workload above starts all N sessions at once, so each client's own speed decides
+how its speaks meet the emulator's single core (see the split above and item 12 below).
+Here both clients start session *i* at *i* × {STAGGER_MS:g} ms (N = {saved.get("staggered_n", 0)}),
+so the emulator sees the same, unhurried arrivals from both (`--stagger-ms`;
+*session start* is each session's own start):
+
+{staggered_text}
 ### Stretch: one process, many more sessions
 
 {stretch_text}

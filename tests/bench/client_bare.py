@@ -1,6 +1,6 @@
 """The same workload on a bare trio + wsproto + json loop, written the obvious way.
 
-``python -m tests.bench.client_bare URL N``
+``python -m tests.bench.client_bare URL N [--stagger-ms M]``
 
 What someone would write without saynad: ``trio.open_tcp_stream``, wsproto's
 ``WSConnection``, a reader task feeding a memory channel, a ``trio.Lock`` around sends,
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from urllib.parse import urlsplit
 
 import trio
@@ -90,6 +91,7 @@ class BareSocket:
 
 
 async def one_session(url: str, c: common.Collector) -> None:
+    began = time.monotonic()
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     stream = await trio.open_tcp_stream(host, port)
@@ -118,7 +120,7 @@ async def one_session(url: str, c: common.Collector) -> None:
                     c.send_lags.append(trio.current_time() - due)
 
             spoke = trio.current_time()
-            c.spoke(stream_id)
+            c.spoke(stream_id, began)
             await sock.send(TextMessage(data=SPEAK))
             nursery.start_soon(stream_audio)
             first_audio = complete = False
@@ -146,10 +148,10 @@ async def one_session(url: str, c: common.Collector) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def main(url: str, n: int) -> None:
-    await common.run_trio_clients("bare", url, n, one_session)
+async def main(url: str, n: int, stagger: float) -> None:
+    await common.run_trio_clients("bare", url, n, one_session, stagger)
 
 
 if __name__ == "__main__":
     common.prepare_process()
-    trio.run(main, sys.argv[1], int(sys.argv[2]))
+    trio.run(main, sys.argv[1], int(sys.argv[2]), common.stagger_s(sys.argv))

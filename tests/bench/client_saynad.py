@@ -1,7 +1,7 @@
 """The session workload on saynad's client.
 
 ``python -m tests.bench.client_saynad URL N [--transport wsproto|trio-websocket]
-[--pacing stream|saynad|trio]``
+[--pacing stream|saynad|trio] [--stagger-ms M]``
 
 The defaults are what a saynad user writes: :func:`saynad.open_session` and
 :meth:`~saynad.client.session.Session.stream_audio` for the paced audio. The options
@@ -14,6 +14,7 @@ each saves.
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
@@ -33,6 +34,7 @@ CHUNKS = [common.CHUNK] * common.CHUNKS
 
 
 async def one_session(url: str, c: common.Collector) -> None:
+    began = time.monotonic()
     # Like the SDK (no connect timeout within the session deadline), wait as long as the
     # session may take; saynad's default connect_timeout_s is 10 s.
     async with open_session(
@@ -66,7 +68,7 @@ async def one_session(url: str, c: common.Collector) -> None:
         stream_id = s.ready.stream_id
         async with trio.open_nursery() as nursery:
             spoke = trio.current_time()
-            c.spoke(stream_id)
+            c.spoke(stream_id, began)
             await s.speak(common.SENTENCE)
             first_audio = False
             nursery.start_soon(stream)
@@ -84,8 +86,8 @@ async def one_session(url: str, c: common.Collector) -> None:
                     break
 
 
-async def main(url: str, n: int) -> None:
-    await common.run_trio_clients("saynad", url, n, one_session)
+async def main(url: str, n: int, stagger: float) -> None:
+    await common.run_trio_clients("saynad", url, n, one_session, stagger)
 
 
 if __name__ == "__main__":
@@ -94,6 +96,7 @@ if __name__ == "__main__":
     parser.add_argument("n", type=int)
     parser.add_argument("--transport", choices=("wsproto", "trio-websocket"), default="wsproto")
     parser.add_argument("--pacing", choices=("stream", "saynad", "trio"), default="stream")
+    parser.add_argument("--stagger-ms", type=float, default=0.0)
     args = parser.parse_args()
     if args.transport != "wsproto":
         session.connect_websocket = partial(  # type: ignore[assignment]
@@ -103,4 +106,4 @@ if __name__ == "__main__":
     if args.pacing == "trio":
         sleep_until = trio.sleep_until
     common.prepare_process()
-    trio.run(main, args.url, args.n)
+    trio.run(main, args.url, args.n, args.stagger_ms / 1000)

@@ -1,12 +1,13 @@
 """The same workload on the official asyncio SDK (bench-only dependency).
 
-``python -m tests.bench.client_sdk URL N``
+``python -m tests.bench.client_sdk URL N [--stagger-ms M]``
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 from sayna_client import SaynaClient, STTConfig, TTSConfig
 
@@ -14,6 +15,7 @@ from tests.bench import common
 
 
 async def one_session(url: str, c: common.Collector) -> None:
+    began = time.monotonic()
     loop = asyncio.get_running_loop()
     ready = asyncio.Event()
     done = asyncio.Event()
@@ -55,7 +57,7 @@ async def one_session(url: str, c: common.Collector) -> None:
         await ready.wait()
         c.ready_at.append(loop.time())
         state["spoke"] = loop.time()
-        c.spoke(stream_id[0])
+        c.spoke(stream_id[0], began)
         await client.speak(common.SENTENCE)
         start = loop.time()
         for i in range(common.CHUNKS):
@@ -72,14 +74,15 @@ async def one_session(url: str, c: common.Collector) -> None:
         await client.disconnect()
 
 
-async def main(url: str, n: int) -> None:
+async def main(url: str, n: int, stagger: float) -> None:
     loop = asyncio.get_running_loop()
     c = common.Collector(n)
     rss0 = common.rss_kb()
     cpu0 = common.cpu_s()
     t_start = loop.time()
 
-    async def guarded() -> None:
+    async def guarded(delay: float) -> None:
+        await asyncio.sleep(delay)
         try:
             await asyncio.wait_for(one_session(url, c), common.SESSION_DEADLINE_S)
         except Exception as exc:
@@ -91,11 +94,11 @@ async def main(url: str, n: int) -> None:
             await asyncio.sleep(0.1)
 
     sampler = asyncio.create_task(sample_rss())
-    await asyncio.gather(*(guarded() for _ in range(n)))
+    await asyncio.gather(*(guarded(i * stagger) for i in range(n)))
     sampler.cancel()
     common.finish("sdk", c, t_start=t_start, t_end=loop.time(), cpu0=cpu0, rss0=rss0)
 
 
 if __name__ == "__main__":
     common.prepare_process()
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), common.stagger_s(sys.argv)))

@@ -66,19 +66,21 @@ class Collector:
     failures: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     peak_rss_kb: int = 0
-    # stream_id → [speak sent, first audio received], on time.monotonic() (the
-    # emulator's clock too), to split speak→first audio between client and emulator.
+    # stream_id → [session started, speak sent, first audio received], on
+    # time.monotonic() (the emulator's clock too), to split speak→first audio between
+    # client and emulator.
     speech: dict[str, list[float]] = field(default_factory=dict)
 
-    def spoke(self, stream_id: str | None) -> None:
-        """Record, on the shared clock, that session ``stream_id`` sends its speak now."""
+    def spoke(self, stream_id: str | None, began: float) -> None:
+        """Record, on the shared clock, that session ``stream_id`` (started at
+        ``began``, a ``time.monotonic()``) sends its speak now."""
         if stream_id is not None:
-            self.speech[stream_id] = [time.monotonic(), math.nan]
+            self.speech[stream_id] = [began, time.monotonic(), math.nan]
 
     def heard(self, stream_id: str | None) -> None:
         """Record that the first audio of session ``stream_id`` arrived now."""
         if stream_id is not None:
-            self.speech[stream_id][1] = time.monotonic()
+            self.speech[stream_id][2] = time.monotonic()
 
     def fail(self, exc: BaseException) -> None:
         self.failures += 1
@@ -151,12 +153,25 @@ def prepare_process() -> None:
     raise_fd_limit()
 
 
+def stagger_s(argv: list[str]) -> float:
+    """The ``--stagger-ms M`` option of every client (default 0): session ``i`` starts
+    ``i * M`` ms after the first instead of all at once."""
+    if "--stagger-ms" in argv:
+        return float(argv[argv.index("--stagger-ms") + 1]) / 1000
+    return 0.0
+
+
 async def run_trio_clients(
-    client: str, url: str, n: int, one_session: Callable[[str, Collector], Awaitable[None]]
+    client: str,
+    url: str,
+    n: int,
+    one_session: Callable[[str, Collector], Awaitable[None]],
+    stagger: float = 0.0,
 ) -> None:
-    """The trio clients' ``main``: ``n`` sessions at once, each within the session
-    deadline, peak RSS sampled every 100 ms; prints the result line. (trio is imported
-    here, not at the top, so the asyncio client's process never loads it.)"""
+    """The trio clients' ``main``: ``n`` sessions, started at once (or ``stagger``
+    seconds apart), each within the session deadline, peak RSS sampled every 100 ms;
+    prints the result line. (trio is imported here, not at the top, so the asyncio
+    client's process never loads it.)"""
     import trio
 
     c = Collector(n)
@@ -164,7 +179,8 @@ async def run_trio_clients(
     cpu0 = cpu_s()
     t_start = trio.current_time()
 
-    async def guarded() -> None:
+    async def guarded(delay: float) -> None:
+        await trio.sleep(delay)
         try:
             with trio.fail_after(SESSION_DEADLINE_S):
                 await one_session(url, c)
@@ -180,7 +196,7 @@ async def run_trio_clients(
     async with trio.open_nursery() as outer:
         outer.start_soon(sample_rss, done)
         async with trio.open_nursery() as nursery:
-            for _ in range(n):
-                nursery.start_soon(guarded)
+            for i in range(n):
+                nursery.start_soon(guarded, i * stagger)
         done.set()
     finish(client, c, t_start=t_start, t_end=trio.current_time(), cpu0=cpu0, rss0=rss0)
