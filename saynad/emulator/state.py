@@ -120,8 +120,9 @@ class EmulatorState:
         # Room events a WebSocket session could not queue (its room queue was full).
         self.dropped_room_events = 0
         # For benchmarks, off (None) unless set to a dict: stream_id → [when the
-        # session's first speak was handled, when its first TTS audio frame was
-        # written], on time.monotonic() (comparable across processes on one machine).
+        # session's first speak was handled, when its first audio frame (TTS, or a
+        # loading clip played before it) was written], on time.monotonic() (comparable
+        # across processes on one machine).
         self.speech_timings: dict[str, list[float]] | None = None
 
     # ---------------------------------------------------------------- rooms
