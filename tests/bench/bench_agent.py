@@ -315,26 +315,12 @@ def _run_daemon(argv: list[str]) -> None:
 
 @contextlib.contextmanager
 def _emulator_process() -> Iterator[tuple[str, int]]:
-    """The emulator in its own process (pinned to core 1): its URL and pid."""
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.bench_agent", "emulator"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        assert emulator.stdout is not None
-        line = emulator.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        yield line.rsplit(" ", 1)[1].strip(), emulator.pid
-    finally:
-        emulator.terminate()
-        try:
-            emulator.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            emulator.kill()
-            emulator.wait()
+    """The emulator in its own process (it pins itself to core 1): its URL and pid."""
+    from tests.bench.sessions import listening_process
+
+    command = [sys.executable, "-m", "tests.bench.bench_agent", "emulator"]
+    with listening_process(command, cwd=ROOT) as (url, pid):
+        yield url, pid
 
 
 def run(

@@ -78,6 +78,8 @@ def emulator_process(
     ``timings``: where the emulator writes, when it stops, each session's speech
     timings (see :func:`speech_split`).
     """
+    if extra and timings is not None:
+        raise ValueError("saynad emulator records no speech timings; pass extra or timings")
     if extra:
         command = [sys.executable, "-m", "saynad", "emulator", "--port", "0", *extra]
     else:
@@ -86,15 +88,26 @@ def emulator_process(
             *("-m", "tests.bench.emulator", "--server", server, "--collector", "off"),
             *(("--timings", str(timings)) if timings is not None else ()),
         ]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    with listening_process(command, cpu=1) as (url, pid):
+        yield EmulatorProcess(url=url, pid=pid)
+
+
+@contextmanager
+def listening_process(
+    command: list[str], *, cpu: int | None = None, cwd: Path | None = None
+) -> Iterator[tuple[str, int]]:
+    """Run ``command`` (a server that prints ``... listening on URL`` when it is up)
+    for the block: yields its URL and pid, pinned to core ``cpu`` when given and the
+    machine has more than one; terminates it after the block (killed after 10 s)."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if "listening on" not in line:
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-            os.sched_setaffinity(proc.pid, {1})
-        yield EmulatorProcess(url=line.rsplit(" ", 1)[1].strip(), pid=proc.pid)
+            raise RuntimeError(f"{' '.join(command[1:])} did not start: {line!r}")
+        if cpu is not None and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+            os.sched_setaffinity(proc.pid, {cpu})
+        yield line.rsplit(" ", 1)[1].strip(), proc.pid
     finally:
         proc.terminate()
         try:
