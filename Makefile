@@ -1,47 +1,77 @@
 # saynad — one Makefile, two front doors: `make run` and `make test`.
+#
+# Every environment is installed from a hash-pinned lock in requirements/ (pip-tools):
+#   requirements/run.txt    what `saynad run` needs (make run)
+#   requirements/dev.txt    run + tests, lint, types (make test, .ci/run)
+#   requirements/bench.txt  dev + the benchmark extras (make bench)
+# `make lock` re-resolves them from pyproject.toml keeping today's versions where they
+# still fit; `make upgrade` moves everything to the newest releases and runs the tests.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+LOCKS  := requirements/run.txt requirements/dev.txt requirements/bench.txt
 
-.PHONY: run test lint typecheck unit bench soak fmt clean
+# Only the lock decides what is installed: hashes required, nothing resolved at install
+# time; saynad itself goes in editable, built by the pinned setuptools.
+PIP_SYNC = $(BIN)/python -m pip install --quiet --require-hashes -r
+PIP_SELF = $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+.PHONY: run test lint typecheck unit bench soak fmt clean lock upgrade
 
-run: $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run: $(BIN)/python requirements/run.txt pyproject.toml
+	$(PIP_SYNC) requirements/run.txt
+	$(PIP_SELF)
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.run requirements/dev.txt
+	$(PIP_SYNC) requirements/dev.txt
+	touch $@
+
+$(VENV)/.bench: $(VENV)/.dev requirements/bench.txt
+	$(PIP_SYNC) requirements/bench.txt
+	touch $@
+
+run: $(VENV)/.run
 	$(BIN)/saynad run --config config/saynad.yaml
 
 test: lint typecheck unit
 
-lint: $(STAMP)
+lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(VENV)/.dev
 	$(BIN)/pytest
 
-# Benchmarks need the `bench` extra (matplotlib for the plot, py-spy for --profiles).
-bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+bench: $(VENV)/.bench
 	$(BIN)/python -m tests.bench
 
 # The full soak scenario (~12 min): 100 sessions, the emulator SIGKILLed every 30 s,
 # faults on 10 % of connections; the pass-criteria table goes to docs/benchmarks-soak.md.
 # (make test runs its 2-minute, 50-session variant: tests/soak/test_soak.py.)
-soak: $(STAMP)
+soak: $(VENV)/.dev
 	$(BIN)/python -m tests.soak.scenario --sessions 100 --duration-s 600 \
 		--report docs/benchmarks-soak.md
 
-fmt: $(STAMP)
+fmt: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Re-resolve the locks (after a change to the dependencies in pyproject.toml): versions
+# already locked stay unless the new constraints exclude them.
+lock:
+	requirements/compile
+
+# Take the newest release of everything, then prove it with the whole test suite.
+upgrade:
+	requirements/compile --upgrade
+	$(MAKE) test
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -200,6 +200,14 @@ def _serde_syntax_error(exc: msgspec.DecodeError, body: bytes) -> str:
     return what + _position(body, min(offset, len(body)))
 
 
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _json_body(request: Request, cls: type[T]) -> T | Response:
     """Axum's ``Json<T>`` extractor: 415, then 400 (syntax), then 422 (data)."""
     if not _is_json_content_type(request.headers.get("content-type")):
@@ -214,6 +222,12 @@ def _json_body(request: Request, cls: type[T]) -> T | Response:
             + _serde_data_error(exc, request.body),
         )
     except msgspec.DecodeError as exc:
+        # msgspec's wording for bad UTF-8 changes between releases (a DecodeError in some,
+        # a UnicodeDecodeError in others): decide from the bytes, not from its message.
+        if not _is_utf8(request.body):
+            return _plain(
+                400, "Failed to parse the request body as JSON: invalid unicode code point"
+            )
         return _plain(
             400,
             "Failed to parse the request body as JSON: " + _serde_syntax_error(exc, request.body),
