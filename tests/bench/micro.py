@@ -7,6 +7,13 @@ Each figure is CPU time per operation in one process pinned to core 0 (best of 3
 - ``send one 640-byte audio frame``: a client sending 20,000 binary frames to a server
   process (core 1) that only drains the socket, through saynad's default transport,
   saynad over trio-websocket, and aiohttp (the official SDK's WebSocket);
+- ``stream 640-byte audio frames from the pacing timer``: the same 20,000 frames through
+  ``stream_bytes``, all overdue, so the pacing timer writes them (16 per timer pass);
+- ``receive one 640-byte audio frame``: a server process (core 1) writes 20,000 binary
+  frames back to back, the default transport receives them;
+- ``parse one 640-byte frame out of a 64 KiB read``: the frame parsers alone, on 100
+  frames per read: the transport's (server frames) and the emulator's (masked client
+  frames);
 - ``scheduler round trip``: ``trio.lowlevel.checkpoint()`` vs ``asyncio.sleep(0)``;
 - ``mask 640 bytes``: saynad's frame encoder (websockets' C masking), its pure-Python
   fallback (big-integer XOR) and wsproto's table method.
@@ -45,6 +52,13 @@ while c.recv(1 << 20):
     pass
 """
 
+# The same, but it writes FRAMES binary frames of CHUNK after the upgrade, then drains.
+FLOOD_SERVER = DRAIN_SERVER.replace(
+    "while c.recv(1 << 20):",
+    "import sys\nframe = bytes((0x82, 126)) + (640).to_bytes(2, 'big') + b'\\x01\\x00' * 320\n"
+    "c.sendall(frame * int(sys.argv[1]))\nwhile c.recv(1 << 20):",
+)
+
 
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -55,8 +69,10 @@ def _best(measure: Callable[[], float], repeat: int = 3) -> float:
     return min(measure() for _ in range(repeat))
 
 
-def _drain_server() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-c", DRAIN_SERVER], stdout=subprocess.PIPE, text=True)
+def _drain_server(script: str = DRAIN_SERVER) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(FRAMES)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
     if (os.cpu_count() or 1) > 1:
@@ -142,6 +158,99 @@ def send_frames(kind: str) -> float:
     return spent / FRAMES * 1e6
 
 
+def stream_frames(kind: str) -> float:
+    """CPU per frame written by the pacing timer, µs."""
+    import trio
+
+    from saynad.client.transport import connect_websocket
+
+    proc, port = _drain_server()
+    chunks = [CHUNK] * FRAMES
+
+    async def stream() -> float:
+        async with connect_websocket(
+            f"ws://127.0.0.1:{port}/ws", connect_timeout_s=5, close_timeout_s=0.01
+        ) as transport:
+            before = _cpu()
+            await transport.stream_bytes(chunks, 0.0, start=trio.current_time())
+            return _cpu() - before
+
+    try:
+        spent = trio.run(stream)
+    finally:
+        proc.kill()
+        proc.wait()
+    return spent / FRAMES * 1e6
+
+
+def receive_frames(kind: str) -> float:
+    """CPU per frame received, µs."""
+    import trio
+
+    from saynad.client.transport import connect_websocket
+
+    proc, port = _drain_server(FLOOD_SERVER)
+
+    async def receive() -> float:
+        async with connect_websocket(
+            f"ws://127.0.0.1:{port}/ws", connect_timeout_s=5, close_timeout_s=0.01
+        ) as transport:
+            before = _cpu()
+            for _ in range(FRAMES):
+                await transport.receive()
+            return _cpu() - before
+
+    try:
+        spent = trio.run(receive)
+    finally:
+        proc.kill()
+        proc.wait()
+    return spent / FRAMES * 1e6
+
+
+PARSE_FRAMES = 100  # per read: 100 × 644 bytes ≈ one 64 KiB read
+
+
+def parse_frames(kind: str) -> float:
+    """CPU per frame parsed out of a read, µs."""
+    reads = FRAMES // PARSE_FRAMES
+    if kind.startswith("emulator"):
+        from saynad.client._wsproto import encode_client_frame
+        from saynad.emulator.server import ClientFrameParser
+
+        data = encode_client_frame(0x82, CHUNK, os.urandom(4)) * PARSE_FRAMES
+        parser = ClientFrameParser(64 * 1024 * 1024)
+        before = _cpu()
+        for _ in range(reads):
+            parser.feed(data)
+        return (_cpu() - before) / FRAMES * 1e6
+
+    import trio
+    import trio.testing
+    from wsproto.connection import Connection, ConnectionType
+
+    from saynad.client._wsproto import WsprotoTransport
+
+    data = (bytes((0x82, 126)) + len(CHUNK).to_bytes(2, "big") + CHUNK) * PARSE_FRAMES
+
+    async def parse() -> float:
+        stream, _ = trio.testing.memory_stream_pair()
+        transport = WsprotoTransport(
+            stream,
+            Connection(ConnectionType.CLIENT),
+            max_message_bytes=16 * 1024 * 1024,
+            close_timeout_s=1.0,
+        )
+        messages = transport._messages
+        before = _cpu()
+        for _ in range(reads):
+            await transport._parse(data)
+            messages.clear()
+        return _cpu() - before
+
+    return trio.run(parse) / FRAMES * 1e6
+
+
 def round_trip(kind: str) -> float:
     """CPU per scheduler round trip, µs."""
     n = 50_000
@@ -195,6 +304,21 @@ def run() -> list[dict[str, Any]]:
             "send one 640-byte audio frame (loopback, server drains)",
             send_frames,
             ("saynad transport", "saynad over trio-websocket", "aiohttp (sdk)"),
+        ),
+        (
+            "stream 640-byte audio frames from the pacing timer (loopback, server drains)",
+            stream_frames,
+            ("saynad transport",),
+        ),
+        (
+            "receive one 640-byte audio frame (loopback, server floods)",
+            receive_frames,
+            ("saynad transport",),
+        ),
+        (
+            f"parse one 640-byte frame out of a read of {PARSE_FRAMES}",
+            parse_frames,
+            ("client transport (server frames)", "emulator (masked client frames)"),
         ),
         ("scheduler round trip", round_trip, ("trio checkpoint()", "asyncio.sleep(0)")),
         (
