@@ -6,16 +6,19 @@ thousands of sessions and pays this code on every 20 ms audio chunk:
 - **no background task**: :meth:`WsprotoTransport.receive` reads the socket itself, in
   64 KiB reads, only while its caller waits; everything a read brought in is parsed at
   once and handed out from a deque;
-- **one write per frame**: outbound data frames are built here (header, fresh masking
-  key, masked payload) in one buffer and written with one ``send_all``; concurrent
-  senders are serialised by a flag, and only a contended send parks (FIFO hand-off);
+- **one write per frame**: outbound data frames are built by the sans-IO codec
+  (:func:`saynad.protocol.framing.masked_frame`: header, fresh masking key, masked
+  payload) in one buffer and written with one ``send_all``; concurrent senders are
+  serialised by a flag, and only a contended send parks (FIFO hand-off);
 - **paced audio from the timer**: :meth:`WsprotoTransport.stream_bytes` writes each due
-  frame from the pacing timer's task (:func:`saynad.client.pacing.call_at`) straight to
+  frame from the pacing timer's task (:func:`saynad._io.pacing.call_at`) straight to
   the socket; the streaming task sleeps until the stream ends and wakes only when a
   write cannot finish at once (another writer holds the socket, or the kernel buffer
   is full);
-- **inbound frames** go through wsproto's sans-IO :class:`~wsproto.connection.Connection`
-  (reassembly, UTF-8 checks, close codes); pings are answered inline by the reader;
+- **inbound frames**: whole text and binary frames are cut out of each read by
+  :func:`saynad.protocol.framing.cut_frames`; every other frame goes through wsproto's
+  sans-IO :class:`~wsproto.connection.Connection` (reassembly, UTF-8 checks, close
+  codes); pings are answered inline by the reader;
 - the opening handshake is wsproto's :class:`~wsproto.handshake.H11Handshake`, without
   the permessage-deflate offer (audio does not compress, and inflating costs CPU).
 
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -48,76 +50,33 @@ from wsproto.events import (
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError
 
-from saynad.client import pacing
-from saynad.client._socket import FastSocketStream
+from saynad._io import pacing
+from saynad._io.sockets import RECEIVE_BYTES, FastSocketStream
 from saynad.errors import ConnectionClosedError, HandshakeRejectedError, TransportError
+from saynad.protocol.framing import (
+    ABNORMAL_CLOSURE,
+    BINARY,
+    BINARY_FRAME,
+    CONTINUATION,
+    FIN,
+    INCOMPLETE,
+    MESSAGE_TOO_BIG,
+    TEXT,
+    TEXT_FRAME,
+    cut_frames,
+    masked_frame,
+)
 
-__all__ = [
-    "RECEIVE_BYTES",
-    "WsprotoTransport",
-    "encode_client_frame",
-    "handshake",
-    "rejection_error",
-]
-
-RECEIVE_BYTES: Final = 64 * 1024
-"""Bytes asked of the socket per read: a burst of TTS chunks in one system call."""
+__all__ = ["WsprotoTransport", "handshake", "rejection_error"]
 
 MAX_REJECTION_BODY_BYTES: Final = 64 * 1024
 """How much of a refused upgrade's body is kept for :class:`HandshakeRejectedError`."""
 
-NO_STATUS_CODE: Final = 1005
-ABNORMAL_CLOSURE: Final = 1006
-MESSAGE_TOO_BIG: Final = 1009
-
-# First header byte: FIN + opcode (RFC 6455 §5.2).
-_TEXT: Final = 0x81
-_BINARY: Final = 0x82
-
 _KEY_POOL_BYTES: Final = 256
 
-_HEADER_16: Final = struct.Struct("!BBH")
-_HEADER_64: Final = struct.Struct("!BBQ")
 
-
-def _mask_in_python(data: bytes | bytearray | memoryview, mask: bytes | bytearray) -> bytes:
-    """XOR ``data`` with the repeated 4-byte ``mask``, as one big integer (several times
-    faster in CPython than a loop over the bytes)."""
-    n = len(data)
-    key = (mask * ((n >> 2) + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
-
-
-def _compiled_mask() -> Callable[[bytes | bytearray | memoryview, bytes | bytearray], bytes] | None:
-    """The websockets package's masking loop, in C: about 0.1 µs for a 640-byte audio
-    chunk against 1.5 µs for the big-integer XOR, on every frame saynad sends."""
-    try:
-        from websockets.speedups import apply_mask
-    except ImportError:  # a platform without its compiled wheel
-        return None
-    return apply_mask
-
-
-mask_payload: Final = _compiled_mask() or _mask_in_python
-"""``mask_payload(data, key)``: ``data`` XOR the repeated 4-byte ``key`` (§5.3)."""
-
-
-def encode_client_frame(first_byte: int, payload: bytes, masking_key: bytes) -> bytes:
-    """One complete client frame: header, ``masking_key`` and the masked payload.
-
-    ``first_byte`` is FIN plus the opcode (``0x81`` text, ``0x82`` binary). Clients mask
-    every frame with a fresh key (§5.3).
-    """
-    n = len(payload)
-    if n < 126:
-        header = bytes((first_byte, 0x80 | n))
-    elif n < 0x10000:
-        header = _HEADER_16.pack(first_byte, 0xFE, n)
-    else:
-        header = _HEADER_64.pack(first_byte, 0xFF, n)
-    if not n:
-        return header + masking_key
-    return b"".join((header, masking_key, mask_payload(payload, masking_key)))
+def _drop(message: str | bytes) -> None:
+    """Where whole messages go once the connection is closing: nowhere."""
 
 
 async def _park(transport: WsprotoTransport, lot_name: str) -> None:
@@ -214,18 +173,16 @@ class WsprotoTransport:
     # ------------------------------------------------------------------ sending
 
     async def send_text(self, data: str | bytes) -> None:
-        await self._send_frame(_TEXT, data.encode() if isinstance(data, str) else data)
+        if self._close_error is not None:
+            raise self._closed()
+        payload = data.encode() if isinstance(data, str) else data
+        await self._write(masked_frame(TEXT_FRAME, payload, self._masking_key()))
 
     async def send_bytes(self, data: bytes) -> None:
         # The per-chunk audio path: one coroutine layer above _write().
         if self._close_error is not None:
             raise self._closed()
-        await self._write(encode_client_frame(_BINARY, data, self._masking_key()))
-
-    async def _send_frame(self, first_byte: int, payload: bytes) -> None:
-        if self._close_error is not None:
-            raise self._closed()
-        await self._write(encode_client_frame(first_byte, payload, self._masking_key()))
+        await self._write(masked_frame(BINARY_FRAME, data, self._masking_key()))
 
     def _closed(self) -> ConnectionClosedError:
         """The error for a call on a connection that is over (a fresh copy of the close)."""
@@ -357,14 +314,14 @@ class WsprotoTransport:
         """Take every complete frame out of the inbox followed by ``data``.
 
         The frames a Sayna server sends are almost all whole, unfragmented text and
-        binary frames: those are cut out of the buffer here, in a few operations each.
-        Everything else — control frames (ping, close), fragments, and anything
-        malformed (a masked or reserved-bit frame, an over-long length encoding, text
-        that is not UTF-8) — goes to wsproto as one complete frame, so that wsproto
-        answers pings, runs the closing handshake and reports protocol errors with the
-        right close code. wsproto never holds a partial frame, and while a fragmented
-        message is open every frame goes to it, so the two never disagree on where a
-        frame starts.
+        binary frames: :func:`~saynad.protocol.framing.cut_frames` cuts those out of
+        the buffer, in a few operations each. Everything else — control frames (ping,
+        close), fragments, and anything malformed (a masked or reserved-bit frame, an
+        over-long length encoding, text that is not UTF-8) — goes to wsproto as one
+        complete frame, so that wsproto answers pings, runs the closing handshake and
+        reports protocol errors with the right close code. wsproto never holds a
+        partial frame, and while a fragmented message is open every frame goes to it,
+        so the two never disagree on where a frame starts.
 
         A read that starts on a frame boundary (the inbox is empty: the usual case) is
         parsed where it lies; only an unfinished frame is copied into the inbox.
@@ -379,58 +336,29 @@ class WsprotoTransport:
         size = len(buf)
         pos = 0
         limit = self._max_message_bytes
-        messages = self._messages
-        while size - pos >= 2 and not self._peer_closed:
-            first = buf[pos]
-            second = buf[pos + 1]
-            length = second & 0x7F
-            head = 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                head = 4
-                minimal = length >= 126
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
-                minimal = 0x10000 <= length < 1 << 63
+        take: Callable[[str | bytes], object] | None
+        while not self._peer_closed:
+            if self._fragmented:
+                take = None  # every frame to wsproto until the message is complete
+            elif self._close_error is not None:
+                take = _drop  # closing: late messages are dropped
             else:
-                minimal = True
-            if second & 0x80:
-                head += 4  # a masked frame (a protocol error wsproto reports)
-            if length > limit:
+                take = self._messages.append
+            pos, head, end = cut_frames(buf, pos, take, masked=False, max_payload=limit)
+            if head == INCOMPLETE:
+                break
+            if end - head > limit:
                 reason = f"Exceeded maximum message size: {limit} bytes"
                 await self._fail(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason))
                 break
-            end = pos + head + length
             if end > size:
                 break  # the rest of this frame is still on its way
+            first = buf[pos]
             opcode = first & 0x0F
-            # FIN set, no reserved bits, unmasked, text or binary, outside a fragmented
-            # message, length encoded in the fewest bytes: the fast path.
-            if (first & 0xF0) == 0x80 and not second & 0x80 and opcode in (1, 2):
-                if minimal and not self._fragmented:
-                    payload = bytes(buf[pos + head : end])
-                    closing = self._close_error is not None  # late messages are dropped
-                    if opcode == 2:
-                        if not closing:
-                            messages.append(payload)
-                        pos = end
-                        continue
-                    try:
-                        text = payload.decode()
-                    except UnicodeDecodeError:
-                        pass  # wsproto closes with 1007
-                    else:
-                        if not closing:
-                            messages.append(text)
-                        pos = end
-                        continue
-            elif opcode in (0, 1, 2):
-                self._fragmented = not first & 0x80
+            if opcode in (CONTINUATION, TEXT, BINARY) and not (
+                first in (TEXT_FRAME, BINARY_FRAME) and not buf[pos + 1] & 0x80
+            ):
+                self._fragmented = not first & FIN
             self._conn.receive_data(bytes(buf[pos:end]))
             pos = end
             await self._process_events()
@@ -678,7 +606,7 @@ class _PacedFrames:
                 self._wake(_OWNER)  # send_bytes waits its turn, or raises the close
                 return
             chunk = chunks[index]
-            frame = encode_client_frame(_BINARY, chunk, transport._masking_key())
+            frame = masked_frame(BINARY_FRAME, chunk, transport._masking_key())
             try:
                 sent = self._fast.try_send(frame)
             except (trio.BrokenResourceError, trio.ClosedResourceError):

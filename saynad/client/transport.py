@@ -42,14 +42,16 @@ import msgspec
 import trio
 import trio_websocket
 
-from saynad.client import _wsproto, pacing
-from saynad.client._socket import open_fast_tcp_stream
+from saynad._io import pacing
+from saynad._io.sockets import RECEIVE_BYTES, open_fast_tcp_stream
+from saynad.client import _wsproto
 from saynad.errors import (
     ConnectionClosedError,
     HandshakeRejectedError,
     TransportError,
     ValidationError,
 )
+from saynad.protocol.framing import ABNORMAL_CLOSURE
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT_S",
@@ -69,12 +71,6 @@ DEFAULT_RECEIVE_QUEUE_SIZE = 16
 
 DEFAULT_CLOSE_TIMEOUT_S = 2.0
 """How long to wait for the server to answer our Close frame (it may never do so)."""
-
-_RECEIVE_BUFFER_BYTES = 64 * 1024
-
-# Close codes for the two cases where the peer sent no code of its own (RFC 6455 §7.1.5).
-NO_STATUS_CODE = 1005
-ABNORMAL_CLOSURE = 1006
 
 
 class WebSocketTransport(Protocol):
@@ -472,7 +468,7 @@ async def _connect_trio_websocket(
                         message_queue_size=receive_queue_size,
                         max_message_size=max_message_bytes,
                         # One read per typical TTS chunk instead of several 4 KiB ones.
-                        receive_buffer_size=_RECEIVE_BUFFER_BYTES,
+                        receive_buffer_size=RECEIVE_BYTES,
                     )
             except BaseException as exc:
                 # trio-websocket leaves the socket open when the handshake fails

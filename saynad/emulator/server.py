@@ -8,9 +8,10 @@ the listener here reads each connection's request head itself (h11) and:
 
 - serves a well-formed WebSocket upgrade on its own: the application sees the same
   :class:`~saynad.emulator.asgi.WebSocket` interface and the same scope, but
-  :class:`DirectWebSocket` parses frames (:class:`ClientFrameParser`, sans-IO) straight
-  out of 64 KiB reads in the session's own read loop, over the thin
-  :class:`~saynad.client._socket.FastSocketStream`, and writes each outgoing frame with
+  :class:`DirectWebSocket` parses frames
+  (:class:`~saynad.protocol.framing.ClientFrameParser`, sans-IO) straight out of 64 KiB
+  reads in the session's own read loop, over the thin
+  :class:`~saynad._io.sockets.FastSocketStream`, and writes each outgoing frame with
   one ``send_all``. Accepts are batched (everything queued per wake-up);
 - hands every other connection (REST, malformed upgrades, anything hypercorn should
   judge) to hypercorn, listening on an internal loopback port, by relaying its bytes
@@ -25,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
-import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -36,13 +36,22 @@ import h11
 import trio
 from wsproto.utilities import generate_accept_token
 
-from saynad.client._socket import FastSocketStream
-from saynad.client._wsproto import mask_payload
+from saynad._io.sockets import RECEIVE_BYTES, FastSocketStream
 from saynad.emulator.asgi import Response, Scope, WebSocket
+from saynad.protocol.framing import (
+    BINARY_FRAME,
+    CLOSE_FRAME,
+    NORMAL_CLOSURE,
+    PONG_FRAME,
+    TEXT_FRAME,
+    ClientFrameParser,
+    ProtocolViolation,
+    close_payload,
+    unmasked_frame,
+)
 
 __all__ = ["DirectWebSocket", "serve_front"]
 
-RECEIVE_BYTES: Final = 64 * 1024
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024  # as configured for hypercorn
 CLOSE_WAIT_S: Final = 1.0  # how long to wait for the client's answer to our Close frame
 LISTEN_BACKLOG: Final = 4096  # benchmarks open thousands of connections at once
@@ -50,146 +59,10 @@ ACCEPT_BATCH: Final = 512  # connections accepted per wake-up of the accept loop
 _ACCEPT_RESOURCE_ERRORS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 )
-_HEADER_16: Final = struct.Struct("!BH")
-_HEADER_64: Final = struct.Struct("!BQ")
-
-
-def _frame(first_byte: int, payload: bytes) -> bytes:
-    """A complete unmasked server frame (FIN set)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((first_byte, n)) + payload
-    if n < 0x10000:
-        return bytes((first_byte,)) + _HEADER_16.pack(126, n) + payload
-    return bytes((first_byte,)) + _HEADER_64.pack(127, n) + payload
-
-
-class ProtocolViolation(Exception):
-    """The client broke RFC 6455; ``code`` is the close code to answer with."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-# Close codes a peer may send (RFC 6455 §7.4): the defined ones, 3000–4999.
-_PEER_CLOSE_CODES: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
-_HEADER_CLOSE: Final = struct.Struct("!H")
-
-
-class ClientFrameParser:
-    """Sans-IO parser of the frames a client sends (masked, RFC 6455 §5).
-
-    :meth:`feed` returns complete messages (``str`` for text, ``bytes`` for binary,
-    fragments reassembled), ``("ping", payload)`` and ``("close", code, reason)``
-    tuples, in order; it raises :class:`ProtocolViolation` for anything a server must
-    refuse (unmasked or reserved-bit frames, bad control frames, invalid UTF-8, a
-    message over ``max_message_bytes``...). wsproto does the same job with a generator
-    and several copies per frame; this is the emulator's hottest loop.
-    """
-
-    __slots__ = ("_buffer", "_kind", "_max", "_parts", "_parts_size")
-
-    def __init__(self, max_message_bytes: int) -> None:
-        self._buffer = bytearray()
-        self._max = max_message_bytes
-        self._kind = 0  # opcode of the fragmented message in progress (0: none)
-        self._parts: list[bytes] = []
-        self._parts_size = 0
-
-    def feed(self, data: bytes) -> list[str | bytes | tuple[object, ...]]:
-        buf = self._buffer
-        buf += data
-        out: list[str | bytes | tuple[object, ...]] = []
-        pos = 0
-        end_of_data = len(buf)
-        while end_of_data - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            if b0 & 0x70:
-                raise ProtocolViolation(1002, "reserved bits set")
-            if not b1 & 0x80:
-                raise ProtocolViolation(1002, "client frames must be masked")
-            opcode = b0 & 0x0F
-            length = b1 & 0x7F
-            head = pos + 2
-            if length == 126:
-                if end_of_data - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                head = pos + 4
-            elif length == 127:
-                if end_of_data - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = pos + 10
-            if opcode >= 8:
-                if not b0 & 0x80 or length > 125:
-                    raise ProtocolViolation(1002, "fragmented or oversized control frame")
-            elif self._parts_size + length > self._max:
-                raise ProtocolViolation(1009, f"Exceeded maximum message size: {self._max} bytes")
-            end = head + 4 + length
-            if end > end_of_data:
-                break
-            payload = mask_payload(buf[head + 4 : end], buf[head : head + 4])
-            pos = end
-            if opcode >= 8:
-                if opcode == 8:
-                    out.append(_close_frame(payload))
-                    break  # nothing after a Close frame counts
-                if opcode == 9:
-                    out.append(("ping", payload))
-                elif opcode != 10:
-                    raise ProtocolViolation(1002, f"unknown opcode {opcode}")
-                continue
-            if opcode == 0:
-                if not self._kind:
-                    raise ProtocolViolation(1002, "continuation without a message")
-            elif opcode in (1, 2):
-                if self._kind:
-                    raise ProtocolViolation(1002, "new message inside a fragmented one")
-                self._kind = opcode
-            else:
-                raise ProtocolViolation(1002, f"unknown opcode {opcode}")
-            if not b0 & 0x80:
-                self._parts.append(payload)
-                self._parts_size += length
-                continue
-            if self._parts:
-                self._parts.append(payload)
-                payload = b"".join(self._parts)
-                self._parts = []
-                self._parts_size = 0
-            if self._kind == 1:
-                try:
-                    out.append(payload.decode("utf-8"))
-                except UnicodeDecodeError:
-                    raise ProtocolViolation(1007, "invalid UTF-8 in a text message") from None
-            else:
-                out.append(payload)
-            self._kind = 0
-        del buf[:pos]
-        return out
-
-
-def _close_frame(payload: bytes) -> tuple[object, ...]:
-    if not payload:
-        return ("close", 1005, "")
-    if len(payload) == 1:
-        raise ProtocolViolation(1002, "CLOSE with 1 byte payload")
-    (code,) = _HEADER_CLOSE.unpack_from(payload)
-    if not (code in _PEER_CLOSE_CODES or 3000 <= code <= 4999):
-        raise ProtocolViolation(1002, f"CLOSE with invalid code {code}")
-    try:
-        reason = payload[2:].decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProtocolViolation(1007, "invalid UTF-8 in the close reason") from None
-    return ("close", code, reason)
 
 
 class DirectWebSocket(WebSocket):
-    """:class:`~saynad.emulator.asgi.WebSocket` over a trio stream and wsproto.
+    """:class:`~saynad.emulator.asgi.WebSocket` over a socket stream and the frame codec.
 
     ``receive`` reads the socket only when its queue of parsed messages is empty, in
     the caller's task. Writes (the session's writer, plus Pong and Close answers from
@@ -276,7 +149,7 @@ class DirectWebSocket(WebSocket):
             if type(item) is tuple:
                 if item[0] == "ping":
                     if not self._close_sent:
-                        await self._write(_frame(0x8A, item[1]))  # type: ignore[arg-type]
+                        await self._write(unmasked_frame(PONG_FRAME, item[1]))  # type: ignore[arg-type]
                     continue
                 # ("close", code, reason): echo it (without code for 1005), stop reading.
                 code, reason = item[1], item[2]
@@ -287,29 +160,25 @@ class DirectWebSocket(WebSocket):
             self._messages.append(item)  # type: ignore[arg-type]
 
     async def send_text(self, text: str) -> None:
-        await self._send_frame(0x81, text.encode())
+        await self._send_frame(TEXT_FRAME, text.encode())
 
     async def send_bytes(self, data: bytes) -> None:
-        await self._send_frame(0x82, data)
+        await self._send_frame(BINARY_FRAME, data)
 
     async def _send_frame(self, first_byte: int, payload: bytes) -> None:
         if self._parser is None or self._close_sent:
             return  # as hypercorn does: messages after the close are ignored
         # If the peer is gone, the read loop sees it and ends the session.
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._write(_frame(first_byte, payload))
+            await self._write(unmasked_frame(first_byte, payload))
 
     async def _send_close(self, code: int | None, reason: str = "") -> None:
         """Send our Close frame once: ``None`` or 1005 means without a status code."""
         if self._close_sent or self._parser is None:
             return
         self._close_sent = True
-        if code is None or code == 1005:
-            payload = b""
-        else:
-            payload = _HEADER_CLOSE.pack(code) + reason.encode()[:123]
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._write(_frame(0x88, payload))
+            await self._write(unmasked_frame(CLOSE_FRAME, close_payload(code, reason)))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
@@ -321,7 +190,7 @@ class DirectWebSocket(WebSocket):
         """After the application returned: complete the closing handshake (bounded)."""
         if self._parser is None:
             return
-        await self._send_close(1000)
+        await self._send_close(NORMAL_CLOSURE)
         with trio.move_on_after(CLOSE_WAIT_S):
             while not self._peer_closed:
                 try:

@@ -44,7 +44,7 @@ import msgspec
 import trio
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
-from saynad.client import pacing
+from saynad._io import pacing
 from saynad.emulator import wire
 from saynad.emulator.asgi import WebSocket
 from saynad.emulator.audio import synthesize

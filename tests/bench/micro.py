@@ -15,8 +15,8 @@ Each figure is CPU time per operation in one process pinned to core 0 (best of 3
   frames per read: the transport's (server frames) and the emulator's (masked client
   frames);
 - ``scheduler round trip``: ``trio.lowlevel.checkpoint()`` vs ``asyncio.sleep(0)``;
-- ``mask 640 bytes``: saynad's frame encoder (websockets' C masking), its pure-Python
-  fallback (big-integer XOR) and wsproto's table method.
+- ``mask 640 bytes``: saynad's frame encoder (``saynad.protocol.framing``, websockets' C
+  masking), its pure-Python fallback (big-integer XOR) and wsproto's table method.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import resource
 import subprocess
 import sys
 import timeit
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 CHUNK = b"\x01\x00" * 320
 FRAMES = 20_000
@@ -118,40 +118,65 @@ def paced_sleeps(kind: str) -> float:
     return (_cpu() - before) / (TASKS * SLEEPS) * 1e6
 
 
+def _over_transport(
+    work: Callable[[Any], Awaitable[None]],
+    *,
+    script: str = DRAIN_SERVER,
+    implementation: Literal["wsproto", "trio-websocket"] = "wsproto",
+) -> float:
+    """CPU per frame of ``work(transport)``, over saynad's transport to a server process
+    running ``script``, µs."""
+    import trio
+
+    from saynad.client.transport import connect_websocket
+
+    proc, port = _drain_server(script)
+
+    async def main() -> float:
+        async with connect_websocket(
+            f"ws://127.0.0.1:{port}/ws",
+            connect_timeout_s=5,
+            close_timeout_s=0.01,
+            implementation=implementation,
+        ) as transport:
+            before = _cpu()
+            await work(transport)
+            return _cpu() - before
+
+    try:
+        spent = trio.run(main)
+    finally:
+        proc.kill()
+        proc.wait()
+    return spent / FRAMES * 1e6
+
+
 def send_frames(kind: str) -> float:
     """CPU per frame sent, µs."""
+    if kind != "aiohttp (sdk)":
+
+        async def send(transport: Any) -> None:
+            for _ in range(FRAMES):
+                await transport.send_bytes(CHUNK)
+
+        return _over_transport(
+            send, implementation="trio-websocket" if "trio-websocket" in kind else "wsproto"
+        )
+
+    import aiohttp
+
     proc, port = _drain_server()
-    url = f"ws://127.0.0.1:{port}/ws"
+
+    async def aio() -> float:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"ws://127.0.0.1:{port}/ws")
+            before = _cpu()
+            for _ in range(FRAMES):
+                await ws.send_bytes(CHUNK)
+            return _cpu() - before
+
     try:
-        if kind == "aiohttp (sdk)":
-            import aiohttp
-
-            async def aio() -> float:
-                async with aiohttp.ClientSession() as http:
-                    ws = await http.ws_connect(url)
-                    before = _cpu()
-                    for _ in range(FRAMES):
-                        await ws.send_bytes(CHUNK)
-                    return _cpu() - before
-
-            spent = asyncio.run(aio())
-        else:
-            import trio
-
-            from saynad.client.transport import connect_websocket
-
-            implementation = "trio-websocket" if "trio-websocket" in kind else "wsproto"
-
-            async def trio_send() -> float:
-                async with connect_websocket(
-                    url, connect_timeout_s=5, close_timeout_s=0.01, implementation=implementation
-                ) as transport:
-                    before = _cpu()
-                    for _ in range(FRAMES):
-                        await transport.send_bytes(CHUNK)
-                    return _cpu() - before
-
-            spent = trio.run(trio_send)
+        spent = asyncio.run(aio())
     finally:
         proc.kill()
         proc.wait()
@@ -162,50 +187,20 @@ def stream_frames(kind: str) -> float:
     """CPU per frame written by the pacing timer, µs."""
     import trio
 
-    from saynad.client.transport import connect_websocket
+    async def stream(transport: Any) -> None:
+        await transport.stream_bytes([CHUNK] * FRAMES, 0.0, start=trio.current_time())
 
-    proc, port = _drain_server()
-    chunks = [CHUNK] * FRAMES
-
-    async def stream() -> float:
-        async with connect_websocket(
-            f"ws://127.0.0.1:{port}/ws", connect_timeout_s=5, close_timeout_s=0.01
-        ) as transport:
-            before = _cpu()
-            await transport.stream_bytes(chunks, 0.0, start=trio.current_time())
-            return _cpu() - before
-
-    try:
-        spent = trio.run(stream)
-    finally:
-        proc.kill()
-        proc.wait()
-    return spent / FRAMES * 1e6
+    return _over_transport(stream)
 
 
 def receive_frames(kind: str) -> float:
     """CPU per frame received, µs."""
-    import trio
 
-    from saynad.client.transport import connect_websocket
+    async def receive(transport: Any) -> None:
+        for _ in range(FRAMES):
+            await transport.receive()
 
-    proc, port = _drain_server(FLOOD_SERVER)
-
-    async def receive() -> float:
-        async with connect_websocket(
-            f"ws://127.0.0.1:{port}/ws", connect_timeout_s=5, close_timeout_s=0.01
-        ) as transport:
-            before = _cpu()
-            for _ in range(FRAMES):
-                await transport.receive()
-            return _cpu() - before
-
-    try:
-        spent = trio.run(receive)
-    finally:
-        proc.kill()
-        proc.wait()
-    return spent / FRAMES * 1e6
+    return _over_transport(receive, script=FLOOD_SERVER)
 
 
 PARSE_FRAMES = 100  # per read: 100 × 644 bytes ≈ one 64 KiB read
@@ -215,10 +210,9 @@ def parse_frames(kind: str) -> float:
     """CPU per frame parsed out of a read, µs."""
     reads = FRAMES // PARSE_FRAMES
     if kind.startswith("emulator"):
-        from saynad.client._wsproto import encode_client_frame
-        from saynad.emulator.server import ClientFrameParser
+        from saynad.protocol.framing import ClientFrameParser, masked_frame
 
-        data = encode_client_frame(0x82, CHUNK, os.urandom(4)) * PARSE_FRAMES
+        data = masked_frame(0x82, CHUNK, os.urandom(4)) * PARSE_FRAMES
         parser = ClientFrameParser(64 * 1024 * 1024)
         before = _cpu()
         for _ in range(reads):
@@ -230,8 +224,9 @@ def parse_frames(kind: str) -> float:
     from wsproto.connection import Connection, ConnectionType
 
     from saynad.client._wsproto import WsprotoTransport
+    from saynad.protocol.framing import unmasked_frame
 
-    data = (bytes((0x82, 126)) + len(CHUNK).to_bytes(2, "big") + CHUNK) * PARSE_FRAMES
+    data = unmasked_frame(0x82, CHUNK) * PARSE_FRAMES
 
     async def parse() -> float:
         stream, _ = trio.testing.memory_stream_pair()
@@ -278,13 +273,13 @@ def mask(kind: str) -> float:
     """Time to mask one 640-byte payload, µs."""
     from wsproto.frame_protocol import XorMaskerSimple
 
-    from saynad.client._wsproto import _mask_in_python, encode_client_frame
+    from saynad.protocol.framing import mask_in_python, masked_frame
 
     key = os.urandom(4)
-    if kind.startswith("saynad encode"):
-        run = lambda: encode_client_frame(0x82, CHUNK, key)  # noqa: E731  (whole frame)
+    if kind.startswith("saynad masked_frame"):
+        run = lambda: masked_frame(0x82, CHUNK, key)  # noqa: E731  (whole frame)
     elif kind.startswith("saynad"):
-        run = lambda: _mask_in_python(CHUNK, key)  # noqa: E731
+        run = lambda: mask_in_python(CHUNK, key)  # noqa: E731
     else:
         run = lambda: XorMaskerSimple(bytearray(key)).process(bytearray(CHUNK))  # noqa: E731
     return min(timeit.repeat(run, number=20_000, repeat=3)) / 20_000 * 1e6
@@ -325,7 +320,7 @@ def run() -> list[dict[str, Any]]:
             "mask a 640-byte payload",
             mask,
             (
-                "saynad encode_client_frame (whole frame, websockets' C mask)",
+                "saynad masked_frame (whole frame, websockets' C mask)",
                 "saynad pure-Python fallback (big-integer XOR)",
                 "wsproto XorMaskerSimple",
             ),

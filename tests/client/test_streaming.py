@@ -23,13 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
-from saynad.client import _wsproto, pacing
-from saynad.client._socket import FastSocketStream
+from saynad._io.sockets import FastSocketStream
+from saynad.client import pacing
 from saynad.client._wsproto import WsprotoTransport, handshake
 from saynad.client.session import open_session
 from saynad.client.transport import Implementation, connect_websocket
 from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError, SessionClosedError, ValidationError
+from saynad.protocol import framing
 from saynad.protocol.messages import STTResult
 from tests.client.test_session import STT, TTS
 from tests.client.test_transport import Server
@@ -406,19 +407,19 @@ async def test_late_sleeps_are_cancellation_points_and_yield_now_and_then() -> N
 @given(data=st.binary(max_size=2000), key=st.binary(min_size=4, max_size=4))
 def test_both_masking_routines_agree(data: bytes, key: bytes) -> None:
     expected = bytes(b ^ key[i % 4] for i, b in enumerate(data))
-    assert _wsproto._mask_in_python(data, key) == expected
-    assert _wsproto.mask_payload(data, key) == expected
+    assert framing.mask_in_python(data, key) == expected
+    assert framing.apply_mask(data, key) == expected
 
 
 def test_the_compiled_masking_routine_is_in_use() -> None:
-    assert _wsproto.mask_payload is not _wsproto._mask_in_python
+    assert framing.apply_mask is not framing.mask_in_python
 
 
 # --------------------------------------------------------------------------- connecting
 
 
 async def test_numeric_hosts_connect_directly_and_refusals_are_errors(emulator: Emulator) -> None:
-    from saynad.client._socket import open_fast_tcp_stream
+    from saynad._io.sockets import open_fast_tcp_stream
 
     port = int(emulator.url.rsplit(":", 1)[1].split("/")[0])
     stream = await open_fast_tcp_stream("127.0.0.1", port)

@@ -27,10 +27,11 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
+from saynad._io.sockets import SEND_SCHEDULE_EVERY, FastSocketStream
 from saynad.client import pacing
-from saynad.client._socket import SEND_SCHEDULE_EVERY, FastSocketStream
-from saynad.client._wsproto import WsprotoTransport, encode_client_frame, handshake
+from saynad.client._wsproto import WsprotoTransport, handshake
 from saynad.errors import ConnectionClosedError, HandshakeRejectedError, TransportError
+from saynad.protocol.framing import FIN, masked_frame, unmasked_frame
 
 # --------------------------------------------------------------------------- frames
 
@@ -42,7 +43,7 @@ def test_client_frames_decode_to_the_same_payload(size: int, first_byte: int) ->
     if first_byte == 0x81:
         payload = b"x" * size
     server = FrameProtocol(client=False, extensions=[])
-    server.receive_bytes(encode_client_frame(first_byte, payload, os.urandom(4)))
+    server.receive_bytes(masked_frame(first_byte, payload, os.urandom(4)))
     frames = list(server.received_frames())
     assert len(frames) == 1
     frame = frames[0]
@@ -53,7 +54,7 @@ def test_client_frames_decode_to_the_same_payload(size: int, first_byte: int) ->
 
 
 def test_client_frames_are_masked_with_the_given_key() -> None:
-    frame = encode_client_frame(0x82, b"\x00\x00\x00\x00\x00", b"\x01\x02\x03\x04")
+    frame = masked_frame(0x82, b"\x00\x00\x00\x00\x00", b"\x01\x02\x03\x04")
     assert frame == b"\x82\x85\x01\x02\x03\x04\x01\x02\x03\x04\x01"
 
 
@@ -327,14 +328,13 @@ async def test_aclose_returns_as_soon_as_the_server_answers(
 
 
 def server_frame(opcode: int, payload: bytes, *, fin: bool = True, length_bytes: int = 0) -> bytes:
-    """A raw server frame; ``length_bytes`` forces a 2- or 8-byte length encoding."""
-    first = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    if length_bytes == 8 or n > 0xFFFF:
-        return bytes((first, 127)) + n.to_bytes(8, "big") + payload
-    if length_bytes == 2 or n > 125:
-        return bytes((first, 126)) + n.to_bytes(2, "big") + payload
-    return bytes((first, n)) + payload
+    """A raw server frame; ``length_bytes`` forces a 2- or 8-byte length encoding (an
+    over-long one, which no encoder writes, for a small payload)."""
+    first = (FIN if fin else 0) | opcode
+    if not length_bytes:
+        return unmasked_frame(first, payload)
+    marker = 126 if length_bytes == 2 else 127
+    return bytes((first, marker)) + len(payload).to_bytes(length_bytes, "big") + payload
 
 
 def raw_scenario(raw: bytes, *, piece: int = 0, answers: list[object] | None = None) -> Scenario:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 
 import trio
 
-_TEXT, _BINARY, _CLOSE = 0x1, 0x2, 0x8
+from saynad.protocol.framing import BINARY, FIN, TEXT, read_frame
 
 
 @dataclass
@@ -31,36 +30,13 @@ class _Frame:
 
 def _parse_frame(buffer: bytearray) -> _Frame | None:
     """Take one complete frame off the front of ``buffer`` (``None``: not complete yet)."""
-    if len(buffer) < 2:
+    frame = read_frame(buffer)
+    if frame is None:
         return None
-    first, second = buffer[0], buffer[1]
-    length = second & 0x7F
-    offset = 2
-    if length == 126:
-        if len(buffer) < 4:
-            return None
-        (length,) = struct.unpack_from("!H", buffer, 2)
-        offset = 4
-    elif length == 127:
-        if len(buffer) < 10:
-            return None
-        (length,) = struct.unpack_from("!Q", buffer, 2)
-        offset = 10
-    mask = b""
-    if second & 0x80:
-        if len(buffer) < offset + 4:
-            return None
-        mask = bytes(buffer[offset : offset + 4])
-        offset += 4
-    end = offset + length
-    if len(buffer) < end:
-        return None
-    payload = bytes(buffer[offset:end])
-    if mask:
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    first, payload, end = frame
     raw = bytes(buffer[:end])
     del buffer[:end]
-    return _Frame(fin=bool(first & 0x80), opcode=first & 0x0F, payload=payload, raw=raw)
+    return _Frame(fin=bool(first & FIN), opcode=first & 0x0F, payload=payload, raw=raw)
 
 
 @dataclass
@@ -126,7 +102,7 @@ class FrameInjector:
                     buffer = bytearray(rest)
                     in_head = False
                 while (frame := _parse_frame(buffer)) is not None:
-                    if frame.opcode == _TEXT:
+                    if frame.opcode == TEXT:
                         stream_id = json.loads(frame.payload).get("stream_id", "?")
                         session.append(str(stream_id))
                         break
@@ -165,9 +141,9 @@ class FrameInjector:
         name = session[0] if session else "?"
         while (frame := _parse_frame(buffer)) is not None:
             out.append(frame.raw)
-            if frame.opcode == _TEXT and b'"type":"stt_result"' in frame.payload:
+            if frame.opcode == TEXT and b'"type":"stt_result"' in frame.payload:
                 self.stt_results[name] += 1
-            data_frame = frame.opcode in (_TEXT, _BINARY) and frame.fin
+            data_frame = frame.opcode in (TEXT, BINARY) and frame.fin
             if data_frame and self.injecting and name in self.targets:
                 out.append(next(self._next))
                 self.injected[name] += 1

@@ -1,14 +1,14 @@
 """A WebSocket server on 127.0.0.1:0 that sends exactly the bytes a corpus item asks for.
 
 The opening handshake and the client's ``config`` frame go through wsproto; after that
-the server writes frames it encodes itself, so it can send what no well-behaved
-library would: invalid UTF-8 in a text frame, reserved opcodes or RSV bits, masked
-server frames, frames over the client's size limit.
+the server writes frames with saynad's frame codec, which encodes whatever header byte
+it is given, so it can send what no well-behaved library would: invalid UTF-8 in a
+text frame, reserved opcodes or RSV bits, masked server frames, frames over the
+client's size limit.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -18,10 +18,17 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
+from saynad.protocol.framing import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    FIN,
+    TEXT,
+    close_payload,
+    masked_frame,
+    unmasked_frame,
+)
 from tests.corpus._corpus import expand
-
-TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
-CONTINUATION = 0x0
 
 
 def encode_frame(
@@ -33,19 +40,10 @@ def encode_frame(
     mask: bytes | None = None,
 ) -> bytes:
     """One frame as RFC 6455 §5.2 lays it out; ``mask`` masks it (servers must not)."""
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    n = len(payload)
-    mask_bit = 0x80 if mask is not None else 0
-    if n < 126:
-        header = bytes((first, mask_bit | n))
-    elif n < 0x10000:
-        header = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, n)
+    first = (FIN if fin else 0) | (rsv << 4) | opcode
     if mask is None:
-        return header + payload
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return header + mask + masked
+        return unmasked_frame(first, payload)
+    return masked_frame(first, payload, mask)
 
 
 def item_frames(item: dict[str, Any]) -> list[bytes]:
@@ -71,10 +69,6 @@ def item_frames(item: dict[str, Any]) -> list[bytes]:
         )
         for index, part in enumerate(parts)
     ]
-
-
-def close_payload(code: int, reason: str = "") -> bytes:
-    return struct.pack("!H", code) + reason.encode()
 
 
 class RawPeer:

@@ -13,6 +13,7 @@ import trio
 from saynad.client.session import open_session
 from saynad.emulator import Emulator, EmulatorOptions, Tenant, serve_emulator
 from saynad.errors import HandshakeRejectedError
+from saynad.protocol.framing import ClientFrameParser, ProtocolViolation, masked_frame
 from saynad.protocol.messages import STTConfig, STTResult, TTSAudio, TTSConfig
 
 STT = STTConfig(
@@ -105,14 +106,10 @@ async def test_malformed_upgrades_are_left_to_hypercorn() -> None:
 
 
 def masked(first_byte: int, payload: bytes) -> bytes:
-    from saynad.client._wsproto import encode_client_frame
-
-    return encode_client_frame(first_byte, payload, b"\x11\x22\x33\x44")
+    return masked_frame(first_byte, payload, b"\x11\x22\x33\x44")
 
 
 def test_parser_messages_fragments_and_control_frames() -> None:
-    from saynad.emulator.server import ClientFrameParser
-
     parser = ClientFrameParser(1000)
     data = (
         masked(0x81, b'{"type":"config"}')
@@ -144,8 +141,6 @@ def test_parser_messages_fragments_and_control_frames() -> None:
     ],
 )
 def test_parser_refuses_protocol_violations(data: bytes, code: int) -> None:
-    from saynad.emulator.server import ClientFrameParser, ProtocolViolation
-
     with pytest.raises(ProtocolViolation) as info:
         ClientFrameParser(10).feed(data)
     assert info.value.code == code

@@ -77,6 +77,7 @@ from typing import Any
 import httpx
 import trio
 
+from saynad.protocol.framing import read_frame
 from saynad.testing.faultproxy import Fault, FaultProxy, ProxyConnection
 
 FAULTS = (Fault.STALL, Fault.RESET, Fault.CORRUPT, Fault.HALF_CLOSE, Fault.LATENCY, Fault.SLICE)
@@ -140,25 +141,10 @@ def _pct(values: list[float], q: float) -> float:
 def _config_stream_id(buffer: bytes) -> str | None:
     """The ``stream_id`` of the first client WebSocket frame after the HTTP upgrade."""
     _, sep, rest = buffer.partition(b"\r\n\r\n")
-    if not sep or len(rest) < 2:
+    first = read_frame(rest) if sep else None
+    if first is None:
         return None
-    length = rest[1] & 0x7F
-    offset = 2
-    if length == 126:
-        if len(rest) < 4:
-            return None
-        length, offset = int.from_bytes(rest[2:4], "big"), 4
-    elif length == 127:
-        if len(rest) < 10:
-            return None
-        length, offset = int.from_bytes(rest[2:10], "big"), 10
-    masked = bool(rest[1] & 0x80)
-    key = rest[offset : offset + 4] if masked else b"\0\0\0\0"
-    offset += 4 if masked else 0
-    payload = rest[offset : offset + length]
-    if len(payload) < length:
-        return None
-    data = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    data = first[1]
     try:
         frame = json.loads(data)
     except ValueError:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from saynad.actors.registry import Registry, SessionState
 from saynad.actors.supervisor import Child, ChildControl, Policy, Start, Supervisor
 from saynad.observability.metrics import Metrics, trio_task_count
+from saynad.protocol.framing import TEXT_FRAME, masked_frame
 from tests.soak.scenario import _config_stream_id, check_sequences
 
 
@@ -28,9 +29,7 @@ def test_sequence_rule_splits_runs_at_one_and_counts_gaps_and_duplicates() -> No
 
 def test_config_stream_id_reads_the_first_masked_frame() -> None:
     payload = json.dumps({"type": "config", "stream_id": "s0007"}).encode()
-    key = bytes([1, 2, 3, 4])
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    frame = bytes([0x81, 0x80 | len(payload)]) + key + masked
+    frame = masked_frame(TEXT_FRAME, payload, bytes([1, 2, 3, 4]))
     request = b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"
     assert _config_stream_id(request + frame[:5]) is None  # incomplete: wait for more
     assert _config_stream_id(request + frame) == "s0007"

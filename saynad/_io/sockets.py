@@ -6,9 +6,9 @@ and its ``_try_sync`` helper); at 50 frames per second per session that bookkeep
 costs more than the ``send`` itself. :class:`FastSocketStream` does the same with one
 layer: each call checks for cancellation first (a cancelled call sends and receives
 nothing), waits go through trio's I/O manager, and :func:`trio.lowlevel.notify_closing`
-wakes blocked callers with :class:`trio.ClosedResourceError`. The WebSocket transport
-above it already serialises senders and has a single reader, so there is no conflict
-detector.
+wakes blocked callers with :class:`trio.ClosedResourceError`. The WebSocket code above
+it (the client transport, the emulator's server) already serialises senders and has a
+single reader, so there is no conflict detector.
 
 One deliberate difference from trio's streams: ``send_all`` takes a schedule point
 (lets other tasks run) when it has to wait for the socket, and otherwise only every
@@ -26,9 +26,11 @@ from typing import Any
 
 import trio
 
-__all__ = ["SEND_SCHEDULE_EVERY", "FastSocketStream", "open_fast_tcp_stream"]
+__all__ = ["RECEIVE_BYTES", "SEND_SCHEDULE_EVERY", "FastSocketStream", "open_fast_tcp_stream"]
 
-DEFAULT_RECEIVE_BYTES = 64 * 1024
+RECEIVE_BYTES = 64 * 1024
+"""Bytes asked of the socket per read (and by default): a burst of TTS chunks, or of
+audio frames, in one system call."""
 SEND_SCHEDULE_EVERY = 16
 """``send_all`` calls completed without waiting between two schedule points."""
 
@@ -119,7 +121,7 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         sock = self._sock
-        size = DEFAULT_RECEIVE_BYTES if max_bytes is None else max_bytes
+        size = RECEIVE_BYTES if max_bytes is None else max_bytes
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             data = sock.recv(size)
