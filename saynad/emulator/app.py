@@ -22,11 +22,12 @@ from hypercorn.trio import serve
 from saynad.emulator import rest, ws
 from saynad.emulator.asgi import Receive, Request, Response, Scope, Send, WebSocket, json_response
 from saynad.emulator.audio import prepare_tone
+from saynad.emulator.context import Context
 from saynad.emulator.options import EmulatorOptions
 from saynad.emulator.server import serve_front
 from saynad.emulator.state import EmulatorState
 
-__all__ = ["Context", "Emulator", "EmulatorApp", "open_emulator", "serve_emulator"]
+__all__ = ["Emulator", "EmulatorApp", "open_emulator", "serve_emulator"]
 
 # The server's framework limit for JSON bodies (§6.1).
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -49,15 +50,6 @@ _INVALID_HEADER = json_response(
 _UNAUTHORIZED = json_response(
     401, {"error": "unauthorized", "message": "Unauthorized: Invalid API secret"}
 )
-
-
-@dataclass
-class Context:
-    """What a handler needs: the shared world, the options and the caller's tenant."""
-
-    state: EmulatorState
-    options: EmulatorOptions
-    tenant: str | None
 
 
 class EmulatorApp:

@@ -24,24 +24,22 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import unquote
 
 import msgspec
 
 from saynad.emulator.asgi import Request, Response, json_response
 from saynad.emulator.audio import synthesize, wav_bytes
+from saynad.emulator.context import Context
 from saynad.emulator.state import Room, SipHookEntry, new_sid
 from saynad.emulator.wire import TtsConfig
 from saynad.protocol.phone import phone_number_problem
 
-if TYPE_CHECKING:
-    from saynad.emulator.app import Context
-
 __all__ = ["VOICES", "content_type_for_format", "handle", "provider_auth_problem"]
 
 T = TypeVar("T")
-Handler = Callable[[Request, "Context", str], Response]
+Handler = Callable[[Request, Context, str], Response]
 
 # --------------------------------------------------------------------------- request bodies
 

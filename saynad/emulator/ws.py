@@ -38,7 +38,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import msgspec
 import trio
@@ -48,6 +48,7 @@ from saynad._io import pacing
 from saynad.emulator import wire
 from saynad.emulator.asgi import WebSocket
 from saynad.emulator.audio import synthesize
+from saynad.emulator.context import Context
 from saynad.emulator.rest import provider_auth_problem
 from saynad.emulator.state import Participant, Room, RoomEvent
 from saynad.errors import FrameDecodeError
@@ -67,9 +68,6 @@ from saynad.protocol.messages import (
 )
 from saynad.protocol.messages import Participant as ParticipantInfo
 from saynad.protocol.phone import phone_number_problem
-
-if TYPE_CHECKING:
-    from saynad.emulator.app import Context
 
 __all__ = ["serve_session"]
 
