@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 import saynad
@@ -37,18 +34,3 @@ def test_every_public_name_resolves() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchThing"):
         saynad.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
-
-
-def test_protocol_layer_is_sans_io() -> None:
-    """Importing the whole protocol layer pulls in neither trio nor httpx."""
-    code = (
-        "import sys\n"
-        "import saynad.protocol.messages, saynad.protocol.rest, saynad.protocol.webhooks\n"
-        "import saynad.protocol.backoff, saynad.protocol.urls, saynad.protocol.phone\n"
-        "bad = sorted(m for m in ('trio', 'httpx', 'trio_websocket') if m in sys.modules)\n"
-        "print(','.join(bad))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == ""
