@@ -39,6 +39,7 @@ from wsproto.utilities import generate_accept_token
 from saynad._io.sockets import RECEIVE_BYTES, FastSocketStream
 from saynad.emulator.asgi import Response, Scope, WebSocket
 from saynad.protocol.framing import (
+    ABNORMAL_CLOSURE,
     BINARY_FRAME,
     CLOSE_FRAME,
     NORMAL_CLOSURE,
@@ -135,7 +136,7 @@ class DirectWebSocket(WebSocket):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
         if not data:
-            self.close_code = 1006  # gone without a Close frame
+            self.close_code = ABNORMAL_CLOSURE  # gone without a Close frame
             self.closed = self._peer_closed = True
             return
         try:
@@ -180,7 +181,7 @@ class DirectWebSocket(WebSocket):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._write(unmasked_frame(CLOSE_FRAME, close_payload(code, reason)))
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
         if self.closed:
             return
         self.closed = True
