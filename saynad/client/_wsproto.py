@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
@@ -59,10 +59,10 @@ from saynad.protocol.framing import (
     BINARY_FRAME,
     CONTINUATION,
     FIN,
-    INCOMPLETE,
     MESSAGE_TOO_BIG,
     TEXT,
     TEXT_FRAME,
+    Taker,
     cut_frames,
     masked_frame,
 )
@@ -75,8 +75,14 @@ MAX_REJECTION_BODY_BYTES: Final = 64 * 1024
 _KEY_POOL_BYTES: Final = 256
 
 
-def _drop(message: str | bytes) -> None:
+class _Dropped:
     """Where whole messages go once the connection is closing: nowhere."""
+
+    def append(self, message: str | bytes, /) -> None:
+        pass
+
+
+_DROPPED: Final = _Dropped()
 
 
 async def _park(transport: WsprotoTransport, lot_name: str) -> None:
@@ -300,7 +306,13 @@ class WsprotoTransport:
                 self.last_activity = trio.current_time()
                 if self._activity_lot:
                     self._activity_lot.unpark_all()
-                await self._parse(data)
+                pos = 0
+                if not (self._inbox or self._fragmented or self._close_error is not None):
+                    # The usual read: it starts on a frame boundary and holds whole data
+                    # frames, cut where they lie without a coroutine call.
+                    pos = cut_frames(data, 0, self._messages, False, self._max_message_bytes)[0]
+                if pos < len(data):
+                    await self._parse(data, pos)
             else:
                 # EOF: wsproto reports it as a close with 1006.
                 self._conn.receive_data(None)
@@ -310,8 +322,9 @@ class WsprotoTransport:
             if self._reader_lot:
                 self._reader_lot.unpark_all()
 
-    async def _parse(self, data: bytes | bytearray) -> None:
-        """Take every complete frame out of the inbox followed by ``data``.
+    async def _parse(self, data: bytes | bytearray, pos: int = 0) -> None:
+        """Take every complete frame out of the inbox followed by ``data[pos:]`` (``pos``
+        is past frames already taken, so the inbox is then empty).
 
         The frames a Sayna server sends are almost all whole, unfragmented text and
         binary frames: :func:`~saynad.protocol.framing.cut_frames` cuts those out of
@@ -334,18 +347,17 @@ class WsprotoTransport:
         else:
             buf = data
         size = len(buf)
-        pos = 0
         limit = self._max_message_bytes
-        take: Callable[[str | bytes], object] | None
+        into: Taker | None
         while not self._peer_closed:
             if self._fragmented:
-                take = None  # every frame to wsproto until the message is complete
+                into = None  # every frame to wsproto until the message is complete
             elif self._close_error is not None:
-                take = _drop  # closing: late messages are dropped
+                into = _DROPPED  # closing: late messages are dropped
             else:
-                take = self._messages.append
-            pos, head, end = cut_frames(buf, pos, take, masked=False, max_payload=limit)
-            if head == INCOMPLETE:
+                into = self._messages
+            pos, head, end = cut_frames(buf, pos, into, False, limit)
+            if head < 0:  # INCOMPLETE
                 break
             if end - head > limit:
                 reason = f"Exceeded maximum message size: {limit} bytes"

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 __all__ = [
     "ABNORMAL_CLOSURE",
@@ -54,6 +54,7 @@ __all__ = [
     "TEXT_FRAME",
     "ClientFrameParser",
     "ProtocolViolation",
+    "Taker",
     "apply_mask",
     "close_payload",
     "cut_frames",
@@ -208,78 +209,83 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     return code, reason
 
 
+class Taker(Protocol):
+    """Where :func:`cut_frames` puts whole messages: a list, a deque..."""
+
+    def append(self, message: str | bytes, /) -> object: ...
+
+
+class _TakeNothing:
+    def append(self, message: str | bytes, /) -> None:
+        raise AssertionError("cut_frames takes nothing without a taker")
+
+
+_TAKE_NOTHING: Final = _TakeNothing()
+
+
 def cut_frames(
-    buf: bytes | bytearray,
-    pos: int,
-    take: Callable[[str | bytes], object] | None,
-    *,
-    masked: bool,
-    max_payload: int,
+    buf: bytes | bytearray, pos: int, into: Taker | None, masked: bool, max_payload: int
 ) -> tuple[int, int, int]:
     """Cut whole data frames out of ``buf`` from ``pos`` on; stop at the first other one.
 
     Each frame that is final, unfragmented, text (valid UTF-8, handed out as ``str``)
     or binary (``bytes``), masked when ``masked`` (a server reading a client) and
     unmasked otherwise, no longer than ``max_payload``, with its length in the fewest
-    bytes and all of it in ``buf``, goes to ``take`` (its payload unmasked). The first
-    frame that is not — or every frame, when ``take`` is ``None`` — is left where it
-    is, and the answer is ``(start, payload_start, end)``: it begins at ``start``, its
-    payload (after the masking key, if any) at ``payload_start``, and it ends at
-    ``end``, which may lie beyond ``buf`` when the frame is not all there yet. While
-    its header is unfinished (or ``buf`` ends at ``start``), ``payload_start`` and
-    ``end`` are :data:`INCOMPLETE`.
+    bytes and all of it in ``buf``, is appended to ``into`` (its payload unmasked). The
+    first frame that is not — or every frame, when ``into`` is ``None`` — is left where
+    it is, and the answer is ``(start, payload_start, end)``: it begins at ``start``,
+    its payload (after the masking key, if any) at ``payload_start``, and it ends at
+    ``end``, which may lie beyond ``buf`` when the frame is not all there yet. While its
+    header is unfinished (or ``buf`` ends at ``start``), ``payload_start`` and ``end``
+    are :data:`INCOMPLETE`.
 
     Nothing is judged here but what the fast path needs: the caller checks whatever
-    frame is left to it (or hands it to a protocol engine).
+    frame is left to it (or hands it to a protocol engine). This runs once per socket
+    read and once per frame of a read, for every session: its arguments are
+    positional, and the loop touches no global but :func:`apply_mask`.
     """
+    if into is None:
+        into = _TAKE_NOTHING
+        max_payload = -1  # every frame is over the limit: none is taken
     size = len(buf)
-    mask_bit = 0x80 if masked else 0
     while size - pos >= 2:
         first = buf[pos]
         second = buf[pos + 1]
         length = second & 0x7F
-        if length == 126:
+        if length < 126:
+            head = pos + 2
+            minimal = True
+        elif length == 126:
             if size - pos < 4:
                 break
             length = (buf[pos + 2] << 8) | buf[pos + 3]
             head = pos + 4
             minimal = length >= 126
-        elif length == 127:
+        else:
             if size - pos < 10:
                 break
             length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
             head = pos + 10
             minimal = 0x10000 <= length < 1 << 63
-        else:
-            head = pos + 2
-            minimal = True
         if second & 0x80:
             head += 4
         end = head + length
-        if (
-            take is None
-            or end > size
-            or length > max_payload
-            or not minimal
-            or (second & 0x80) != mask_bit
-        ):
+        if end > size or length > max_payload or not minimal or second >> 7 != masked:
             return pos, head, end
-        if mask_bit:
-            payload = apply_mask(buf[head:end], buf[head - 4 : head])
-        else:
-            payload = bytes(buf[head:end])
-        if first == BINARY_FRAME:
-            take(payload)
-        elif first == TEXT_FRAME:
+        payload = (
+            apply_mask(buf[head:end], buf[head - 4 : head]) if masked else bytes(buf[head:end])
+        )
+        if first == 0x82:  # BINARY_FRAME
+            into.append(payload)
+        elif first == 0x81:  # TEXT_FRAME
             try:
-                text = payload.decode()
+                into.append(payload.decode())
             except UnicodeDecodeError:
                 return pos, head, end
-            take(text)
         else:
             return pos, head, end
         pos = end
-    return pos, INCOMPLETE, INCOMPLETE
+    return pos, -1, -1  # INCOMPLETE
 
 
 def read_frame(buf: bytes | bytearray, pos: int = 0) -> tuple[int, bytes, int] | None:
@@ -287,7 +293,7 @@ def read_frame(buf: bytes | bytearray, pos: int = 0) -> tuple[int, bytes, int] |
     end)``, or ``None`` until all of it is in ``buf``. For peers and tools that look at
     frames in passing; a party to the connection checks them (:class:`ClientFrameParser`,
     wsproto)."""
-    _, head, end = cut_frames(buf, pos, None, masked=False, max_payload=0)
+    _, head, end = cut_frames(buf, pos, None, False, 0)
     if head == INCOMPLETE or end > len(buf):
         return None
     payload = bytes(buf[head:end])
@@ -319,15 +325,21 @@ class ClientFrameParser:
         self._parts_size = 0
 
     def feed(self, data: bytes) -> list[str | bytes | tuple[object, ...]]:
-        buf = self._buffer
-        buf += data
+        # Data that starts on a frame boundary (nothing held back: the usual case) is
+        # parsed where it lies; only an unfinished frame is copied into the buffer.
+        held = self._buffer
+        buf: bytes | bytearray
+        if held:
+            held += data
+            buf = held
+        else:
+            buf = data
         out: list[str | bytes | tuple[object, ...]] = []
         pos = 0
         size = len(buf)
         while True:
             # Whole messages are cut in one pass; what is left is judged here.
-            take = None if self._kind else out.append
-            pos, head, end = cut_frames(buf, pos, take, masked=True, max_payload=self._max)
+            pos, head, end = cut_frames(buf, pos, None if self._kind else out, True, self._max)
             if size - pos < 2:
                 break
             b0 = buf[pos]
@@ -387,5 +399,8 @@ class ClientFrameParser:
             else:
                 out.append(payload)
             self._kind = 0
-        del buf[:pos]
+        if buf is held:
+            del held[:pos]
+        elif pos < size:
+            held += buf[pos:]
         return out

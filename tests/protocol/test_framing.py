@@ -25,6 +25,7 @@ from saynad.protocol.framing import (
     PING_FRAME,
     TEXT,
     TEXT_FRAME,
+    ClientFrameParser,
     ProtocolViolation,
     close_payload,
     cut_frames,
@@ -120,7 +121,7 @@ def cut_all(
     buf: bytes | bytearray, *, masked: bool = False, max_payload: int = 1 << 20
 ) -> tuple[list[str | bytes], tuple[int, int, int]]:
     taken: list[str | bytes] = []
-    left = cut_frames(buf, 0, taken.append, masked=masked, max_payload=max_payload)
+    left = cut_frames(buf, 0, taken, masked, max_payload)
     return taken, left
 
 
@@ -181,8 +182,8 @@ def test_an_unfinished_frame_reports_its_bounds_once_its_header_is_there() -> No
 
 def test_without_a_taker_every_frame_is_left_to_the_caller() -> None:
     buf = unmasked_frame(TEXT_FRAME, b"a") + unmasked_frame(TEXT_FRAME, b"b")
-    assert cut_frames(buf, 0, None, masked=False, max_payload=10) == (0, 2, 3)
-    assert cut_frames(buf, 3, None, masked=False, max_payload=10) == (3, 5, 6)
+    assert cut_frames(buf, 0, None, False, 10) == (0, 2, 3)
+    assert cut_frames(buf, 3, None, False, 10) == (3, 5, 6)
 
 
 MESSAGES = st.lists(
@@ -209,7 +210,7 @@ def test_a_stream_split_anywhere_cuts_into_the_same_messages(
     for piece in [*cuts, len(stream)]:
         buffer += stream[offset : offset + piece]
         offset += piece
-        pos, head, _ = cut_frames(buffer, 0, taken.append, masked=masked, max_payload=1 << 20)
+        pos, head, _ = cut_frames(buffer, 0, taken, masked, 1 << 20)
         assert head == INCOMPLETE or pos < len(buffer)  # only an unfinished frame is left
         del buffer[:pos]
     assert taken == messages
@@ -243,3 +244,39 @@ def test_without_the_compiled_routine_masking_falls_back_to_python() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == masked_frame(BINARY_FRAME, b"abcd", b"\x01\x02\x03\x04").hex()
+
+
+# --------------------------------------------------------------------------- the server's side
+
+CLIENT_FRAMES = st.lists(
+    st.one_of(
+        st.binary(max_size=300).map(lambda b: (BINARY_FRAME, b)),
+        st.text(max_size=100).map(lambda t: (TEXT_FRAME, t.encode())),
+        st.binary(max_size=125).map(lambda b: (PING_FRAME, b)),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(frames=CLIENT_FRAMES, cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=6))
+def test_the_server_parser_reads_a_stream_split_anywhere(
+    frames: list[tuple[int, bytes]], cuts: list[int]
+) -> None:
+    stream = b"".join(masked_frame(first, payload, KEY) for first, payload in frames)
+    expected = [
+        payload.decode()
+        if first == TEXT_FRAME
+        else ("ping", payload)
+        if first == PING_FRAME
+        else payload
+        for first, payload in frames
+    ]
+    parser = ClientFrameParser(1 << 20)
+    items: list[object] = []
+    offset = 0
+    for piece in [*cuts, len(stream)]:
+        items += parser.feed(stream[offset : offset + piece])
+        offset += piece
+    assert items == expected
