@@ -330,11 +330,23 @@ async def _open_stream(
         ) from exc
 
 
-def _handshake_too_slow(target: _Target, connect_timeout_s: float) -> TransportError:
-    return TransportError(
-        f"WebSocket handshake with {target.host}:{target.port} "
-        f"took longer than {connect_timeout_s} s"
-    )
+async def _abandon_handshake(
+    stream: trio.abc.Stream | None,
+    exc: BaseException,
+    target: _Target,
+    connect_timeout_s: float,
+) -> NoReturn:
+    """Close ``stream`` (if it was opened) after the opening handshake failed with
+    ``exc``, and raise ``exc``; running out of ``connect_timeout_s`` becomes a
+    :class:`~saynad.errors.TransportError`."""
+    if stream is not None:
+        await trio.aclose_forcefully(stream)
+    if isinstance(exc, trio.TooSlowError):
+        raise TransportError(
+            f"WebSocket handshake with {target.host}:{target.port} "
+            f"took longer than {connect_timeout_s} s"
+        ) from None
+    raise exc
 
 
 def _rejected(exc: trio_websocket.ConnectionRejected) -> HandshakeRejectedError:
@@ -430,11 +442,7 @@ async def connect_websocket(
                 close_timeout_s=close_timeout_s,
             )
     except BaseException as exc:
-        if stream is not None:
-            await trio.aclose_forcefully(stream)
-        if isinstance(exc, trio.TooSlowError):
-            raise _handshake_too_slow(target, connect_timeout_s) from None
-        raise
+        await _abandon_handshake(stream, exc, target, connect_timeout_s)
     try:
         yield ws
     finally:
@@ -472,12 +480,8 @@ async def _connect_trio_websocket(
                     )
             except BaseException as exc:
                 # trio-websocket leaves the socket open when the handshake fails
-                # (rejection, timeout, cancellation): close it here.
-                if stream is not None:
-                    await trio.aclose_forcefully(stream)
-                if isinstance(exc, trio.TooSlowError):
-                    raise _handshake_too_slow(target, connect_timeout_s) from None
-                raise
+                # (rejection, timeout, cancellation).
+                await _abandon_handshake(stream, exc, target, connect_timeout_s)
             stream.handshaking = False
             transport = _TrioWebSocketTransport(ws, stream, close_timeout_s)
             try:
