@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -411,7 +412,27 @@ def test_both_masking_routines_agree(data: bytes, key: bytes) -> None:
 
 
 def test_the_compiled_masking_routine_is_in_use() -> None:
+    # The locks install the speedups extra (websockets).
     assert _wsproto.mask_payload is not _wsproto._mask_in_python
+
+
+@pytest.mark.parametrize(
+    "shadow",
+    [
+        "sys.modules['websockets.speedups'] = None",  # not installed: ImportError
+        "import websockets.speedups as m; m.apply_mask = lambda data, key: bytes(data)",  # changed
+    ],
+    ids=["missing", "misbehaving"],
+)
+async def test_without_a_working_compiled_routine_the_pure_masking_is_used(shadow: str) -> None:
+    code = (
+        f"import sys; {shadow}\n"
+        "from saynad.client import _wsproto\n"
+        "assert _wsproto.mask_payload is _wsproto._mask_in_python\n"
+        "assert _wsproto.mask_payload(b'abcd', b'\\x01\\x01\\x01\\x01') == b'`cbe'\n"
+    )
+    result = await trio.run_process([sys.executable, "-c", code], capture_stderr=True, check=False)
+    assert result.returncode == 0, result.stderr.decode()
 
 
 # --------------------------------------------------------------------------- connecting

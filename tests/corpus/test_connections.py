@@ -29,8 +29,8 @@ from saynad.client.session import Session, open_session
 from saynad.emulator import EmulatorOptions, open_emulator
 from saynad.errors import ConnectionClosedError
 from saynad.protocol.messages import STTConfig, STTResult, TTSConfig
-from saynad.testing.faultproxy import Fault, FaultProxy
 from tests.corpus._corpus import load_items
+from tests.faultproxy import Fault, FaultProxy
 
 STT = STTConfig(
     provider="deepgram",

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -220,15 +220,21 @@ class DaemonProcess:
 
 @asynccontextmanager
 async def daemon_process(
-    config: Path, *, env: dict[str, str] | None = None
+    config: Path | None,
+    *,
+    env: dict[str, str] | None = None,
+    command: Sequence[str] | None = None,
+    cwd: Path | None = None,
 ) -> AsyncIterator[DaemonProcess]:
-    """``python -m saynad run --config CONFIG``; killed at exit if still running."""
+    """``python -m saynad run --config CONFIG`` (or ``command``); killed at exit if
+    still running."""
     full_env = {**os.environ, **ENV, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if command is None:
+        assert config is not None
+        command = [sys.executable, "-m", "saynad", "run", "--config", str(config)]
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "saynad", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            env=full_env,
+            list(command), stdout=subprocess.PIPE, env=full_env, cwd=cwd
         )
         daemon = DaemonProcess(process)
         nursery.start_soon(daemon.pump)

@@ -26,7 +26,7 @@ from tests.daemon.fixtures import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy" / "prometheus"
+DEPLOY = ROOT / "saynad" / "data" / "prometheus"
 
 SCRAPE = """
 global:

@@ -77,7 +77,7 @@ from typing import Any
 import httpx
 import trio
 
-from saynad.testing.faultproxy import Fault, FaultProxy, ProxyConnection
+from tests.faultproxy import Fault, FaultProxy, ProxyConnection
 
 FAULTS = (Fault.STALL, Fault.RESET, Fault.CORRUPT, Fault.HALF_CLOSE, Fault.LATENCY, Fault.SLICE)
 TIMER_SLACK_S = 0.5

@@ -12,7 +12,7 @@ from saynad.client.session import open_session
 from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError
 from saynad.protocol.messages import STTConfig, TTSConfig
-from saynad.testing.faultproxy import Fault, FaultProxy
+from tests.faultproxy import Fault, FaultProxy
 
 
 class Echo:
