@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import trio
+import yaml
 from prometheus_client import CollectorRegistry
 
 from saynad.app import HTTP_GRACEFUL_TIMEOUT_S
@@ -17,6 +18,7 @@ from saynad.shipped import example_file, example_names, shipped_path
 from tests.daemon.fixtures import require_tool
 from tests.deploy._files import unit_settings, write_docs_credentials
 
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = shipped_path("systemd/saynad.service")
 DASHBOARD = shipped_path("grafana/saynad.json")
 
@@ -114,3 +116,43 @@ def test_dashboard_queries_only_metrics_of_the_catalog() -> None:
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert all({"x", "y", "w", "h"} <= set(panel["gridPos"]) for panel in dashboard["panels"])
+
+
+RUNBOOKS = "https://github.com/saynad/saynad/blob/main/docs/operations.md#"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, spaces to dashes, punctuation dropped."""
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_links_its_runbook_in_the_operations_guide() -> None:
+    rules = yaml.safe_load(shipped_path("prometheus/alerts.yml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    assert len(alerts) >= 11
+    anchors = _anchors((ROOT / "docs" / "operations.md").read_text())
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        assert url == RUNBOOKS + alert["alert"].lower(), url
+        assert url.removeprefix(RUNBOOKS) in anchors, f"no runbook section for {alert['alert']}"
+
+
+def test_the_transcript_sink_alert_watches_the_sink_error_counter() -> None:
+    rules = yaml.safe_load(shipped_path("prometheus/alerts.yml").read_text())
+    (alert,) = [
+        rule
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "SaynadTranscriptSinkErrors"
+    ]
+    assert "rate(saynad_transcript_sink_errors_total[5m])) > 0" in alert["expr"]
+    # The operations guide recommends exactly this alert.
+    assert (
+        "rate(saynad_transcript_sink_errors_total[5m]) > 0"
+        in (ROOT / "docs" / "operations.md").read_text()
+    )

@@ -23,6 +23,7 @@ from saynad.observability.metrics import (
     Metrics,
 )
 from tests.daemon.fixtures import running_daemon
+from tests.timing import HANG_S
 
 FORBIDDEN_LABELS = {"session", "room", "stream_id", "name", "caller", "callee"}
 
@@ -279,7 +280,7 @@ async def test_a_talking_session_feeds_the_conversation_metrics(tmp_path: Path) 
                     found.setdefault(sample.name, {})[key] = sample.value
             return found
 
-        with trio.fail_after(15):
+        with trio.fail_after(HANG_S):
             while True:
                 values = await scraped()
                 replies = values["saynad_final_transcript_to_speak_seconds_count"][()]

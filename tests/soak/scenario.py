@@ -78,6 +78,7 @@ import httpx
 import trio
 
 from tests.faultproxy import Fault, FaultProxy, ProxyConnection
+from tests.timing import HANG_S
 
 FAULTS = (Fault.STALL, Fault.RESET, Fault.CORRUPT, Fault.HALF_CLOSE, Fault.LATENCY, Fault.SLICE)
 TIMER_SLACK_S = 0.5
@@ -214,7 +215,7 @@ class Emulator:
         """Start it; return the wall time at which it printed its listening line."""
         out = self._spawn()
         assert self.proc is not None
-        with trio.fail_after(30):
+        with trio.fail_after(HANG_S):
             while b"listening on" not in out.read_bytes():
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"emulator exited: {out.read_text()}")
