@@ -514,6 +514,14 @@ class Row:
     measured: str
     limit: str
     ok: bool
+    # What must hold on any machine, however loaded: the row's counts without its time
+    # or memory limit (None: the row has no such limit, ``ok`` is all of it). ``make
+    # soak`` judges ``ok``; the short variant in ``make test`` judges this.
+    holds_untimed: bool | None = None
+
+    @property
+    def ok_untimed(self) -> bool:
+        return self.ok if self.holds_untimed is None else self.holds_untimed
 
 
 def check_sequences(lines: list[str]) -> tuple[int, int, int, int]:
@@ -683,6 +691,7 @@ def criteria(run: Run) -> list[Row]:
             f"{p50:.2f} s / {p99:.2f} s ({len(latencies)} reconnects, {missing} missing)",
             "≤ 3 s / ≤ 10 s",
             p50 <= 3 and p99 <= 10 and missing == 0,
+            holds_untimed=missing == 0 and bool(latencies),
         )
     )
     limit = run.ka_interval + run.ka_timeout
@@ -710,6 +719,7 @@ def criteria(run: Run) -> list[Row]:
             f"≤ {limit:g} s (keepalive {run.ka_interval:g} + {run.ka_timeout:g}; "
             f"+{TIMER_SLACK_S:g} s timer slack)",
             bool(detected) and unreplaced == 0 and worst_detect <= limit + TIMER_SLACK_S,
+            holds_untimed=bool(detected) and unreplaced == 0,
         )
     )
     worst = max(replaced, default=math.nan)
@@ -719,6 +729,7 @@ def criteria(run: Run) -> list[Row]:
             f"{worst:.1f} s ({len(replaced)} replaced, {unreplaced} not)",
             f"≤ {limit + STALL_RECONNECT_S:g} s (+ {STALL_RECONNECT_S:g} s to reconnect)",
             bool(replaced) and unreplaced == 0 and worst <= limit + STALL_RECONNECT_S,
+            holds_untimed=bool(replaced) and unreplaced == 0,
         )
     )
     peak = stampede_peak(run.accept_times, run.kills, run.final_kill)
@@ -766,6 +777,7 @@ def criteria(run: Run) -> list[Row]:
                 f"{growth:+.1f} % ({ref.rss_kb / 1024:.0f} → {end.rss_kb / 1024:.0f} MB)",
                 "< 5 %",
                 growth < 5,
+                holds_untimed=True,  # a memory target: make soak judges it
             )
         )
     return rows
