@@ -37,7 +37,7 @@ $(VENV)/.bench: $(VENV)/.dev requirements/bench.txt
 # The embedded demo, named explicitly: a host's /etc/saynad/saynad.yaml (what a bare
 # `saynad run` would prefer) belongs to its service, not to `make run`.
 run: $(VENV)/.run
-	$(BIN)/saynad run --config saynad/data/examples/demo.yaml
+	$(BIN)/saynad run --config config/saynad.yaml
 
 test: lint typecheck unit
 

@@ -7,7 +7,9 @@ prints the examples; a configuration names a shipped audio file as ``builtin:NAM
 (e.g. ``builtin:demo-caller.wav``), so an example copied anywhere still finds it.
 
 They are found through :mod:`importlib.resources`, so they work from a wheel installed
-in any virtual environment, not only from a checkout.
+in any virtual environment, not only from a checkout. In the repository each of them has
+one copy where operators look for it (``config/``, ``systemd/``, ``deploy/``); the
+entries of ``saynad/data/`` are links to those, which the wheel build turns into files.
 """
 
 from __future__ import annotations
