@@ -16,7 +16,7 @@ LOCKS  := requirements/run.txt requirements/dev.txt requirements/bench.txt
 PIP_SYNC = $(BIN)/python -m pip install --quiet --require-hashes -r
 PIP_SELF = $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 
-.PHONY: run test lint typecheck unit bench soak fmt clean lock upgrade
+.PHONY: run test lint typecheck unit bench soak fmt clean lock upgrade wheel install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,8 @@ $(VENV)/.bench: $(VENV)/.dev requirements/bench.txt
 	$(PIP_SYNC) requirements/bench.txt
 	touch $@
 
+# The embedded demo, named explicitly: a host's /etc/saynad/saynad.yaml (what a bare
+# `saynad run` would prefer) belongs to its service, not to `make run`.
 run: $(VENV)/.run
 	$(BIN)/saynad run --config config/saynad.yaml
 
@@ -73,5 +75,15 @@ upgrade:
 	requirements/compile --upgrade
 	$(MAKE) test
 
+# The wheel (dist/saynad-VERSION-py3-none-any.whl), built by the locked setuptools.
+wheel: $(VENV)/.run
+	rm -rf dist build
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+
+# saynad as a systemd service on this host (as root): /opt/saynad from the wheel and
+# requirements/run.txt, /etc/saynad, /etc/credstore, the unit (deploy/install.sh).
+install: wheel
+	deploy/install.sh dist/saynad-*.whl
+
 clean:
-	rm -rf $(VENV) .venv-lock build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,9 @@
 Exit codes: 0 success, 1 a check found problems or a command failed, 2 usage error
 (argparse), 69 (EX_UNAVAILABLE) the daemon could not listen on ``http.listen``,
 78 (EX_CONFIG) the daemon refused to start on an invalid configuration.
+
+Without ``--config``, ``run`` and ``check`` use ``/etc/saynad/saynad.yaml`` when it
+exists, else the embedded demo shipped in the package, and say which on stderr.
 """
 
 from __future__ import annotations
@@ -24,7 +27,17 @@ import trio
 from saynad._version import __version__
 from saynad.config import DEFAULT_CONFIG_PATH, Config, load_config, summarize
 from saynad.errors import ConfigError
-from saynad.observability.logs import configure_logging
+from saynad.observability.logs import configure_logging, errors_to_journal
+from saynad.shipped import (
+    DEMO_CONFIG,
+    ShippedFileError,
+    example_file,
+    example_names,
+    example_summary,
+    read_shipped,
+    shipped_files,
+    shipped_path,
+)
 
 __all__ = ["main"]
 
@@ -63,6 +76,26 @@ def _emulator(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def default_config(system: str = DEFAULT_CONFIG_PATH) -> tuple[Path, str]:
+    """The file ``run`` and ``check`` use without ``--config``, and why.
+
+    ``system`` when it exists (even if unreadable: that is an error to report, not a
+    reason to run something else), else the embedded demo.
+    """
+    if os.path.lexists(system):
+        return Path(system), "the system configuration"
+    return shipped_path(DEMO_CONFIG), f"the embedded demo: {system} does not exist"
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    """``--config``, or the default (named on stderr so nobody guesses which file ran)."""
+    if args.config is not None:
+        return str(args.config)
+    path, why = default_config()
+    print(f"saynad: using {path} ({why})", file=sys.stderr, flush=True)
+    return str(path)
+
+
 def _load(path: str) -> Config | None:
     """Load the configuration, or print every problem (one per line) to stderr."""
     try:
@@ -74,7 +107,7 @@ def _load(path: str) -> Config | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(_config_path(args))
     if config is None:
         return EX_FAILURE
     print(summarize(config))
@@ -82,14 +115,16 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    errors_to_journal()
+    path = _config_path(args)
+    config = _load(path)
     if config is None:
         # EX_CONFIG: the unit's RestartPreventExitStatus=78 stops a restart loop.
         return EX_CONFIG
     configure_logging(args.log_level or config.logging.level, config.logging.format)
     from saynad.app import run_daemon
 
-    code: int = trio.run(run_daemon, Path(args.config), config)
+    code: int = trio.run(run_daemon, Path(path), config)
     return code
 
 
@@ -209,10 +244,59 @@ def _version(args: argparse.Namespace) -> int:
     return EX_OK
 
 
+def _print_shipped(name: str) -> int:
+    try:
+        data = read_shipped(name)
+    except ShippedFileError as exc:
+        print(f"saynad: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return EX_OK
+
+
+def _config_example(args: argparse.Namespace) -> int:
+    if args.name is None:
+        names = example_names()
+        width = max(len(name) for name in names)
+        for name in names:
+            print(f"{name.ljust(width)}  {example_summary(name)}")
+        return EX_OK
+    try:
+        name = example_file(args.name)
+    except ShippedFileError as exc:
+        print(f"saynad: {exc}", file=sys.stderr)
+        return EX_FAILURE
+    return _print_shipped(name)
+
+
+def _config_path_command(args: argparse.Namespace) -> int:
+    path, why = default_config()
+    print(f"{path}\t{why}")
+    return EX_OK
+
+
+def _files(args: argparse.Namespace) -> int:
+    if args.name is None:
+        for name in shipped_files():
+            print(name)
+        return EX_OK
+    if args.path:
+        try:
+            print(shipped_path(args.name))
+        except ShippedFileError as exc:
+            print(f"saynad: {exc}", file=sys.stderr)
+            return EX_FAILURE
+        return EX_OK
+    return _print_shipped(args.name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="saynad", description="Supervise Sayna voice sessions; a trio-native Sayna client."
     )
+    parser.add_argument("--version", action="version", version=f"saynad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     emulator = sub.add_parser("emulator", help="run the built-in Sayna emulator on loopback")
@@ -247,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
-        default=DEFAULT_CONFIG_PATH,
-        help=f"the YAML configuration file (default: {DEFAULT_CONFIG_PATH})",
+        default=None,
+        help=f"the YAML configuration file (default: {DEFAULT_CONFIG_PATH} if it exists, "
+        "else the embedded demo; stderr names the file used)",
     )
     common.add_argument(
         "--log-level",
@@ -297,12 +382,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
+
+    config = sub.add_parser("config", help="the shipped example configurations")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="COMMAND")
+    example = config_sub.add_parser(
+        "example",
+        help="list the shipped examples, or print one",
+        description="Without NAME: the shipped example configurations, one a line. With "
+        "NAME: print it (saynad config example demo > /etc/saynad/saynad.yaml).",
+    )
+    example.add_argument("name", nargs="?", metavar="NAME")
+    example.set_defaults(func=_config_example)
+    default = config_sub.add_parser(
+        "path", help="the file run and check use without --config, and why"
+    )
+    default.set_defaults(func=_config_path_command)
+
+    files = sub.add_parser(
+        "files",
+        help="list the files shipped with saynad (unit, examples, Prometheus, Grafana), "
+        "or print one",
+        description="Without NAME: every file shipped inside the package. With NAME: print "
+        "it (saynad files systemd/saynad.service), or with --path where it is on disk.",
+    )
+    files.add_argument("name", nargs="?", metavar="NAME")
+    files.add_argument("--path", action="store_true", help="print the file's path on disk")
+    files.set_defaults(func=_files)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (saynad status | head -1): stop quietly. Point stdout at
+        # /dev/null so the interpreter's own flush at exit does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EX_FAILURE
     return result
 
 

@@ -34,6 +34,7 @@ restart exactly the sessions whose spec changed (:func:`diff_sessions`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import difflib
 import hmac
 import importlib
@@ -70,6 +71,7 @@ from saynad.protocol.messages import (
     TTSConfig,
 )
 from saynad.protocol.urls import rest_base_url
+from saynad.shipped import BUILTIN_PREFIX, ShippedFileError, shipped_path
 
 if TYPE_CHECKING:
     from saynad.emulator.options import EmulatorOptions
@@ -1979,6 +1981,16 @@ class _Loader:
     def absolute(self, path: str) -> str:
         return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(path)))
 
+    def input_file(self, path: str) -> str:
+        """A file saynad reads: ``builtin:NAME`` is one shipped with saynad, else as
+        :meth:`absolute` (an unknown ``builtin:`` name stays as written and the file
+        check reports it)."""
+        if path.startswith(BUILTIN_PREFIX):
+            with contextlib.suppress(ShippedFileError):
+                return str(shipped_path(path.removeprefix(BUILTIN_PREFIX)))
+            return path
+        return self.absolute(path)
+
     def absolute_behaviours(self, b: Behaviours) -> Behaviours:
         replace = msgspec.structs.replace
         audio = b.audio
@@ -1986,7 +1998,7 @@ class _Loader:
             audio = replace(
                 audio,
                 source=(
-                    replace(audio.source, path=self.absolute(audio.source.path))
+                    replace(audio.source, path=self.input_file(audio.source.path))
                     if audio.source is not None
                     else None
                 ),
@@ -2007,7 +2019,7 @@ class _Loader:
     def absolute_template(self, t: Template) -> Template:
         loading = t.loading_audio
         if loading is not None:
-            loading = msgspec.structs.replace(loading, path=self.absolute(loading.path))
+            loading = msgspec.structs.replace(loading, path=self.input_file(loading.path))
         return msgspec.structs.replace(
             t, loading_audio=loading, behaviours=self.absolute_behaviours(t.behaviours)
         )

@@ -35,12 +35,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("daemon services", frozenset({"saynad.http", "saynad.runtime_gc", "saynad.systemd"})),
     ("actors", frozenset({"saynad.actors"})),
     ("client and server", frozenset({"saynad.client", "saynad.emulator"})),
-    (
-        "configuration and tools",
-        frozenset({"saynad.config", "saynad.observability", "saynad.testing"}),
-    ),
+    ("configuration and observability", frozenset({"saynad.config", "saynad.observability"})),
     ("foundations", frozenset({"saynad.protocol", "saynad._io"})),
-    ("leaves", frozenset({"saynad.errors", "saynad._version"})),
+    ("leaves", frozenset({"saynad.errors", "saynad._version", "saynad.shipped"})),
 )
 """Top to bottom, as drawn in docs/architecture.md."""
 

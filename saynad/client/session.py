@@ -199,8 +199,8 @@ _OUT_KIND: Final[dict[type[Any], str]] = {
 class SessionStats:
     """Per-session counters, updated in place (cheap to read at any time).
 
-    ``bytes_in``/``bytes_out`` count payload sizes: bytes for binary frames and
-    characters for text frames (the same for ASCII JSON). ``in_by_kind`` is keyed by the
+    ``bytes_in``/``bytes_out`` count payload bytes as on the wire (a text frame's
+    UTF-8 length, not its characters). ``in_by_kind`` is keyed by the
     frame ``type`` (``tts_audio`` for binary frames), ``out_by_kind`` likewise
     (``audio`` for binary frames). ``malformed`` counts frames that are not JSON, not an
     object, or a known type with bad fields; ``unknown_types`` frames with an unknown
@@ -447,7 +447,11 @@ class Session:
         """Count and decode one frame; ``None`` for frames that are skipped."""
         stats = self.stats
         stats.frames_in += 1
-        stats.bytes_in += len(raw)
+        # Bytes on the wire: a text frame's UTF-8 length (str.isascii() is a flag check).
+        if isinstance(raw, bytes) or raw.isascii():
+            stats.bytes_in += len(raw)
+        else:
+            stats.bytes_in += len(raw.encode("utf-8", "surrogatepass"))
         kinds = stats.in_by_kind
         if type(raw) is bytes:
             kinds["tts_audio"] = kinds.get("tts_audio", 0) + 1

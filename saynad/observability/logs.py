@@ -3,19 +3,46 @@
 Every record passes through :func:`redact`: values under secret-looking keys are
 replaced by ``"***"``, and so is any occurrence of a registered secret value (the
 resolved ``${…}`` secrets of the configuration) inside any string field.
+
+When the output stream is journald's (systemd sets ``$JOURNAL_STREAM`` to the device
+and inode of the stream it connected; :func:`journal_stream` compares them with the
+stream's own), each line starts with its syslog priority, ``<3>`` for errors to ``<7>``
+for debug (sd-daemon(3)): journald strips the prefix and files the line at that
+priority, so ``journalctl -p err`` finds saynad's errors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import os
 import sys
-from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, Final, TextIO, cast
 
 import structlog
 
-__all__ = ["configure_logging", "redact", "register_secrets"]
+__all__ = [
+    "SYSLOG_PRIORITIES",
+    "PriorityLines",
+    "configure_logging",
+    "errors_to_journal",
+    "journal_stream",
+    "redact",
+    "register_secrets",
+]
+
+SYSLOG_PRIORITIES: Final = {
+    "critical": 2,
+    "error": 3,
+    "exception": 3,
+    "warning": 4,
+    "warn": 4,
+    "info": 6,
+    "debug": 7,
+}
+"""structlog level → syslog priority (the ``<N>`` prefix journald understands)."""
 
 _SECRET_KEYS = frozenset(
     {"api_key", "secret", "secrets", "token", "control_token", "authorization", "password"}
@@ -65,10 +92,93 @@ class _Printer(structlog.PrintLogger):
     fatal = failure = msg
 
 
+def journal_stream(stream: TextIO, env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``stream`` is connected to journald: ``$JOURNAL_STREAM`` (``DEV:INODE``)
+    names this very stream (not one a parent process had)."""
+    value = (os.environ if env is None else env).get("JOURNAL_STREAM", "")
+    device, sep, inode = value.partition(":")
+    if not sep or not device.isdigit() or not inode.isdigit():
+        return False
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, ValueError):  # no file descriptor (a StringIO), or closed
+        return False
+    return (status.st_dev, status.st_ino) == (int(device), int(inode))
+
+
+class _SyslogPrefixed:
+    """A renderer wrapper: ``<N>`` + the rendered line, N the record's syslog priority."""
+
+    def __init__(self, renderer: Any) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> str:
+        priority = SYSLOG_PRIORITIES.get(str(event_dict.get("level", method)), 6)
+        return f"<{priority}>{self._renderer(logger, method, event_dict)}"
+
+
+class PriorityLines(io.TextIOBase):
+    """A text stream that starts every line written to ``stream`` with ``<priority>``.
+
+    For what bypasses structlog under journald (the configuration's problems before
+    exit 78, a traceback, a warning on stderr): ``errors_to_journal`` wraps stderr in
+    one, so ``journalctl -p err`` shows them too.
+    """
+
+    def __init__(self, stream: TextIO, priority: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self._prefix = f"<{priority}>"
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        lines = text.split("\n")
+        out = []
+        for i, line in enumerate(lines):
+            if i:
+                out.append("\n")
+                self._at_line_start = True
+            if line:
+                if self._at_line_start:
+                    out.append(self._prefix)
+                out.append(line)
+                self._at_line_start = False
+        self._stream.write("".join(out))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+
+def errors_to_journal(env: Mapping[str, str] | None = None) -> None:
+    """Under journald, give everything written to stderr the error priority (``<3>``)."""
+    if journal_stream(sys.stderr, env) and not isinstance(sys.stderr, PriorityLines):
+        sys.stderr = cast(TextIO, PriorityLines(sys.stderr, SYSLOG_PRIORITIES["error"]))
+
+
 def configure_logging(
-    level: str = "info", fmt: str = "auto", *, stream: TextIO | None = None
+    level: str = "info",
+    fmt: str = "auto",
+    *,
+    stream: TextIO | None = None,
+    syslog_prefix: bool | None = None,
 ) -> None:
-    """Configure structlog for the whole process. ``fmt``: auto | json | console."""
+    """Configure structlog for the whole process. ``fmt``: auto | json | console.
+
+    ``syslog_prefix``: start each line with its ``<N>`` syslog priority; by default
+    exactly when ``stream`` is journald's (:func:`journal_stream`).
+    """
     out = stream or sys.stdout
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
@@ -77,6 +187,8 @@ def configure_logging(
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
+    if journal_stream(out) if syslog_prefix is None else syslog_prefix:
+        renderer = _SyslogPrefixed(renderer)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

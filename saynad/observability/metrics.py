@@ -31,6 +31,9 @@ from typing import Final, Protocol
 
 import trio.lowlevel
 from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -43,6 +46,7 @@ from prometheus_client.registry import Collector
 from saynad._version import __version__
 
 __all__ = [
+    "AGENT_FAILURE_REASONS",
     "FAILURE_REASONS",
     "WEBHOOK_OUTCOMES",
     "DaemonSnapshot",
@@ -75,6 +79,15 @@ FAILURE_REASONS: Final = (
     "gave_up",  # restart intensity exceeded: the session is left ``failed``
 )
 """Values of ``saynad_session_failures_total{reason}``."""
+
+AGENT_FAILURE_REASONS: Final = (
+    "timeout",  # no reply within the agent's timeout_s
+    "status",  # the backend answered an HTTP error
+    "transport",  # the backend could not be reached or the connection broke
+    "bad_reply",  # the backend answered something that is not a reply
+    "exception",  # a python agent raised
+)
+"""Values of ``saynad_agent_failures_total{reason}`` (``AgentError.reason``)."""
 
 SPEAK_BUCKETS: Final = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 REPLY_BUCKETS: Final = (
@@ -189,7 +202,9 @@ class _Totals:
     barge_ins: int = 0
     behaviour_errors: int = 0
     agent_requests: int = 0
-    agent_failures: dict[str, int] = field(default_factory=dict)
+    agent_failures: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(AGENT_FAILURE_REASONS, 0)
+    )
     drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CHANNELS, 0))
     sink_written: int = 0
     sink_errors: int = 0
@@ -247,7 +262,11 @@ class Metrics:
     """The catalog. Create one per daemon with the registry ``/metrics`` serves.
 
     ``snapshot`` returns the daemon's current :class:`DaemonSnapshot`; it is called at
-    every scrape (by default: no sessions).
+    every scrape (by default: no sessions). ``runtime_collectors`` adds the client
+    library's standard process and interpreter families to ``registry``
+    (``process_resident_memory_bytes``, ``process_cpu_seconds_total``,
+    ``process_open_fds``, ``process_start_time_seconds``, ``python_info``,
+    ``python_gc_*``): what every Prometheus user expects of a daemon.
     """
 
     def __init__(
@@ -256,6 +275,7 @@ class Metrics:
         *,
         snapshot: Callable[[], DaemonSnapshot] | None = None,
         clock: Callable[[], float] = time.time,
+        runtime_collectors: bool = True,
     ) -> None:
         # ``*_created`` series would double the series count for no operational use.
         # (A process-wide switch; saynad has no other metrics.)
@@ -358,6 +378,11 @@ class Metrics:
             self.config_reloads.labels(outcome=outcome)
 
         registry.register(_LiveCollector(self))
+        if runtime_collectors:
+            # The same collectors prometheus_client puts in its global registry; saynad
+            # serves its own registry, so it adds them here.
+            for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+                registry.register(collector)
 
     # ----------------------------------------------------------------- sessions
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import trio
 
+from tests.timing import HANG_S
+
 FLEET = """
 sayna:
   emulator:
@@ -83,7 +85,11 @@ class DaemonProcess:
         return [line for line in self.lines if predicate(line)]
 
     async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], *, count: int = 1, within_s: float = 15
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        count: int = 1,
+        within_s: float = HANG_S,
     ) -> list[dict[str, Any]]:
         with trio.fail_after(within_s):
             while len(found := self.find(predicate)) < count:

@@ -9,19 +9,18 @@ from pathlib import Path
 import trio
 
 from tests.app.conftest import daemon_process, state, write_fleet
+from tests.timing import HANG_S
 
 
-async def test_sigterm_drains_and_exits_zero_within_the_drain_timeout(tmp_path: Path) -> None:
+async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
     write_fleet(config, {"a": "hello a", "b": "hello b"}, drain_s=2.0)
     async with daemon_process(config) as daemon:
         await daemon.wait_for(lambda line: line.get("new") == "ready", count=2)
-        started = trio.current_time()
         daemon.signal(signal.SIGTERM)
-        with trio.fail_after(2.0 + 3.0):
+        with trio.fail_after(HANG_S):
             code = await daemon.process.wait()
         assert code == 0
-        assert trio.current_time() - started < 2.0 + 3.0
         assert daemon.find(lambda line: line.get("event") == "drained")
         ended = daemon.find(lambda line: line.get("event") == "session ended")
         assert {line["session"] for line in ended} == {"a", "b"}
@@ -52,7 +51,7 @@ async def test_sighup_applies_a_valid_change_to_that_session_only(tmp_path: Path
         # The unchanged session never reconnected.
         assert len(daemon.find(state("keep", "connecting"))) == 1
         daemon.signal(signal.SIGTERM)
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             assert await daemon.process.wait() == 0
 
 
@@ -76,7 +75,7 @@ async def test_sighup_with_a_broken_file_keeps_the_running_fleet(tmp_path: Path)
         await daemon.wait_for(lambda line: line.get("event") == "configuration reloaded")
         assert len(daemon.find(state("a", "connecting"))) == 1
         daemon.signal(signal.SIGTERM)
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             assert await daemon.process.wait() == 0
 
 

@@ -18,6 +18,7 @@ from saynad.config import load_config
 from saynad.runtime_gc import MIN_INTERVAL_S, SETTLE_TIMEOUT_S, THRESHOLDS, Freeze, GcPolicy
 from tests.app.conftest import write_fleet
 from tests.app.test_reload import wait_ready
+from tests.timing import HANG_S
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +78,7 @@ async def test_the_daemon_freezes_the_settled_fleet_and_refreezes_after_a_reload
         doomed = Cycle()
         dead = weakref.ref(doomed)
         await wait_ready(daemon, set(names))
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             first = await policy.wait_freezes(1)
         assert first.reason == "fleet started"
         assert policy.states[0] == {SessionState.READY}  # frozen only once all were ready
@@ -90,7 +91,7 @@ async def test_the_daemon_freezes_the_settled_fleet_and_refreezes_after_a_reload
         rewrite_fleet(path, {**names, "added": "hi"})
         outcome = await daemon.reload()
         assert (outcome.ok, outcome.added) == (True, 1)
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             second = await policy.wait_freezes(2)
         assert second.reason == "reload"
         assert policy.states[1] == {SessionState.READY}  # the added session too
@@ -111,10 +112,10 @@ async def test_a_session_run_that_ends_asks_for_a_refreeze(tmp_path: Path) -> No
     daemon = Daemon(config_path=path, config=load_config(path), registry=registry, gc_policy=policy)
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             await policy.wait_freezes(1)
         assert await daemon.restart_session("a")
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             second = await policy.wait_freezes(2)
         assert second.reason == "session ended"
         assert policy.states[1] == {SessionState.READY}
@@ -159,7 +160,7 @@ async def test_the_freeze_waits_for_the_fleet_to_settle() -> None:
         await trio.testing.wait_all_tasks_blocked(0.1)
         assert policy.freezes == 0  # still connecting
         registry.set_state("a", SessionState.READY)
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             done = await policy.wait_freezes(1)
         assert done.reason == "fleet started"
         nursery.cancel_scope.cancel()

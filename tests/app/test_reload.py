@@ -10,6 +10,7 @@ from saynad.actors.registry import SessionState
 from saynad.app import Daemon
 from saynad.config import load_config
 from tests.app.conftest import write_fleet
+from tests.timing import HANG_S
 
 
 async def wait_ready(daemon: Daemon, names: set[str]) -> None:
@@ -21,7 +22,7 @@ async def wait_ready(daemon: Daemon, names: set[str]) -> None:
 
     daemon.registry.listeners.append(on_transition)
     try:
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             while {
                 r.name for r in daemon.registry.snapshot() if r.state is SessionState.READY
             } != names:

@@ -13,7 +13,7 @@ from saynad.client.session import Session, open_session
 from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError, ValidationError
 from saynad.protocol.messages import STTConfig, TTSConfig
-from saynad.testing.faultproxy import Fault, FaultProxy
+from tests.faultproxy import Fault, FaultProxy
 
 STT = STTConfig("deepgram", "en-US", 16000, 1, True, "linear16", "nova-3")
 TTS = TTSConfig(provider="deepgram", model="aura-2")

@@ -64,6 +64,7 @@ from saynad.protocol.messages import (
     TurnDetectSettings,
     VadSettings,
 )
+from tests.timing import HANG_S
 
 STT = STTConfig(
     provider="deepgram",
@@ -98,7 +99,7 @@ async def barrier(session: Session) -> list[SessionEvent]:
     """Events received before the reply to a barrier frame."""
     await session.update_config(turn_detect=TurnDetectSettings(threshold=9.0))
     seen: list[SessionEvent] = []
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_S):
         async for event in session.events():
             if isinstance(event, Error) and event.message.startswith(BARRIER_PREFIX):
                 return seen
@@ -107,7 +108,7 @@ async def barrier(session: Session) -> list[SessionEvent]:
 
 
 async def next_event(session: Session) -> SessionEvent:
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_S):
         return await session.events().__anext__()
 
 
@@ -262,7 +263,7 @@ async def test_speak_yields_audio_then_playback_complete(emulator: Emulator) -> 
     async with open_session(emulator.url, stt=STT, tts=TTS) as session:
         await session.speak("hello world")
         audio = b""
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             async for event in session.events():
                 if isinstance(event, TTSAudio):
                     audio += event.data
@@ -331,7 +332,7 @@ async def test_room_events_then_normal_end(emulator: Emulator) -> None:
         assert binary.message.topic == "default"
         state.leave("room-1", "caller")
         rest: list[SessionEvent] = []
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             async for event in session.events():  # ends without raising (close 1005)
                 rest.append(event)
         assert [type(e) for e in rest] == [ParticipantDisconnected]
@@ -491,7 +492,7 @@ async def test_ready_timeout() -> None:
         server: trio_websocket.WebSocketServer = await nursery.start(
             partial(trio_websocket.serve_websocket, silent, "127.0.0.1", 0, ssl_context=None)
         )
-        with trio.fail_after(5), pytest.raises(ReadyTimeoutError):
+        with trio.fail_after(HANG_S), pytest.raises(ReadyTimeoutError):
             async with open_session(
                 f"ws://127.0.0.1:{server.port}/ws", stt=STT, tts=TTS, ready_timeout_s=0.2
             ):
@@ -503,7 +504,7 @@ async def test_connection_refused_is_a_transport_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with trio.fail_after(5), pytest.raises(TransportError):
+    with trio.fail_after(HANG_S), pytest.raises(TransportError):
         async with open_session(f"http://127.0.0.1:{port}", stt=STT, tts=TTS):
             pass
 
@@ -517,7 +518,7 @@ async def test_peer_hanging_up_during_the_handshake_fails_at_once() -> None:
         listeners = await nursery.start(partial(trio.serve_tcp, hang_up, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         # Far below connect_timeout_s: the failure is reported as soon as it happens.
-        with trio.fail_after(2), pytest.raises(TransportError, match="during the WebSocket"):
+        with trio.fail_after(HANG_S), pytest.raises(TransportError, match="during the WebSocket"):
             async with open_session(f"ws://127.0.0.1:{port}/ws", stt=STT, tts=TTS):
                 pass
         nursery.cancel_scope.cancel()
@@ -530,7 +531,7 @@ async def test_slow_handshake_is_a_transport_error() -> None:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, mute, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
-        with trio.fail_after(5), pytest.raises(TransportError, match=r"longer than 0\.2 s"):
+        with trio.fail_after(HANG_S), pytest.raises(TransportError, match=r"longer than 0\.2 s"):
             async with open_session(
                 f"ws://127.0.0.1:{port}/ws", stt=STT, tts=TTS, connect_timeout_s=0.2
             ):
@@ -565,7 +566,7 @@ async def test_aclose_from_another_task_ends_a_waiting_iterator(emulator: Emulat
             async for event in session.events():
                 seen.append(event)
 
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(consume)
                 await trio.sleep(0.05)  # let the consumer block on the socket
@@ -649,7 +650,7 @@ async def scripted_server(script: Script) -> AsyncIterator[str]:
 
 async def run_scripted(script: Script) -> tuple[list[SessionEvent], Session]:
     async with scripted_server(script) as url:
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             async with open_session(url, stt=STT, tts=TTS) as session:
                 return [event async for event in session.events()], session
 
@@ -711,7 +712,7 @@ async def test_abnormal_closes_raise(code: int | str | None, reason: str, expect
             await peer.close(code, reason)
 
     async with scripted_server(script) as url:
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             async with open_session(url, stt=STT, tts=TTS) as session:
                 assert isinstance(await next_event(session), STTResult)
                 with pytest.raises(ConnectionClosedError) as info:
@@ -725,7 +726,7 @@ async def test_close_before_ready_raises() -> None:
         await peer.close(1000)
 
     async with scripted_server(script) as url:
-        with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+        with trio.fail_after(HANG_S), pytest.raises(ConnectionClosedError) as info:
             async with open_session(url, stt=STT, tts=TTS):
                 pass
     assert info.value.code == 1000
@@ -770,13 +771,13 @@ async def test_untrusted_tls_certificate_is_a_transport_error() -> None:
         )
         port = listeners[0].transport_listener.socket.getsockname()[1]
         url = f"wss://127.0.0.1:{port}/ws"
-        with trio.fail_after(5), pytest.raises(TransportError, match="TLS handshake"):
+        with trio.fail_after(HANG_S), pytest.raises(TransportError, match="TLS handshake"):
             async with open_session(url, stt=STT, tts=TTS):
                 pass
         # With the CA trusted, TLS succeeds (and the plain TLS server then hangs up).
         client_context = ssl.create_default_context()
         ca.configure_trust(client_context)
-        with trio.fail_after(5), pytest.raises(TransportError, match="during the WebSocket"):
+        with trio.fail_after(HANG_S), pytest.raises(TransportError, match="during the WebSocket"):
             async with open_session(url, stt=STT, tts=TTS, ssl_context=client_context):
                 pass
         nursery.cancel_scope.cancel()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -34,6 +35,7 @@ from saynad.protocol import framing
 from saynad.protocol.messages import STTResult
 from tests.client.test_session import STT, TTS
 from tests.client.test_transport import Server
+from tests.timing import HANG_S
 
 
 def chunks(count: int, size: int = 640) -> list[bytes]:
@@ -55,7 +57,7 @@ class Received:
 
     async def until(self, predicate: Callable[[Received], bool]) -> None:
         """Wait (at most 30 s) until ``predicate(self)`` holds."""
-        with trio.fail_after(30):
+        with trio.fail_after(HANG_S):
             while not predicate(self):
                 await self.arrived.park()
 
@@ -228,7 +230,7 @@ async def test_short_writes_and_a_full_kernel_buffer_keep_frames_whole(
             await _serve(server, received)
 
         nursery.start_soon(late_reader)
-        with trio.fail_after(30):
+        with trio.fail_after(HANG_S):
             await transport.stream_bytes(data, 0, start=trio.current_time())
         await transport.send_text("after")
         await received.until(lambda r: len(r.messages) == 25)
@@ -318,7 +320,7 @@ async def test_stream_audio_yields_transcripts_and_counts_frames(
         # 1 ms apart: paced like real time, without taking 2 s of it.
         await session.stream_audio(audio, 0.001, on_sent=lambda _, lag: lags.append(lag))
         finals = []
-        with trio.fail_after(10):
+        with trio.fail_after(HANG_S):
             async for event in session.events():
                 if isinstance(event, STTResult) and event.is_final:
                     finals.append(event.transcript)
@@ -369,7 +371,7 @@ async def test_a_callback_adding_a_due_entry_runs_in_the_next_timer_pass() -> No
             done.set()
 
     pacing.call_at(trio.current_time(), again)
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_S):
         await done.wait()
     trio.lowlevel.remove_instrument(steps)
     # Each in its own pass: the timer task yields to the scheduler between them.
@@ -412,7 +414,27 @@ def test_both_masking_routines_agree(data: bytes, key: bytes) -> None:
 
 
 def test_the_compiled_masking_routine_is_in_use() -> None:
+    # The locks install the speedups extra (websockets).
     assert framing.apply_mask is not framing.mask_in_python
+
+
+@pytest.mark.parametrize(
+    "shadow",
+    [
+        "sys.modules['websockets.speedups'] = None",  # not installed: ImportError
+        "import websockets.speedups as m; m.apply_mask = lambda data, key: bytes(data)",  # changed
+    ],
+    ids=["missing", "misbehaving"],
+)
+async def test_without_a_working_compiled_routine_the_pure_masking_is_used(shadow: str) -> None:
+    code = (
+        f"import sys; {shadow}\n"
+        "from saynad.protocol import framing\n"
+        "assert framing.apply_mask is framing.mask_in_python\n"
+        "assert framing.apply_mask(b'abcd', b'\\x01\\x01\\x01\\x01') == b'`cbe'\n"
+    )
+    result = await trio.run_process([sys.executable, "-c", code], capture_stderr=True, check=False)
+    assert result.returncode == 0, result.stderr.decode()
 
 
 # --------------------------------------------------------------------------- connecting
@@ -428,7 +450,7 @@ async def test_numeric_hosts_connect_directly_and_refusals_are_errors(emulator: 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    with pytest.raises(OSError, match="Connection refused"):
+    with pytest.raises(ConnectionRefusedError):  # the errno, not the OS's wording
         await open_fast_tcp_stream("127.0.0.1", closed_port)
     # A name still goes through DNS and trio's happy eyeballs.
     stream = await open_fast_tcp_stream("localhost", port)

@@ -32,6 +32,7 @@ from saynad.client import pacing
 from saynad.client._wsproto import WsprotoTransport, handshake
 from saynad.errors import ConnectionClosedError, HandshakeRejectedError, TransportError
 from saynad.protocol.framing import FIN, masked_frame, unmasked_frame
+from tests.timing import HANG_S
 
 # --------------------------------------------------------------------------- frames
 
@@ -132,7 +133,7 @@ async def connected(
             yield transport
         finally:
             await transport.aclose()
-            with trio.move_on_after(5):
+            with trio.move_on_after(HANG_S):
                 await done.wait()  # let the scenario finish its checks
             nursery.cancel_scope.cancel()
 
@@ -181,7 +182,7 @@ async def test_messages_both_ways_and_ping_answered() -> None:
     async with connected(scenario) as transport:
         await transport.send_text('{"type":"config"}')
         await transport.send_bytes(b"\x00" * 640)
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             assert await transport.receive() == '{"type":"ready"}'
             assert await transport.receive() == b"\x01\x02"
             assert await transport.receive() == "abcd"
@@ -208,7 +209,7 @@ async def test_concurrent_senders_never_interleave_frames() -> None:
                         await transport.send_bytes(bytes([task]) * (1000 + i))
 
                 nursery.start_soon(send)
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             await all_in.wait()
     assert sorted(len(m) for m in received) == sorted(1000 + i for _ in range(3) for i in range(20))
     assert all(len(set(m)) == 1 for m in received)
@@ -233,7 +234,7 @@ async def test_peer_close_delivers_earlier_messages_then_raises(
         answers.append(await server.next_event())
 
     async with connected(scenario) as transport:
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             assert await transport.receive() == "last words"
             with pytest.raises(ConnectionClosedError) as info:
                 await transport.receive()
@@ -253,7 +254,7 @@ async def test_eof_without_close_frame_is_1006() -> None:
         await server.stream.aclose()
 
     async with connected(scenario) as transport:
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             assert await transport.receive() == "hi"
             with pytest.raises(ConnectionClosedError) as info:
                 await transport.receive()
@@ -270,10 +271,10 @@ async def test_oversized_message_closes_with_1009() -> None:
         answered.set()
 
     async with connected(scenario, max_message_bytes=100) as transport:
-        with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+        with trio.fail_after(HANG_S), pytest.raises(ConnectionClosedError) as info:
             await transport.receive()
         assert info.value.code == 1009
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             await answered.wait()
     assert isinstance(answers[0], CloseConnection)
     assert answers[0].code == 1009
@@ -348,14 +349,14 @@ def raw_scenario(raw: bytes, *, piece: int = 0, answers: list[object] | None = N
         else:
             await server.stream.send_all(raw)
         if answers is not None:
-            with trio.move_on_after(5):
+            with trio.move_on_after(HANG_S):
                 answers.append(await server.next_event())
 
     return scenario
 
 
 async def receive_all(transport: WsprotoTransport, count: int) -> list[str | bytes]:
-    with trio.fail_after(60):  # a hang guard, never a speed test
+    with trio.fail_after(HANG_S):
         return [await transport.receive() for _ in range(count)]
 
 
@@ -413,7 +414,7 @@ async def test_malformed_frames_close_with_wsprotos_code(raw: bytes, code: int) 
     ok = server_frame(1, b"before")
     async with connected(raw_scenario(ok + raw, answers=answers)) as transport:
         assert await receive_all(transport, 1) == ["before"]
-        with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+        with trio.fail_after(HANG_S), pytest.raises(ConnectionClosedError) as info:
             await transport.receive()
     assert info.value.code == code
     assert isinstance(answers[0], CloseConnection)
@@ -425,7 +426,7 @@ async def test_an_oversized_header_closes_at_once_without_waiting_for_the_payloa
     raw = bytes((0x82, 127)) + (1 << 30).to_bytes(8, "big") + b"xx"
     answers: list[object] = []
     async with connected(raw_scenario(raw, answers=answers), max_message_bytes=1024) as transport:
-        with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+        with trio.fail_after(HANG_S), pytest.raises(ConnectionClosedError) as info:
             await transport.receive()
     assert info.value.code == 1009
     assert isinstance(answers[0], CloseConnection)
@@ -473,7 +474,7 @@ async def test_aclose_from_another_task_ends_a_blocked_receive() -> None:
             except ConnectionClosedError as exc:
                 outcome.append(exc)
 
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(consume)
                 await trio.testing.wait_all_tasks_blocked()
@@ -498,7 +499,7 @@ async def answer_upgrade_with(raw: bytes, *, then_close: bool = True) -> Transpo
 
         nursery.start_soon(serve)
         try:
-            with trio.fail_after(5):
+            with trio.fail_after(HANG_S):
                 await handshake(
                     client_stream,
                     host="h",
@@ -570,7 +571,7 @@ async def test_fast_socket_stream_round_trip_and_close_wakes_reader() -> None:
         while got < len(big):
             got += len(await right.receive_some(1 << 20))
     # Closing wakes a blocked reader with ClosedResourceError.
-    with trio.fail_after(5):
+    with trio.fail_after(HANG_S):
         async with trio.open_nursery() as nursery:
 
             async def blocked() -> None:

@@ -1,4 +1,4 @@
-"""Every YAML file under ``config/`` loads, and the broken-file corpus fails as expected.
+"""Every shipped example configuration loads, and the broken-file corpus fails as expected.
 
 The corpus lives in ``tests/corpus/configs/``. Each file starts with comment lines:
 ``# expect: LINE: PATH: MESSAGE`` (one per problem the file must produce; the problem
@@ -14,56 +14,75 @@ import pytest
 
 from saynad.config import Config, load_config, summarize
 from saynad.errors import ConfigError
+from saynad.shipped import DEMO_CONFIG, example_file, example_names, shipped_path
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = ROOT / "config"
 CORPUS_DIR = ROOT / "tests" / "corpus" / "configs"
 
-CONFIG_FILES = sorted(CONFIG_DIR.rglob("*.yaml"))
+EXAMPLES = {name: shipped_path(example_file(name)) for name in example_names()}
 CORPUS_FILES = sorted(CORPUS_DIR.glob("*.yaml"))
 
-# What the examples need from their environment: every ${env:…} and ${credential:…}.
-EXAMPLE_ENV = {
-    "OPENAI_API_KEY": "sk-test-openai",
-    "SAYNA_API_KEY": "sayna-test-key",
-    "AGENT_TOKEN": "Bearer agent-test-token",
-}
+# Every ${credential:…} of the examples (the unit loads the same names, see
+# tests/deploy/test_credentials.py); no example reads its secrets from ${env:…}.
 EXAMPLE_CREDENTIALS = {
     "sayna-api-key": "sayna-credential-value",
     "control-token": "control-token-value",
     "sip-webhook-secret": "sip-webhook-secret-0123456789",
     "elevenlabs-api-key": "elevenlabs-credential-value",
+    "openai-api-key": "sk-test-openai-credential",
     "transcripts-token": "Bearer transcripts-token-value",
+    "agent-token": "Bearer agent-test-token",
 }
 
 
-def test_config_directory_has_the_default_and_examples() -> None:
-    names = {path.relative_to(CONFIG_DIR).as_posix() for path in CONFIG_FILES}
-    assert {
-        "saynad.yaml",
-        "examples/livekit-phone-agent.yaml",
-        "examples/websocket-only.yaml",
-    } <= names
+def test_the_package_ships_the_demo_and_the_examples() -> None:
+    assert {"demo", "livekit-phone-agent", "websocket-only"} <= set(EXAMPLES)
 
 
-@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.relative_to(CONFIG_DIR).as_posix())
-def test_every_config_file_loads(path: Path, tmp_path: Path) -> None:
-    for name, value in EXAMPLE_CREDENTIALS.items():
-        (tmp_path / name).write_text(value + "\n")
-    env = {**EXAMPLE_ENV, "CREDENTIALS_DIRECTORY": str(tmp_path)}
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_example_loads(name: str, tmp_path: Path) -> None:
+    path = EXAMPLES[name]
+    for credential, value in EXAMPLE_CREDENTIALS.items():
+        (tmp_path / credential).write_text(value + "\n")
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
     config = load_config(path, env=env)
     assert isinstance(config, Config)
     assert config.sessions, "every shipped configuration runs at least one session"
     text = summarize(config) + repr(config)
-    for secret in [*EXAMPLE_ENV.values(), *EXAMPLE_CREDENTIALS.values()]:
+    for secret in EXAMPLE_CREDENTIALS.values():
         assert secret not in text
     for spec in config.sessions:
         frame = spec.config_frame()  # every spec converts into the wire types
         assert frame.audio == spec.audio
 
 
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_an_example_copied_anywhere_still_loads(name: str, tmp_path: Path) -> None:
+    # Shipped audio is named builtin:NAME, not by a path relative to the package.
+    copy = tmp_path / "elsewhere" / "saynad.yaml"
+    copy.parent.mkdir()
+    copy.write_bytes(EXAMPLES[name].read_bytes())
+    for credential, value in EXAMPLE_CREDENTIALS.items():
+        (tmp_path / credential).write_text(value + "\n")
+    load_config(copy, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+
+
+def test_builtin_names_a_shipped_file_and_an_unknown_one_is_a_located_problem(
+    tmp_path: Path,
+) -> None:
+    text = EXAMPLES["demo"].read_text()
+    assert "builtin:demo-caller.wav" in text
+    broken = tmp_path / "saynad.yaml"
+    broken.write_text(text.replace("builtin:demo-caller.wav", "builtin:no-such.wav", 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(broken, env={})
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{broken}:")
+    assert "behaviours.audio.source.path: file builtin:no-such.wav does not exist" in problem
+
+
 def test_default_config_is_the_embedded_demo() -> None:
-    config = load_config(CONFIG_DIR / "saynad.yaml", env={})
+    config = load_config(shipped_path(DEMO_CONFIG), env={})
     assert config.sayna.embedded
     assert [spec.name for spec in config.sessions] == ["lobby", "reception", "kiosk"]
     for spec in config.sessions:

@@ -31,6 +31,7 @@ from tests.corpus._injector import FrameInjector
 from tests.corpus._webhooks import CLOCK_SLACK_S, MAX_BODY_BYTES, build_request
 from tests.corpus._wsserver import item_frames
 from tests.daemon.fixtures import STT, free_port, wait_until
+from tests.timing import HANG_S
 
 ROOT = Path(__file__).resolve().parents[2]
 WAV = ROOT / "saynad" / "data" / "demo-caller.wav"
@@ -160,9 +161,9 @@ async def test_daemon_stays_healthy_under_hostile_traffic(tmp_path: Path) -> Non
             wav=WAV,
         )
         async with corpus_daemon(tmp_path, text) as daemon:
-            client = httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=5)
+            client = httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=HANG_S)
             async with client:
-                with trio.fail_after(10):  # warm-up: both sessions transcribe
+                with trio.fail_after(HANG_S):  # warm-up: both sessions transcribe
                     await injector.wait_for_transcripts(5, "steady", "noisy")
                 baseline = await count_over_window(injector, "steady")
                 malformed_before = malformed_total(daemon)

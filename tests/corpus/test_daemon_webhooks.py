@@ -21,6 +21,7 @@ from saynad.app import Daemon
 from tests.corpus._corpus import load_items
 from tests.corpus._daemon import corpus_daemon, raw_request
 from tests.corpus._webhooks import CLOCK_SLACK_S, MAX_BODY_BYTES, build_request
+from tests.timing import HANG_S
 
 WEBHOOK_PATH = "/webhooks/sip"
 # How the route reports each refusal (saynad/http.py): the status is the error's
@@ -88,11 +89,11 @@ async def test_every_webhook_attack_over_http(tmp_path: Path) -> None:
     wrong: dict[str, str] = {}
     options = {"sessions": (), "max_sessions": 50, "max_body_bytes": MAX_BODY_BYTES}
     async with corpus_daemon(tmp_path, **options) as daemon:
-        client = httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=5)
+        client = httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=HANG_S)
         async with client:
             for index, item in enumerate(items):
                 before = await webhook_outcomes(client)
-                with trio.fail_after(5):
+                with trio.fail_after(HANG_S):
                     statuses = await post_item(daemon, item, index)
                 moved = delta(before, await webhook_outcomes(client))
                 status, moves = expected(item, len(statuses))
@@ -110,7 +111,7 @@ async def test_http_layer_refusals(tmp_path: Path) -> None:
     limit without a usable declaration is cut off while reading, other methods get 405."""
     async with corpus_daemon(tmp_path, sessions=(), max_body_bytes=MAX_BODY_BYTES) as daemon:
         url = daemon.http_urls[0]
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             status, _ = await raw_request(url, "POST", WEBHOOK_PATH, declared_length=10**9)
             assert status == 413
             body = b"x" * (MAX_BODY_BYTES + 1)

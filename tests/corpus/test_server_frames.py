@@ -18,6 +18,7 @@ from saynad.errors import ConnectionClosedError
 from saynad.protocol.messages import STTConfig, STTResult, TTSAudio, TTSConfig
 from tests.corpus._corpus import load_items, params
 from tests.corpus._wsserver import RawPeer, item_frames, raw_ws_server
+from tests.timing import HANG_S
 
 STT = STTConfig(
     provider="deepgram",
@@ -71,7 +72,7 @@ async def test_hostile_server_frame(item: dict[str, Any]) -> None:
     closed: ConnectionClosedError | None = None
     limit = item.get("max_message_bytes", DEFAULT_LIMIT)
     async with raw_ws_server(script) as url:
-        with capture_logs() as logs, trio.fail_after(5):
+        with capture_logs() as logs, trio.fail_after(HANG_S):
             async with open_session(url, stt=STT, tts=TTS, max_message_bytes=limit) as session:
                 try:
                     async for event in session.events():

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from saynad.protocol.webhooks import (
     encode_webhook_payload,
     sign_webhook,
 )
+from tests.timing import HANG_S
 
 SECRET = "test-webhook-secret-0123456789"
 CALLER_WAV = Path(__file__).resolve().parents[2] / "saynad" / "data" / "demo-caller.wav"
@@ -145,7 +146,7 @@ def signed_call(room: str, event_id: str, **kwargs: Any) -> tuple[dict[str, str]
     return signed(body, event_id, **kwargs), body
 
 
-async def wait_until(predicate: Callable[[], bool], *, within_s: float = 10.0) -> None:
+async def wait_until(predicate: Callable[[], bool], *, within_s: float = HANG_S) -> None:
     """Poll ``predicate`` (cheap, in-process state) until true; fail after ``within_s``."""
     with trio.fail_after(within_s):
         while True:
@@ -168,7 +169,7 @@ async def running_daemon(
     daemon = Daemon(config_path=path, config=load_config(path, env=ENV), env=ENV)
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
-        async with httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=10) as client:
+        async with httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=HANG_S) as client:
             yield daemon, client
         nursery.cancel_scope.cancel()
 
@@ -199,7 +200,7 @@ class DaemonProcess:
             self._changed = trio.Event()
 
     async def wait_for(
-        self, predicate: Callable[[dict[str, Any]], bool], *, within_s: float = 20
+        self, predicate: Callable[[dict[str, Any]], bool], *, within_s: float = HANG_S
     ) -> dict[str, Any]:
         with trio.fail_after(within_s):
             while True:
@@ -208,7 +209,7 @@ class DaemonProcess:
                         return line
                 await self._changed.wait()
 
-    async def event(self, name: str, *, within_s: float = 20) -> dict[str, Any]:
+    async def event(self, name: str, *, within_s: float = HANG_S) -> dict[str, Any]:
         return await self.wait_for(lambda line: line.get("event") == name, within_s=within_s)
 
     @property
@@ -220,15 +221,21 @@ class DaemonProcess:
 
 @asynccontextmanager
 async def daemon_process(
-    config: Path, *, env: dict[str, str] | None = None
+    config: Path | None,
+    *,
+    env: dict[str, str] | None = None,
+    command: Sequence[str] | None = None,
+    cwd: Path | None = None,
 ) -> AsyncIterator[DaemonProcess]:
-    """``python -m saynad run --config CONFIG``; killed at exit if still running."""
+    """``python -m saynad run --config CONFIG`` (or ``command``); killed at exit if
+    still running."""
     full_env = {**os.environ, **ENV, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if command is None:
+        assert config is not None
+        command = [sys.executable, "-m", "saynad", "run", "--config", str(config)]
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "saynad", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            env=full_env,
+            list(command), stdout=subprocess.PIPE, env=full_env, cwd=cwd
         )
         daemon = DaemonProcess(process)
         nursery.start_soon(daemon.pump)

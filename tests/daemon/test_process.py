@@ -19,6 +19,7 @@ import trio
 from saynad.cli import format_sessions
 from saynad.protocol.webhooks import WebhookVerifier
 from tests.daemon.fixtures import ENV, SECRET, config_text, daemon_process, free_port
+from tests.timing import HANG_S
 
 
 async def saynad(*args: str) -> str:
@@ -32,7 +33,7 @@ async def poll_json(
     client: httpx.AsyncClient,
     path: str,
     predicate: Callable[[httpx.Response], bool],
-    within_s: float = 15,
+    within_s: float = HANG_S,
 ) -> httpx.Response:
     """GET ``path`` until ``predicate`` holds (another process: nothing to wait on)."""
     with trio.fail_after(within_s):
@@ -88,7 +89,7 @@ async def test_signed_webhook_end_to_end_with_the_cli(tmp_path: Path) -> None:
         admitted = await daemon.event("inbound call admitted")
         assert admitted["caller"] == "+15550001111"
         daemon.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(15):
+        with trio.fail_after(HANG_S):
             assert await daemon.process.wait() == 0
 
 
@@ -105,12 +106,12 @@ async def test_sigterm_turns_readiness_to_503_while_sessions_drain(tmp_path: Pat
             lambda r: r.status_code == 200 and r.json()["state"] == "ready",
         )
         daemon.process.send_signal(signal.SIGTERM)
-        not_ready = await poll_json(client, "/readyz", lambda r: r.status_code == 503, within_s=3)
+        not_ready = await poll_json(client, "/readyz", lambda r: r.status_code == 503)
         assert not_ready.json()["checks"]["not_draining"] is False
         # The lobby is still saying goodbye: the server answers meanwhile.
         assert (await client.get("/sessions/lobby")).json()["state"] == "draining"
         assert (await client.get("/metrics")).status_code == 200
-        with trio.fail_after(15):
+        with trio.fail_after(HANG_S):
             assert await daemon.process.wait() == 0
         ended = await daemon.event("session ended")
         assert ended["reason"] == "drain"
@@ -206,7 +207,7 @@ async def test_an_address_in_use_exits_69_and_says_why(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         config = tmp_path / "saynad.yaml"
         config.write_text(config_text(port=port))
-        with trio.fail_after(20):
+        with trio.fail_after(HANG_S):
             result = await trio.run_process(
                 [sys.executable, "-m", "saynad", "run", "--config", str(config)],
                 capture_stdout=True,

@@ -15,6 +15,7 @@ from saynad.emulator import Emulator, EmulatorOptions, Tenant, serve_emulator
 from saynad.errors import HandshakeRejectedError
 from saynad.protocol.framing import ClientFrameParser, ProtocolViolation, masked_frame
 from saynad.protocol.messages import STTConfig, STTResult, TTSAudio, TTSConfig
+from tests.timing import HANG_S
 
 STT = STTConfig(
     provider="deepgram",
@@ -47,7 +48,7 @@ async def test_session_and_rest_on_one_port(server: str) -> None:
             for _ in range(15):
                 await session.send_audio(b"\x00\x00" * 1600)
             audio = finals = 0
-            with trio.fail_after(5):
+            with trio.fail_after(HANG_S):
                 async for event in session.events():
                     if isinstance(event, TTSAudio):
                         audio += 1
@@ -92,7 +93,7 @@ async def test_malformed_upgrades_are_left_to_hypercorn() -> None:
                 b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
             )
             answer = b""
-            with trio.fail_after(5):
+            with trio.fail_after(HANG_S):
                 while b"\r\n\r\n" not in answer:
                     chunk = await stream.receive_some(65536)
                     if not chunk:

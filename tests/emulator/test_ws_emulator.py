@@ -29,6 +29,7 @@ from saynad.emulator.wire import (
     rust_f32_display,
 )
 from saynad.errors import ConnectionClosedError, FrameDecodeError, HandshakeRejectedError
+from tests.timing import HANG_S
 
 STT = {
     "provider": "deepgram",
@@ -74,7 +75,7 @@ class Raw:
         await self.transport.send_bytes(data)
 
     async def recv(self) -> str | bytes:
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             return await self.transport.receive()
 
     async def text(self) -> str:
@@ -111,7 +112,7 @@ class Raw:
 
     async def until_closed(self) -> tuple[list[str | bytes], ConnectionClosedError]:
         frames: list[str | bytes] = []
-        with trio.fail_after(5):
+        with trio.fail_after(HANG_S):
             while True:
                 try:
                     frames.append(await self.transport.receive())

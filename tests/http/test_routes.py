@@ -64,7 +64,9 @@ async def test_health_readiness_sessions_and_metrics(tmp_path: Path) -> None:
         assert out[(("direction", "out"), ("type", "config"))] == 2
         assert out[(("direction", "in"), ("type", "ready"))] == 2
         assert samples(text, "saynad_inbound_max_sessions")[()] == 5
-        assert all(name.startswith("saynad_") for name in _names(text))
+        # saynad's catalog plus the standard process and interpreter families.
+        assert all(name.startswith(("saynad_", "process_", "python_")) for name in _names(text))
+        assert samples(text, "process_resident_memory_bytes")[()] > 0
 
         openmetrics = await client.get(
             "/metrics", headers={"accept": "application/openmetrics-text; version=1.0.0"}

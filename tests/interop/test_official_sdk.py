@@ -46,14 +46,14 @@ def emulator_process() -> Iterator[str]:
         assert proc.stdout is not None
         with selectors.DefaultSelector() as selector:
             selector.register(proc.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout=30):
-                raise AssertionError("the emulator did not start within 30 s")
+            if not selector.select(timeout=60):  # a hang guard
+                raise AssertionError("the emulator did not start within 60 s")
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:"), url
         yield url
     finally:
         proc.kill()
-        proc.wait(timeout=10)
+        proc.wait(timeout=60)
         if proc.stdout is not None:
             proc.stdout.close()
 

@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from tests.daemon.fixtures import CALLER_WAV, STT, TTS
+from tests.timing import HANG_S
 
 
 @dataclass
@@ -60,7 +61,7 @@ class NotifySocket:
     def with_key(self, key: str, *, since: int = 0) -> list[Datagram]:
         return [d for d in self.received[since:] if key in d.fields]
 
-    async def wait_for(self, key: str, *, since: int = 0, within_s: float = 20) -> Datagram:
+    async def wait_for(self, key: str, *, since: int = 0, within_s: float = HANG_S) -> Datagram:
         with trio.fail_after(within_s):
             while not (found := self.with_key(key, since=since)):
                 await self._changed.wait()
@@ -139,7 +140,7 @@ def talking_fleet(
 
 
 async def poll_until(
-    predicate: Callable[[], bool], *, within_s: float, step_s: float = 0.05
+    predicate: Callable[[], bool], *, within_s: float = HANG_S, step_s: float = 0.05
 ) -> None:
     """Check ``predicate`` (files, log lines of another process: nothing to wait on)
     every ``step_s`` until true; fail after ``within_s``."""

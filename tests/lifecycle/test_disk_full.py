@@ -6,9 +6,11 @@ space returns when the filler is deleted), and ``RLIMIT_FSIZE`` lowered on the r
 daemon with ``prlimit`` (Python ignores ``SIGXFSZ``, so writes fail with ``EFBIG``;
 space returns when the limit is raised).
 
-Targets (issue 7, item 7): sessions stay up; errors and drops are counted exactly; one
-error line per sink per minute; writing resumes within 5 s of space returning; and —
-the sink keeps what it could not write — no transcript is lost.
+What holds: sessions stay up; errors and drops are counted exactly; one error line per
+sink per minute; writing resumes once space returns (how soon is printed; the backoff
+cap that bounds it is tested on the autojump clock in
+tests/actors/behaviours/test_sink_errors.py); and — the sink keeps what it could not
+write — no transcript is lost.
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ from tests.lifecycle._harness import (
     talking_fleet,
     user_numbers,
 )
+from tests.timing import HANG_S
 
 SESSIONS = ("a", "b", "c")
 OUTAGE_S = 1.0
-RESUME_WITHIN_S = 5.0
 
 
 class Disk:
@@ -159,7 +161,6 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
         ):
             await poll_until(
                 lambda: min(len(user_numbers(read_entries(f, growing=True))) for f in files) >= 2,
-                within_s=20,
             )
             pid = daemon.process.pid
             assert connections(daemon) == len(SESSIONS)
@@ -169,7 +170,6 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
             # Every sink notices (a tmpfs page may still have room for a few lines).
             await poll_until(
                 lambda: all(logged(daemon, "transcript write failed", s) for s in SESSIONS),
-                within_s=20,
             )
             await trio.sleep_until(trio.current_time() + OUTAGE_S)
             during = await scrape(client)
@@ -179,7 +179,7 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
             disk.free(pid)
             freed = trio.current_time()
             resumed_after = [0.0] * len(files)
-            with trio.fail_after(RESUME_WITHIN_S + 5):
+            with trio.fail_after(HANG_S):
                 while not all(resumed_after):
                     for i, f in enumerate(files):
                         if not resumed_after[i] and f.stat().st_size > sizes[i]:
@@ -187,7 +187,6 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
                     await trio.sleep(0.01)
             await poll_until(
                 lambda: all(logged(daemon, "transcript writes resumed", s) for s in SESSIONS),
-                within_s=10,
             )
             after = await scrape(client)
 
@@ -195,7 +194,7 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
             assert not [line for line in daemon.lines if line.get("event") == "session ended"]
             assert connections(daemon) == len(SESSIONS)
             daemon.process.send_signal(15)
-            with trio.fail_after(20):
+            with trio.fail_after(HANG_S):
                 assert await daemon.process.wait() == 0
         entries = {name: read_entries(f) for name, f in zip(SESSIONS, files, strict=True)}
 
@@ -210,7 +209,6 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
         f"(per session: {', '.join(f'{t * 1000:.0f}' for t in resumed_after)} ms)"
     )
     print(message)
-    assert max(resumed_after) < RESUME_WITHIN_S, message
     # Counted exactly: the metric is the sum of what each sink reported on recovery,
     # and one error line per sink (the outage lasted less than a minute).
     assert errors == sum(int(str(line["errors"])) for line in resumed_lines.values()), message

@@ -1,4 +1,4 @@
-"""The shipped systemd unit and Grafana dashboard."""
+"""The shipped systemd unit and Grafana dashboard (from the package: ``saynad files``)."""
 
 from __future__ import annotations
 
@@ -8,23 +8,19 @@ import sys
 from pathlib import Path
 
 import trio
+import yaml
 from prometheus_client import CollectorRegistry
 
+from saynad.app import HTTP_GRACEFUL_TIMEOUT_S
+from saynad.config import Defaults, load_config
 from saynad.observability.metrics import Metrics
+from saynad.shipped import example_file, example_names, shipped_path
 from tests.daemon.fixtures import require_tool
+from tests.deploy._files import unit_settings, write_docs_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
-UNIT = ROOT / "systemd" / "saynad.service"
-DASHBOARD = ROOT / "deploy" / "grafana" / "saynad.json"
-
-
-def unit_settings() -> dict[str, list[str]]:
-    settings: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        if "=" in line and not line.startswith(("#", "[")):
-            key, _, value = line.partition("=")
-            settings.setdefault(key.strip(), []).append(value.strip())
-    return settings
+UNIT = shipped_path("systemd/saynad.service")
+DASHBOARD = shipped_path("grafana/saynad.json")
 
 
 def test_unit_declares_what_operations_rely_on() -> None:
@@ -39,13 +35,28 @@ def test_unit_declares_what_operations_rely_on() -> None:
     assert unit["NoNewPrivileges"] == ["yes"]
     assert unit["StateDirectory"] == ["saynad"]
     assert any(v.startswith("@system-service") for v in unit["SystemCallFilter"])
-    assert {v.split(":", 1)[0] for v in unit["LoadCredential"]} >= {
-        "sayna-api-key",
-        "webhook-secret",
-        "control-token",
-    }
-    # The stop timeout leaves room for the default drain (10 s) and the HTTP grace (5 s).
-    assert int(unit["TimeoutStopSec"][0].rstrip("s")) > 10 + 5
+    # /etc/saynad holds no secret: the directory mode the install step gives it.
+    assert unit["ConfigurationDirectoryMode"] == ["0755"]
+    # Credentials by name from systemd's credential store, never by absolute path: a
+    # missing one is then skipped instead of failing the start (243/CREDENTIALS).
+    for value in unit["LoadCredential"]:
+        name, _, source = value.partition(":")
+        assert source == f"saynad.{name}", value
+
+
+def test_the_stop_timeout_outlasts_every_drain_the_examples_configure(tmp_path: Path) -> None:
+    write_docs_credentials(tmp_path)
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    unit = unit_settings()
+    timeout_s = int(unit["TimeoutStopSec"][0].removesuffix("s"))
+    drains = [Defaults().drain_timeout_s]  # a configuration that sets none
+    for name in example_names():
+        config = load_config(shipped_path(example_file(name)), env=env)
+        drains.append(config.defaults.drain_timeout_s)
+        drains.extend(spec.policy.drain_timeout_s for spec in config.sessions)
+    assert max(drains) == 30  # livekit-phone-agent: a call in progress says goodbye
+    # The drain, then the HTTP server's grace for in-flight requests (and its margin).
+    assert timeout_s > max(drains) + HTTP_GRACEFUL_TIMEOUT_S + 1, (timeout_s, drains)
 
 
 def _installed_copy(tmp_path: Path) -> Path:
@@ -105,3 +116,43 @@ def test_dashboard_queries_only_metrics_of_the_catalog() -> None:
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert all({"x", "y", "w", "h"} <= set(panel["gridPos"]) for panel in dashboard["panels"])
+
+
+RUNBOOKS = "https://github.com/saynad/saynad/blob/main/docs/operations.md#"
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, spaces to dashes, punctuation dropped."""
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_links_its_runbook_in_the_operations_guide() -> None:
+    rules = yaml.safe_load(shipped_path("prometheus/alerts.yml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"] if "alert" in rule]
+    assert len(alerts) >= 11
+    anchors = _anchors((ROOT / "docs" / "operations.md").read_text())
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        assert url == RUNBOOKS + alert["alert"].lower(), url
+        assert url.removeprefix(RUNBOOKS) in anchors, f"no runbook section for {alert['alert']}"
+
+
+def test_the_transcript_sink_alert_watches_the_sink_error_counter() -> None:
+    rules = yaml.safe_load(shipped_path("prometheus/alerts.yml").read_text())
+    (alert,) = [
+        rule
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "SaynadTranscriptSinkErrors"
+    ]
+    assert "rate(saynad_transcript_sink_errors_total[5m])) > 0" in alert["expr"]
+    # The operations guide recommends exactly this alert.
+    assert (
+        "rate(saynad_transcript_sink_errors_total[5m]) > 0"
+        in (ROOT / "docs" / "operations.md").read_text()
+    )

@@ -24,9 +24,10 @@ from tests.daemon.fixtures import (
     states,
     wait_until,
 )
+from tests.timing import HANG_S
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy" / "prometheus"
+DEPLOY = ROOT / "saynad" / "data" / "prometheus"
 
 SCRAPE = """
 global:
@@ -93,7 +94,7 @@ async def query(client: httpx.AsyncClient, promql: str) -> list[dict[str, Any]]:
 
 async def value_of(client: httpx.AsyncClient, promql: str, expected: float) -> None:
     """Wait until ``promql`` returns exactly one series with value ``expected``."""
-    with trio.fail_after(30):
+    with trio.fail_after(HANG_S):
         while True:
             result = await query(client, promql)
             if len(result) == 1 and float(result[0]["value"][1]) == expected:
@@ -135,7 +136,7 @@ async def test_prometheus_scrapes_saynad_and_finds_the_expected_series(tmp_path:
             assert [a for a in firing if a["state"] == "firing"] == []
 
         daemon.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(15):
+        with trio.fail_after(HANG_S):
             assert await daemon.process.wait() == 0
 
 

@@ -258,6 +258,7 @@ class _NoTransport:
 @SETTINGS
 @given(st.lists(frames, min_size=1, max_size=3))
 @example(HOSTILE)
+@example(['{"type":"error","message":"caf\u00e9 \U0001f600"}'])  # 2- and 4-byte UTF-8
 def test_session_decode_never_raises_and_counts_every_frame(batch: list[str | bytes]) -> None:
     session = Session(_NoTransport(), url="ws://127.0.0.1:1/ws")  # type: ignore[arg-type]
     delivered = 0
@@ -271,7 +272,11 @@ def test_session_decode_never_raises_and_counts_every_frame(batch: list[str | by
     stats = session.stats
     assert stats.frames_in == len(batch)
     assert delivered + stats.malformed + stats.unknown_types == len(batch)
-    assert stats.bytes_in == sum(len(raw) for raw in batch)
+    # Bytes as on the wire: a text frame counts its UTF-8 length, not its characters.
+    assert stats.bytes_in == sum(
+        len(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass"))
+        for raw in batch
+    )
     # One warning per bad frame, up to the burst limit (the rest are counted, not logged).
     assert len(logs) == min(stats.malformed + stats.unknown_types, session_module._LOG_BURST)
     assert all(entry["event"] == "ignored undecodable frame" for entry in logs)

@@ -1,12 +1,11 @@
 """The sans-IO frame codec (saynad.protocol.framing): encoders checked against wsproto's
 decoder, the frame cutter on every kind of frame and every split of a stream, the
-unjudging reader, close payloads and the masking fallback."""
+unjudging reader, close payloads, the server's parser on every split of a stream. (The
+masking routines and their fallback: tests/client/test_streaming.py.)"""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
@@ -227,23 +226,6 @@ def test_read_frame_unmasks_and_waits_for_the_whole_frame() -> None:
     both = unmasked_frame(TEXT_FRAME, b"a") + frame
     assert read_frame(both, 3) == (FIN | 0x3, b"anything", len(both))
     assert read_frame(b"") is None
-
-
-# --------------------------------------------------------------------------- masking
-
-
-def test_without_the_compiled_routine_masking_falls_back_to_python() -> None:
-    code = (
-        "import sys\n"
-        "sys.modules['websockets.speedups'] = None  # the import fails\n"
-        "from saynad.protocol import framing\n"
-        "assert framing.apply_mask is framing.mask_in_python\n"
-        "print(framing.masked_frame(0x82, b'abcd', b'\\x01\\x02\\x03\\x04').hex())\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out == masked_frame(BINARY_FRAME, b"abcd", b"\x01\x02\x03\x04").hex()
 
 
 # --------------------------------------------------------------------------- the server's side

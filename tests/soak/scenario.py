@@ -78,7 +78,8 @@ import httpx
 import trio
 
 from saynad.protocol.framing import read_frame
-from saynad.testing.faultproxy import Fault, FaultProxy, ProxyConnection
+from tests.faultproxy import Fault, FaultProxy, ProxyConnection
+from tests.timing import HANG_S
 
 FAULTS = (Fault.STALL, Fault.RESET, Fault.CORRUPT, Fault.HALF_CLOSE, Fault.LATENCY, Fault.SLICE)
 TIMER_SLACK_S = 0.5
@@ -200,7 +201,7 @@ class Emulator:
         """Start it; return the wall time at which it printed its listening line."""
         out = self._spawn()
         assert self.proc is not None
-        with trio.fail_after(30):
+        with trio.fail_after(HANG_S):
             while b"listening on" not in out.read_bytes():
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"emulator exited: {out.read_text()}")
@@ -499,6 +500,14 @@ class Row:
     measured: str
     limit: str
     ok: bool
+    # What must hold on any machine, however loaded: the row's counts without its time
+    # or memory limit (None: the row has no such limit, ``ok`` is all of it). ``make
+    # soak`` judges ``ok``; the short variant in ``make test`` judges this.
+    holds_untimed: bool | None = None
+
+    @property
+    def ok_untimed(self) -> bool:
+        return self.ok if self.holds_untimed is None else self.holds_untimed
 
 
 def check_sequences(lines: list[str]) -> tuple[int, int, int, int]:
@@ -668,6 +677,7 @@ def criteria(run: Run) -> list[Row]:
             f"{p50:.2f} s / {p99:.2f} s ({len(latencies)} reconnects, {missing} missing)",
             "≤ 3 s / ≤ 10 s",
             p50 <= 3 and p99 <= 10 and missing == 0,
+            holds_untimed=missing == 0 and bool(latencies),
         )
     )
     limit = run.ka_interval + run.ka_timeout
@@ -695,6 +705,7 @@ def criteria(run: Run) -> list[Row]:
             f"≤ {limit:g} s (keepalive {run.ka_interval:g} + {run.ka_timeout:g}; "
             f"+{TIMER_SLACK_S:g} s timer slack)",
             bool(detected) and unreplaced == 0 and worst_detect <= limit + TIMER_SLACK_S,
+            holds_untimed=bool(detected) and unreplaced == 0,
         )
     )
     worst = max(replaced, default=math.nan)
@@ -704,6 +715,7 @@ def criteria(run: Run) -> list[Row]:
             f"{worst:.1f} s ({len(replaced)} replaced, {unreplaced} not)",
             f"≤ {limit + STALL_RECONNECT_S:g} s (+ {STALL_RECONNECT_S:g} s to reconnect)",
             bool(replaced) and unreplaced == 0 and worst <= limit + STALL_RECONNECT_S,
+            holds_untimed=bool(replaced) and unreplaced == 0,
         )
     )
     peak = stampede_peak(run.accept_times, run.kills, run.final_kill)
@@ -751,6 +763,7 @@ def criteria(run: Run) -> list[Row]:
                 f"{growth:+.1f} % ({ref.rss_kb / 1024:.0f} → {end.rss_kb / 1024:.0f} MB)",
                 "< 5 %",
                 growth < 5,
+                holds_untimed=True,  # a memory target: make soak judges it
             )
         )
     return rows

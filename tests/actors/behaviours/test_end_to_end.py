@@ -31,13 +31,14 @@ from tests.actors.behaviours.servers import (
     serve_http,
     sse,
 )
+from tests.timing import HANG_S
 
 STT = (
     "{provider: deepgram, language: en-US, sample_rate: 16000, channels: 1, "
     "punctuation: true, encoding: linear16, model: nova-3}"
 )
 TTS = "{provider: deepgram, model: aura-2, sample_rate: 16000}"
-DEADLINE_S = 10.0
+DEADLINE_S = HANG_S  # a hang guard: waits on a real emulator
 
 
 def write_wav(path: Path, ms: int, rate: int = 16_000) -> Path:

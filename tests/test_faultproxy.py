@@ -12,7 +12,8 @@ from saynad.client.session import open_session
 from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError
 from saynad.protocol.messages import STTConfig, TTSConfig
-from saynad.testing.faultproxy import Fault, FaultProxy
+from tests.faultproxy import Fault, FaultProxy
+from tests.timing import HANG_S
 
 
 class Echo:
@@ -60,7 +61,7 @@ async def close_streams() -> AsyncIterator[None]:
 
 async def until(predicate: Callable[[], bool]) -> None:
     """Wait (bounded) for state that other tasks change as real socket I/O happens."""
-    with trio.fail_after(2):
+    with trio.fail_after(HANG_S):
         while not predicate():  # noqa: ASYNC110 - no event exists for kernel-side progress
             await trio.sleep(0.001)
 
@@ -87,7 +88,7 @@ async def roundtrip(stream: trio.SocketStream, data: bytes) -> bytes:
 
 async def test_forwards_both_ways(proxy: FaultProxy) -> None:
     stream = await connect(proxy)
-    with trio.fail_after(2):
+    with trio.fail_after(HANG_S):
         assert await roundtrip(stream, b"hello") == b"hello"
     conn = next(iter(proxy.connections.values()))
     assert (conn.bytes_up, conn.bytes_down) == (5, 5)
@@ -96,7 +97,7 @@ async def test_forwards_both_ways(proxy: FaultProxy) -> None:
 async def test_reset_aborts_the_client_with_a_rst(proxy: FaultProxy) -> None:
     stream = await connect(proxy)
     assert len(proxy.apply(Fault.RESET)) == 1
-    with trio.fail_after(2):
+    with trio.fail_after(HANG_S):
         await trio.sleep(0.05)  # let the RST arrive
         with pytest.raises(trio.BrokenResourceError):
             await stream.receive_some()
@@ -111,7 +112,7 @@ async def test_stall_holds_bytes_until_healed(proxy: FaultProxy, echo: Echo) -> 
     assert waited.cancelled_caught
     assert echo.received == 0
     proxy.heal()
-    with trio.fail_after(2):
+    with trio.fail_after(HANG_S):
         assert await stream.receive_some() == b"held"
 
 
@@ -119,7 +120,7 @@ async def test_latency_delays_each_chunk(proxy: FaultProxy) -> None:
     stream = await connect(proxy)
     proxy.apply(Fault.LATENCY)
     started = trio.current_time()
-    with trio.fail_after(3):
+    with trio.fail_after(HANG_S):
         assert await roundtrip(stream, b"slow") == b"slow"
     assert trio.current_time() - started >= 0.6  # both directions
 
@@ -127,14 +128,14 @@ async def test_latency_delays_each_chunk(proxy: FaultProxy) -> None:
 async def test_slice_keeps_the_bytes_intact(proxy: FaultProxy) -> None:
     stream = await connect(proxy)
     proxy.apply(Fault.SLICE)
-    with trio.fail_after(3):
+    with trio.fail_after(HANG_S):
         assert await roundtrip(stream, bytes(range(200))) == bytes(range(200))
 
 
 async def test_corrupt_flips_server_to_client_bytes(proxy: FaultProxy, echo: Echo) -> None:
     stream = await connect(proxy)
     proxy.apply(Fault.CORRUPT)
-    with trio.fail_after(2):
+    with trio.fail_after(HANG_S):
         assert await roundtrip(stream, b"\x00\x0f") == b"\xff\xf0"
     assert echo.received == 2  # the upward direction is untouched
 
@@ -143,7 +144,7 @@ async def test_half_close_ends_only_the_downward_direction(proxy: FaultProxy, ec
     stream = await connect(proxy)
     proxy.apply(Fault.HALF_CLOSE)
     await stream.send_all(b"ping")
-    with trio.fail_after(2):
+    with trio.fail_after(HANG_S):
         assert await stream.receive_some() == b""
     await stream.send_all(b"more")  # the socket is still open upward
     await until(lambda: echo.received >= 8)
@@ -167,7 +168,7 @@ async def test_dead_upstream_resets_clients() -> None:
         stream = await trio.open_tcp_stream("127.0.0.1", fp.port)
         OPEN.append(stream)
         await until(lambda: fp.upstream_failures == 1)
-        with trio.fail_after(2), pytest.raises(trio.BrokenResourceError):
+        with trio.fail_after(HANG_S), pytest.raises(trio.BrokenResourceError):
             await stream.receive_some()
         nursery.cancel_scope.cancel()
 
@@ -181,7 +182,7 @@ async def test_a_reset_sayna_session_raises_1006(emulator: Emulator) -> None:
         await nursery.start(fp.run)
         async with open_session(f"http://127.0.0.1:{fp.port}", stt=stt, tts=tts) as session:
             fp.apply(Fault.RESET)
-            with trio.fail_after(5), pytest.raises(ConnectionClosedError) as info:
+            with trio.fail_after(HANG_S), pytest.raises(ConnectionClosedError) as info:
                 async for _ in session.events():
                     pass
             assert info.value.code == 1006
