@@ -56,6 +56,7 @@ import msgspec
 import yaml
 
 from saynad.errors import ConfigError, ValidationError
+from saynad.paths import fixed_prefix
 from saynad.protocol.messages import (
     UNSET,
     ApiKeyAuth,
@@ -303,9 +304,15 @@ StreamId = Annotated[
 ]
 RoomName = Annotated[str, msgspec.Meta(min_length=1), _placeholders(ROOM_NAME_PLACEHOLDERS)]
 TranscriptPath = Annotated[
-    str, msgspec.Meta(min_length=1), _placeholders(TRANSCRIPT_PATH_PLACEHOLDERS)
+    str,
+    msgspec.Meta(min_length=1),
+    _Check(lambda value: _path_template_problem(value, TRANSCRIPT_PATH_PLACEHOLDERS)),
 ]
-AudioSinkDir = Annotated[str, msgspec.Meta(min_length=1), _placeholders(AUDIO_SINK_PLACEHOLDERS)]
+AudioSinkDir = Annotated[
+    str,
+    msgspec.Meta(min_length=1),
+    _Check(lambda value: _path_template_problem(value, AUDIO_SINK_PLACEHOLDERS)),
+]
 AsyncFunction = Annotated[str, _Check(lambda value: _async_function_problem(value))]
 WebhookSecret = Annotated[Secret, _Check(_webhook_secret_problem)]
 WebhookPath = Annotated[str, _Check(_webhook_path_problem)]
@@ -1426,6 +1433,21 @@ def _placeholder_problem(template: str, allowed: frozenset[str]) -> str | None:
                 + "}"
             )
             return f"unknown placeholder {shown} (known: {known})"
+    return None
+
+
+def _path_template_problem(template: str, allowed: frozenset[str]) -> str | None:
+    """Placeholders as for any template, and no ``..`` after the first one: an expanded
+    path stays under the template's fixed directory (see :mod:`saynad.paths`)."""
+    problem = _placeholder_problem(template, allowed)
+    if problem is not None:
+        return problem
+    prefix = fixed_prefix(template)
+    if ".." in template[len(prefix) :].split("/"):
+        return (
+            f"'..' after a placeholder in {template!r} could leave the directory "
+            f"{prefix or './'!r}; write the directory before the placeholders"
+        )
     return None
 
 

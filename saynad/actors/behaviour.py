@@ -87,7 +87,8 @@ class SessionCounters:
       ``sip_transfer_error`` frames received;
     - ``sink_written`` / ``sink_dropped`` / ``sink_errors``: transcript entries delivered
       by the sinks / lost (queue overflow, retries exhausted, unwritten at teardown) /
-      failed write or POST attempts.
+      failed write or POST attempts;
+    - ``audio_sink_errors``: utterances an audio sink could not write (each one lost).
 
     Latency: ``last_turn_end_at`` is the trio time at which the reader received the
     latest ``stt_result`` closing a turn (``is_final`` and ``is_speech_final``); the
@@ -112,6 +113,7 @@ class SessionCounters:
     sink_written: int = 0
     sink_dropped: int = 0
     sink_errors: int = 0
+    audio_sink_errors: int = 0
     last_turn_end_at: float | None = None
     first_speak_latencies_s: deque[float] = field(
         default_factory=lambda: deque(maxlen=LATENCY_SAMPLES)
