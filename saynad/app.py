@@ -48,6 +48,7 @@ import structlog
 import trio
 from prometheus_client import CollectorRegistry
 
+from saynad._groups import cause_of
 from saynad.actors.plan import CallInfo, build_plan, child_for
 from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
@@ -157,8 +158,7 @@ def inbound_session_name(event_id: str) -> str:
 
 def failure_reason(exc: BaseException) -> str:
     """The bounded ``reason`` label of ``saynad_session_failures_total`` for ``exc``."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    exc = cause_of(exc)
     if isinstance(exc, HandshakeRejectedError | TransportError):
         return "connect"
     if isinstance(exc, ReadyTimeoutError):

@@ -32,7 +32,7 @@ shutdown (stop accepting, let in-flight requests finish within ``graceful_timeou
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -42,6 +42,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from prometheus_client.exposition import choose_encoder
 
+from saynad._groups import cause_of
 from saynad.errors import (
     WebhookError,
     WebhookPayloadError,
@@ -405,15 +406,7 @@ async def serve_http(
     except BaseExceptionGroup as group:
         # hypercorn binds inside its own nurseries: a bind failure (address in use, no
         # permission) arrives wrapped. Hand it on bare so the caller can report it.
-        leaves = list(_leaves(group))
-        if len(leaves) == 1 and isinstance(leaves[0], OSError):
-            raise leaves[0] from None
+        cause = cause_of(group)
+        if isinstance(cause, OSError):
+            raise cause from None
         raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc

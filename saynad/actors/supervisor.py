@@ -44,6 +44,7 @@ from typing import Final
 import structlog
 import trio
 
+from saynad._groups import describe
 from saynad.actors.registry import Registry, SessionState
 from saynad.errors import UnreachableError
 from saynad.protocol.backoff import Backoff, RestartIntensity
@@ -424,7 +425,7 @@ class Supervisor:
         try:
             await self._runner(child, entry.control)
         except Exception as exc:  # contained: one session's failure never spreads
-            text = f"{type(exc).__name__}: {exc}"
+            text = describe(exc)
             log.warning("session ended with an error", session=child.name, error=text)
             return text, self._is_outage(exc)
         return None, False
