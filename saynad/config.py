@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import errno
 import hmac
 import importlib
 import inspect
@@ -43,6 +44,7 @@ import json
 import math
 import os
 import re
+import stat
 import string
 import types
 import wave
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
     from saynad.emulator.options import EmulatorOptions
 
 __all__ = [
+    "CONFIG_FILE_MAX_BYTES",
     "DEFAULT_CONFIG_PATH",
     "AgentSettings",
     "AudioSettings",
@@ -151,9 +154,13 @@ _LOADING_AUDIO_MAX_BYTES: Final = 1_924_096
 _LOADING_AUDIO_MIN_MS: Final = 250
 _LOADING_AUDIO_MAX_MS: Final = 10_000
 
+CONFIG_FILE_MAX_BYTES: Final = 16 << 20
+"""The largest configuration file ``load_config`` reads (16 MiB); larger is refused unread."""
+
 _SECRET_FILE_MAX_BYTES: Final = 1 << 20
 _MAX_DEPTH: Final = 64
 _MAX_NODES: Final = 100_000
+_MAX_COMPOSED_NODES: Final = 2 * _MAX_NODES + 1_000  # a mapping's keys are nodes too
 
 _V = TypeVar("_V")
 
@@ -984,7 +991,9 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     """
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = _read_regular_file(Path(path), CONFIG_FILE_MAX_BYTES)
+    except _FileTooLargeError as exc:
+        raise ConfigError([f"{source}: {exc.strerror}"]) from exc
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read the file: {exc.strerror or exc}"]) from exc
     try:
@@ -1493,12 +1502,29 @@ class _Ref(str):
     reference: str
 
 
+class _TooManyNodes(yaml.YAMLError):
+    """Composing stopped: the document has more nodes than the loader builds."""
+
+
 class _YamlLoader(yaml.SafeLoader):
     """The safe loader, used only to compose nodes and to build scalars.
 
     The config loader walks the node graph itself: that is where every value's line is
     recorded and duplicate keys are refused (PyYAML keeps the last one silently).
+    Composing stops at :data:`_MAX_COMPOSED_NODES` nodes (keys and values), so a huge
+    document costs a bounded amount of time and memory before it is refused (not the
+    whole file's node graph).
     """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.composed += 1
+        if self.composed > _MAX_COMPOSED_NODES:
+            raise _TooManyNodes(f"the document expands to more than {_MAX_NODES} values")
+        return super().compose_node(parent, index)
 
 
 _REFERENCE = re.compile(r"\$\{([^{}]*)\}")
@@ -1581,6 +1607,8 @@ class _Loader:
                 data = self.build(node, ()) if node is not None else None
             finally:
                 self._yaml.dispose()
+        except _TooManyNodes as exc:
+            self.problem((), str(exc), line=1)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
@@ -2259,6 +2287,53 @@ class _ScalarError(Exception):
     """A YAML scalar could not be built (bad tag or malformed typed value)."""
 
 
+class _FileTooLargeError(OSError):
+    """A file is larger than the limit its reader accepts (nothing was parsed)."""
+
+
+def _read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The content of ``path``, refusing anything that could hang or explode a reader.
+
+    The file is opened without blocking (a FIFO without a writer, a device) and must be
+    a regular file of at most ``max_bytes`` bytes: checked on the open descriptor before
+    anything is read, and again while reading (a file that grows). Raises
+    :class:`_FileTooLargeError`, ``OSError`` (``IsADirectoryError`` for a directory, an
+    ``OSError`` naming the file type for anything else that is not a regular file).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        if info.st_size > max_bytes:
+            raise _FileTooLargeError(
+                errno.EFBIG, f"the file has {info.st_size} bytes; at most {max_bytes} are read"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(1 << 20, max_bytes + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise _FileTooLargeError(
+                    errno.EFBIG, f"the file grew past {max_bytes} bytes while being read"
+                )
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_FILE_KINDS: Final = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
 def _read_secret_file(path: Path, label: str, *, credential: bool = False) -> str | _Problem:
     where = (
         f"credential {path.name!r} in $CREDENTIALS_DIRECTORY ({path.parent})"
@@ -2266,18 +2341,17 @@ def _read_secret_file(path: Path, label: str, *, credential: bool = False) -> st
         else f"file {path}"
     )
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(_SECRET_FILE_MAX_BYTES + 1)
+        raw = _read_regular_file(path, _SECRET_FILE_MAX_BYTES)
     except FileNotFoundError:
         return _Problem(f"{label}: {where} does not exist")
     except IsADirectoryError:
         return _Problem(f"{label}: {where} is a directory")
     except PermissionError:
         return _Problem(f"{label}: cannot read {where}: permission denied")
+    except _FileTooLargeError:
+        return _Problem(f"{label}: {where} is larger than {_SECRET_FILE_MAX_BYTES} bytes")
     except (OSError, ValueError) as exc:
         return _Problem(f"{label}: cannot read {where}: {getattr(exc, 'strerror', None) or exc}")
-    if len(raw) > _SECRET_FILE_MAX_BYTES:
-        return _Problem(f"{label}: {where} is larger than {_SECRET_FILE_MAX_BYTES} bytes")
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:
