@@ -69,7 +69,7 @@ from saynad.errors import (
     TransportError,
     WebhookReplayError,
 )
-from saynad.http import HttpApp, serve_http
+from saynad.http import METRICS_CACHE_S, HttpApp, serve_http
 from saynad.observability.logs import register_secrets
 from saynad.observability.metrics import DaemonSnapshot, Metrics
 from saynad.protocol.webhooks import (
@@ -225,6 +225,8 @@ class Daemon:
     http_urls: list[str] = field(default_factory=list)
     exit_code: int = EX_OK
     gc_policy: GcPolicy | None = None
+    metrics_cache_s: float = METRICS_CACHE_S
+    """How long a rendered ``/metrics`` answer is reused (0: render every scrape)."""
     _root: trio.CancelScope | None = None
     _stop_deadline: float | None = None
 
@@ -588,7 +590,7 @@ class Daemon:
         self._http_started = True
         try:
             await serve_http(
-                HttpApp(self),
+                HttpApp(self, metrics_cache_s=self.metrics_cache_s),
                 http.host,
                 http.port,
                 shutdown_trigger=self._http_stop.wait,

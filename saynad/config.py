@@ -1383,6 +1383,15 @@ def _parse_listen(value: str) -> tuple[str, int]:
             raise ValueError(f"write IPv6 addresses in brackets, e.g. [::1]:9464, got {value!r}")
         if not re.fullmatch(r"[A-Za-z0-9.-]+", host):
             raise ValueError(f"{host!r} is not a host name or IPv4 address")
+        if re.fullmatch(r"[0-9.]+", host):
+            # All digits and dots: an IPv4 address, never a host name (999.1.1.1 would
+            # pass `saynad check` and fail only when `saynad run` binds).
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv4 address") from None
+        elif len(host) > 253 or any(not 1 <= len(label) <= 63 for label in host.split(".")):
+            raise ValueError(f"{host!r} is not a host name (labels of 1 to 63 characters)")
     if not port_text.isascii() or not port_text.isdigit():
         raise ValueError(f"the port must be a number from 1 to 65535, got {port_text!r}")
     port = int(port_text)
@@ -1533,6 +1542,9 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _MAP_TAG: Final = "tag:yaml.org,2002:map"
 _SEQ_TAG: Final = "tag:yaml.org,2002:seq"
+_INT_TAG: Final = "tag:yaml.org,2002:int"
+_MAX_INT: Final = 2**63 - 1
+_MAX_INT_DIGITS: Final = 19  # the digits of _MAX_INT (hex, octal and binary: fewer still)
 _SECTIONS: Final = (
     "sayna",
     "http",
@@ -1734,13 +1746,23 @@ class _Loader:
 
     def construct_scalar(self, node: yaml.ScalarNode) -> Any:
         assert self._yaml is not None
+        if node.tag == _INT_TAG:
+            digits = sum(c.isalnum() for c in node.value)
+            if digits > _MAX_INT_DIGITS:
+                raise _ScalarError(
+                    f"the integer has {digits} digits; saynad takes integers of at most "
+                    f"{_MAX_INT_DIGITS} digits"
+                )
         try:
-            return self._yaml.construct_object(node, deep=True)
+            value = self._yaml.construct_object(node, deep=True)
         except Exception as exc:
             # PyYAML's scalar constructors raise ConstructorError, ValueError (a timestamp
             # with month 13), OverflowError…; each simply means "not a valid YAML value".
             detail = getattr(exc, "problem", None) or str(exc)
             raise _ScalarError(f"invalid YAML value: {detail}") from exc
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+            raise _ScalarError(f"the integer {value} is too large; at most {_MAX_INT}")
+        return value
 
     def build_scalar(self, node: yaml.ScalarNode, path: _Path) -> Any:
         try:

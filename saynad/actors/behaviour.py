@@ -77,6 +77,8 @@ class SessionCounters:
     - ``replies``: agent replies spoken (at least one sentence sent);
     - ``spoken``: ``speak`` frames sent (greeting, reply sentences, fallback, goodbye);
     - ``audio_chunks_sent``: binary audio frames queued by the audio source;
+    - ``tts_audio_frames``: binary TTS audio frames received (the agent tells from it
+      whether the sentence playing when the caller cut in was partly heard);
     - ``dropped_events``: media events the fan-out dropped (a behaviour's channel was full);
     - ``behaviour_errors``: behaviours that raised;
     - ``agent_requests``: turns handed to the agent backend;
@@ -102,6 +104,7 @@ class SessionCounters:
     replies: int = 0
     spoken: int = 0
     audio_chunks_sent: int = 0
+    tts_audio_frames: int = 0
     dropped_events: int = 0
     behaviour_errors: int = 0
     agent_requests: int = 0

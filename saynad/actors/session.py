@@ -443,6 +443,7 @@ async def _reader(run: _Run, subscribers: list[_Subscriber]) -> None:
         async for event in run.session.events():
             cls = type(event)
             if cls is TTSAudio:
+                counters.tts_audio_frames += 1
                 if run.speak_at is not None:
                     if observer is not None:
                         observer.observe_speak_to_audio(trio.current_time() - run.speak_at)
