@@ -20,21 +20,11 @@ from saynad.client.session import open_session
 from saynad.config import load_config
 from saynad.emulator import open_emulator
 from saynad.errors import ConnectionClosedError
-from saynad.protocol.messages import STTConfig, TTSConfig
 from tests.actors.behaviours.test_end_to_end import write_wav
 from tests.corpus._wsserver import RawPeer, raw_ws_server
+from tests.corpus.test_server_frames import STT as STT_CONFIG
+from tests.corpus.test_server_frames import TTS as TTS_CONFIG
 from tests.daemon.fixtures import STT, TTS, free_port, wait_until
-
-STT_CONFIG = STTConfig(
-    provider="deepgram",
-    language="en-US",
-    sample_rate=16000,
-    channels=1,
-    punctuation=True,
-    encoding="linear16",
-    model="nova-3",
-)
-TTS_CONFIG = TTSConfig(provider="deepgram", model="aura-2")
 
 
 class Boom(Exception):

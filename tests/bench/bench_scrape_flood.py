@@ -13,13 +13,16 @@ behind sends the late chunks at once, so a stall shows as one long gap). Percent
 over every gap of every session, in a quiet baseline and during the flood, plus the
 scrapes answered per second.
 
-``--saynad-src DIR`` runs the daemon from another checkout (``PYTHONPATH``): how the
-"before" figures are taken against the code before a change::
+Each run is saved under its ``--label`` in ``bench-results/scrape-flood.json`` and the
+section "Scrapes that stall calls" of docs/benchmarks-reliability.md is rewritten from
+every saved label (``--report-only``: from the saved results alone). ``--saynad-src
+DIR`` runs the daemon from another copy of the code (``PYTHONPATH``): how the "before"
+figures are taken::
 
-    git worktree add /tmp/saynad-before <commit>
+    git archive <commit before> | tar -x -C /tmp/saynad-before
     flock /tmp/saynad-heavy.lock .venv/bin/python -m tests.bench.bench_scrape_flood \\
         --saynad-src /tmp/saynad-before --label before
-    flock /tmp/saynad-heavy.lock .venv/bin/python -m tests.bench.bench_scrape_flood --label after
+    flock /tmp/saynad-heavy.lock .venv/bin/python -m tests.bench.bench_scrape_flood
 """
 
 from __future__ import annotations
@@ -28,8 +31,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -50,32 +51,13 @@ from wsproto.events import (
     TextMessage,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-CALLER_WAV = ROOT / "saynad" / "data" / "demo-caller.wav"
-STT = (
-    "{provider: deepgram, language: en-US, sample_rate: 16000, channels: 1, "
-    "punctuation: true, encoding: linear16, model: nova-3}"
-)
-TTS = "{provider: deepgram, model: aura-2, voice_id: aura-asteria-en, sample_rate: 16000}"
+from tests.bench.bench_webhook_pressure import CALLER_WAV, ROOT, STT, TTS
+from tests.bench.bench_webhook_pressure import _free_port as free_port
+from tests.bench.bench_webhook_pressure import _machine as machine
+from tests.bench.bench_webhook_pressure import _pct as percentile
+from tests.bench.bench_webhook_pressure import _pin as pin
+
 READY = b'{"type":"ready","stream_id":"bench"}'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pin(pid: int, cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(pid, {cpu})
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 # --------------------------------------------------------------------------- the Sayna peer
@@ -205,7 +187,7 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(trio.serve_tcp, peer.handle, 0)
         sayna = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/ws"
-        http_port = _free_port()
+        http_port = free_port()
         config = tmp / "saynad.yaml"
         config.write_text(config_text(args, sayna=sayna, port=http_port))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -217,8 +199,8 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             cwd=args.saynad_src or ROOT,
             stdout=subprocess.DEVNULL,
         )
-        _pin(daemon.pid, 0)
-        _pin(os.getpid(), 1)
+        pin(daemon.pid, 0)
+        pin(os.getpid(), 1)
         try:
             with trio.fail_after(60):
                 # The daemon is another process: poll until every session streams.
@@ -242,7 +224,7 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 ],
                 capture_stdout=True,
                 cwd=ROOT,
-                preexec_fn=lambda: _pin(0, 1),
+                preexec_fn=lambda: pin(0, 1),
                 check=True,
             )
             flood_end = time.monotonic()
@@ -256,11 +238,11 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     baseline = [max(0.0, g - period) for g in gaps_between(peer.arrivals, base_start, base_end)]
     flood = [max(0.0, g - period) for g in gaps_between(peer.arrivals, base_end, flood_end)]
     return {
-        "baseline_p50_ms": 1000 * _pct(baseline, 0.5),
-        "baseline_p99_ms": 1000 * _pct(baseline, 0.99),
+        "baseline_p50_ms": 1000 * percentile(baseline, 50),
+        "baseline_p99_ms": 1000 * percentile(baseline, 99),
         "baseline_max_ms": 1000 * max(baseline, default=float("nan")),
-        "flood_p50_ms": 1000 * _pct(flood, 0.5),
-        "flood_p99_ms": 1000 * _pct(flood, 0.99),
+        "flood_p50_ms": 1000 * percentile(flood, 50),
+        "flood_p99_ms": 1000 * percentile(flood, 99),
         "flood_max_ms": 1000 * max(flood, default=float("nan")),
         "frames_baseline": len(baseline),
         "frames_flood": len(flood),
@@ -268,19 +250,6 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "scrapes_failed": scrapes["failed"],
         "scrapes_per_s": scrapes["ok"] / scrapes["s"],
     }
-
-
-def _machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return (
-        f"{os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
-        f"Python {platform.python_version()}; load average "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg())
-    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -293,12 +262,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--saynad-src", default=None, help="run the daemon from this checkout")
     parser.add_argument("--label", default="after")
-    parser.add_argument("--out", default=None, help="append the results (JSON lines) here")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-reliability.md"))
+    parser.add_argument("--no-write", action="store_true", help="do not touch --out")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the section from the saved results"
+    )
     parser.add_argument("--flood-client", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.flood_client:
         flood_client(args.flood_client, args.concurrency, args.flood_s)
         return {}
+    saved: dict[str, Any] = json.loads(SAVED.read_text()) if SAVED.exists() else {}
+    if args.report_only:
+        write_section(Path(args.out), saved)
+        return saved
     runs = []
     for _ in range(args.reps):
         with tempfile.TemporaryDirectory(prefix="saynad-scrape-") as tmp:
@@ -307,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "label": args.label,
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": _machine(),
+        "machine": machine() + "; load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "sessions": args.sessions,
         "chunk_ms": args.chunk_ms,
         "concurrency": args.concurrency,
@@ -316,10 +293,104 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "median": {key: statistics.median(r[key] for r in runs) for key in runs[0]},
     }
     print(json.dumps(result["median"]), flush=True)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(result) + "\n")
+    saved[args.label] = result
+    SAVED.parent.mkdir(exist_ok=True)
+    SAVED.write_text(json.dumps(saved, indent=2))
+    if not args.no_write:
+        write_section(Path(args.out), saved)
     return result
+
+
+# --------------------------------------------------------------------------- the document
+
+SAVED: Final = ROOT / "bench-results" / "scrape-flood.json"
+BEGIN: Final = "<!-- scrape-flood: written by tests/bench/bench_scrape_flood.py -->"
+END: Final = "<!-- /scrape-flood -->"
+HEADER: Final = (
+    "| `/metrics` | stall p99, quiet (ms) | **stall p99, 1,000 concurrent scrapes (ms)** "
+    "| stall max, flood (ms) | scrapes answered/s | measured |\n|---|---:|---:|---:|---:|---|"
+)
+LABELS: Final = {
+    "before": "before (no cache, no bound)",
+    "cache-only": "rendered once a second, unbounded",
+    "limit-only": "rendered every scrape, 16 at a time",
+    "after": "**rendered once a second, 16 at a time**",
+}
+REPRODUCE: Final = """```sh
+git archive <commit before> | tar -x -C /tmp/saynad-before       # the code to compare with
+B="flock /tmp/saynad-heavy.lock .venv/bin/python -m tests.bench.bench_scrape_flood"
+$B --saynad-src /tmp/saynad-before --label before
+$B --label after                                                  # also run by make bench
+```"""
+
+
+def section(saved: dict[str, Any]) -> str:
+    """The document's section for the saved results (one row per label)."""
+    if not saved:
+        return ""
+    order = list(LABELS)
+    labels = sorted(saved, key=lambda k: order.index(k) if k in order else len(order))
+    first = saved[labels[-1]]
+    rows = []
+    for label in labels:
+        r = saved[label]
+        m = r["median"]
+        runs = " / ".join(f"{run['flood_p99_ms']:.0f}" for run in r["runs"])
+        rows.append(
+            f"| {LABELS.get(label, label)} | {m['baseline_p99_ms']:.1f} | "
+            f"**{m['flood_p99_ms']:.0f}** ({runs}) | {m['flood_max_ms']:.0f} | "
+            f"{m['scrapes_per_s']:.0f} | {r['when']} |"
+        )
+    return f"""{BEGIN}
+## Scrapes that stall calls
+
+`saynad run` pinned to core 0 with {first["sessions"]} always-on sessions, each streaming
+the bundled caller audio in real time in {first["chunk_ms"]} ms chunks to a minimal Sayna
+peer (core 1) that timestamps every binary frame as it arrives. A flood client (core 1)
+keeps {first["concurrency"]} `GET /metrics` in flight at once for {first["flood_s"]:g} s
+(one per keep-alive connection; the next is sent as soon as the last answer is read).
+The **audio stall** is each gap between two frames of a session minus
+{first["chunk_ms"]} ms (a source that fell behind sends its late chunks at once, so a
+stall is one long gap); percentiles over every gap of every session. Medians of
+{len(first["runs"])} runs (each run's flood p99 in parentheses). Machine:
+{first["machine"]} (when the last row was measured).
+
+{HEADER}
+{chr(10).join(rows)}
+
+The first rows are the code before the change (`--saynad-src` on a copy of it) and each
+half of the change alone (one constant changed in `saynad/http.py`). What is left under
+the flood is the HTTP server's own work per request: a thousand connections that are
+ready at once are parsed in one scheduler batch.
+
+{REPRODUCE}
+{END}
+"""
+
+
+def splice(document: str, block: str) -> str:
+    """``document`` with its scrape-flood section replaced by ``block`` (or appended)."""
+    if BEGIN in document and END in document:
+        head, _, rest = document.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        return head + block.rstrip("\n") + tail
+    return document.rstrip("\n") + "\n\n" + block
+
+
+def write_section(out: Path, saved: dict[str, Any]) -> None:
+    out.write_text(splice(out.read_text() if out.exists() else "", section(saved)))
+    print(f"wrote {out}")
+
+
+def keep_section(out: Path, document: str) -> str:
+    """``document`` (rewritten by another benchmark) with ``out``'s current section kept."""
+    if not out.exists():
+        return document
+    current = out.read_text()
+    if BEGIN not in current or END not in current:
+        return document
+    block = BEGIN + current.partition(BEGIN)[2].partition(END)[0] + END + "\n"
+    return splice(document, block)
 
 
 if __name__ == "__main__":
