@@ -17,13 +17,19 @@ placeholder value, whatever its source:
 
 Values that are already safe are used unchanged, so ordinary names give the file names
 the operator expects.
+
+The files a sink writes must be regular files (:func:`open_regular`): a FIFO or a device
+put where a transcript or a WAV file goes is refused with an error, never a write that
+blocks its worker thread for ever.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +40,7 @@ __all__ = [
     "PathEscapeError",
     "expand_path_template",
     "fixed_prefix",
+    "open_regular",
     "safe_component",
 ]
 
@@ -102,3 +109,21 @@ def _within(path: str, prefix: str) -> bool:
     if base == "/":
         return target.startswith("/")
     return target == base or target.startswith(base + os.sep)
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o640) -> int:
+    """``os.open`` for a file a sink writes, refusing anything but a regular file.
+
+    Opened without blocking (a FIFO without a reader fails at once with ``ENXIO``), then
+    checked on the descriptor; the descriptor returned is in blocking mode. Raises
+    ``OSError``.
+    """
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

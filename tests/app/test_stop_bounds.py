@@ -22,6 +22,7 @@ from saynad.app import STOP_GRACE_S, Daemon
 from saynad.config import load_config
 from tests.app.conftest import DaemonProcess, daemon_process, free_port, state
 from tests.corpus._wsserver import RawPeer, raw_ws_server
+from tests.daemon.fixtures import CALLER_WAV
 
 DRAIN_S = 10.0
 """Long, so that a stop that waits for the drain deadline is told from one that does not."""
@@ -183,3 +184,33 @@ async def test_a_signal_recorded_while_starting_drains_once_the_daemon_listens(
             signal.signal(signum, handler)
     assert daemon.draining
     assert sys.exc_info() == (None, None, None)
+
+
+async def test_a_stop_held_past_the_bound_is_cut_short_by_the_guard(tmp_path: Path) -> None:
+    # User code that ignores cancellation holds its session, so the drain can never
+    # finish: the process must still exit at drain_timeout_s + STOP_GRACE_S.
+    config = tmp_path / "saynad.yaml"
+    caller = CALLER_WAV
+    config.write_text(
+        "sayna: {emulator: {utterance_ms: 300, interim_ms: 300}}\n"
+        f'http: {{listen: "127.0.0.1:{free_port()}"}}\n'
+        "logging: {level: info, format: json}\n"
+        "defaults: {drain_timeout_s: 1}\n"
+        "templates:\n"
+        "  voice:\n"
+        f"    stt: {STT}\n"
+        f"    tts: {TTS}\n"
+        "    behaviours:\n"
+        '      agent: {kind: python, function: "tests.app.stuck_agent:reply"}\n'
+        f"      audio: {{source: {{path: {str(caller)!r}, loop: true}}}}\n"
+        "sessions: [{name: stuck, template: voice}]\n"
+    )
+    async with daemon_process(config) as daemon:
+        await daemon.wait_for(state("stuck", "ready"), within_s=30)
+        # The first caller turn reaches the agent, which then never returns.
+        await trio.sleep(2.0)
+        code, elapsed = await stop_and_time(daemon, within_s=1.0 + STOP_GRACE_S + 30)
+    assert code == 1
+    assert 1.0 + STOP_GRACE_S - 1.0 < elapsed < 1.0 + STOP_GRACE_S + 5.0
+    (line,) = daemon.find(lambda line: line.get("event") == "stop overran its bound; exiting now")
+    assert line["bound_s"] == 1.0 + STOP_GRACE_S

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from saynad.actors.behaviour import BehaviourContext, Command
 from saynad.actors.behaviours.transcripts import ErrorLog, render_path
 from saynad.client.pacing import sleep_until
 from saynad.client.session import SessionEvent
-from saynad.paths import PathEscapeError, safe_component
+from saynad.paths import PathEscapeError, open_regular, safe_component
 from saynad.protocol.messages import TTSAudio, TTSPlaybackComplete
 
 __all__ = ["AUDIO_ERROR_LOG_INTERVAL_S", "AudioSink", "AudioSource", "load_pcm"]
@@ -175,8 +176,9 @@ def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
         wav.setframerate(rate)
         wav.writeframes(pcm)
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
-        with open(path, "wb") as file:
+        with os.fdopen(fd, "wb") as file:
             file.write(buffer.getbuffer())
     except OSError:
         with contextlib.suppress(OSError):

@@ -47,7 +47,7 @@ import trio.lowlevel
 
 from saynad.actors.behaviour import BehaviourContext, SessionCounters, SessionIdentity
 from saynad.client.session import SessionEvent
-from saynad.paths import expand_path_template
+from saynad.paths import expand_path_template, open_regular
 from saynad.protocol.backoff import Backoff
 from saynad.protocol.messages import STTResult
 
@@ -488,7 +488,7 @@ async def _close(file: JsonlFile, sync: bool, failing: _Failing) -> None:
 
 def _open_append(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    return open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
 
 def _append(fd: int, data: memoryview) -> int:

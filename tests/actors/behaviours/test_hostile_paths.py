@@ -8,9 +8,11 @@ and directories on disk show where everything landed.
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +26,7 @@ from structlog.testing import capture_logs
 
 from saynad.actors.behaviour import SessionCounters, SessionIdentity
 from saynad.actors.behaviours.audio import _write_wav
-from saynad.actors.behaviours.transcripts import render_path
+from saynad.actors.behaviours.transcripts import _open_append, render_path
 from saynad.actors.plan import build_plan
 from saynad.actors.registry import SessionState
 from saynad.actors.session import run_session
@@ -239,3 +241,30 @@ async def test_an_unwritable_audio_directory_never_ends_the_session(tmp_path: Pa
     assert str(blocker) in failures[0]["path"]
     assert not [e for e in logs if e["event"] == "behaviour failed"]
     assert (tmp_path / "t" / "e2e.jsonl").exists()
+
+
+@pytest.mark.parametrize("reader", [False, True])
+async def test_a_fifo_where_a_sink_writes_is_refused_not_waited_on(
+    tmp_path: Path, reader: bool
+) -> None:
+    fifo = tmp_path / "taken"
+    os.mkfifo(fifo)
+    held = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK) if reader else None
+    try:
+        for write in (
+            lambda: _open_append(fifo),
+            lambda: _write_wav(fifo, b"\x00\x00" * 10, 16_000),
+        ):
+            # Without a reader, a blocking open() would wait for ever: the guard fails
+            # the test instead (the worker thread is abandoned).
+            refused: int | None = None
+            with trio.fail_after(30):
+                try:
+                    await trio.to_thread.run_sync(write, abandon_on_cancel=True)
+                except OSError as exc:
+                    refused = exc.errno
+            assert refused in (errno.ENXIO, errno.EINVAL)
+    finally:
+        if held is not None:
+            os.close(held)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # left as it was
