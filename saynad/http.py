@@ -92,6 +92,10 @@ turn. With a thousand scrapes at once, answering them all in one go would hold t
 loop — and the sessions' audio — for as long as that takes; a few at a time, the sessions
 run between them (docs/benchmarks-reliability.md: audio stall under a scrape flood)."""
 
+SCRAPE_TIMEOUT_S: Final = 10.0
+"""A ``/metrics`` answer that is not sent within this (a client that does not read) is
+abandoned and its connection closed, so no client holds one of the scrape slots for long."""
+
 MAX_URL_BYTES: Final = 8 * 1024
 """A longer request target (path and query) is answered 414. The request head as a whole
 may take up to :data:`MAX_HEAD_BYTES`; beyond that the HTTP server answers 431."""
@@ -201,7 +205,8 @@ class HttpApp:
         if scope["path"] == "/metrics":
             # Rendering and sending both take the event loop: a few scrapes at a time.
             async with self._scrapes:
-                await self._answer(scope, receive, send)
+                with trio.move_on_after(SCRAPE_TIMEOUT_S):
+                    await self._answer(scope, receive, send)
         else:
             await self._answer(scope, receive, send)
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trio.lowlevel
 
 from saynad.app import Daemon
 from saynad.config import load_config
-from saynad.http import MAX_CONCURRENT_SCRAPES, HttpApp
+from saynad.http import MAX_CONCURRENT_SCRAPES, SCRAPE_TIMEOUT_S, HttpApp
 from tests.daemon.fixtures import ENV, config_text, free_port
 
 
@@ -94,3 +95,27 @@ async def test_without_a_cache_every_scrape_renders(tmp_path: Path) -> None:
     the_daemon.metrics.webhook("bad_signature")
     _, second = await scraper.scrape()
     assert second != first
+
+
+async def test_clients_that_do_not_read_cannot_hold_the_scrape_slots(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    app = HttpApp(daemon(tmp_path))
+
+    async def stuck(message: dict[str, Any]) -> None:
+        await trio.sleep_forever()  # the client never reads: the socket write never ends
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/metrics", "headers": []}
+    # Virtual time: a scrape that waits for ever fails the test at once.
+    with trio.fail_after(SCRAPE_TIMEOUT_S + 60):
+        async with trio.open_nursery() as nursery:
+            for _ in range(MAX_CONCURRENT_SCRAPES):
+                nursery.start_soon(app, scope, receive, stuck)
+            await trio.sleep(1)
+            status, _ = await Scraper(app).scrape()  # waits for a slot, then is answered
+            # The stuck answers were abandoned at SCRAPE_TIMEOUT_S: their slots came free.
+            assert trio.current_time() == pytest.approx(SCRAPE_TIMEOUT_S)
+    assert status == 200
