@@ -1,5 +1,5 @@
 """``python -m saynad`` is the ``saynad`` command."""
 
-from saynad.cli import main
+from saynad._launch import main
 
 raise SystemExit(main())

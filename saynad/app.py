@@ -35,8 +35,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 import re
 import signal
+import sys
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +50,8 @@ import structlog
 import trio
 from prometheus_client import CollectorRegistry
 
+from saynad import _launch as early_signals
+from saynad._groups import cause_of
 from saynad.actors.plan import CallInfo, build_plan, child_for
 from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
@@ -65,7 +69,7 @@ from saynad.errors import (
     TransportError,
     WebhookReplayError,
 )
-from saynad.http import HttpApp, serve_http
+from saynad.http import METRICS_CACHE_S, HttpApp, serve_http
 from saynad.observability.logs import register_secrets
 from saynad.observability.metrics import DaemonSnapshot, Metrics
 from saynad.protocol.webhooks import (
@@ -97,6 +101,15 @@ RELOAD_MIN_INTERVAL_S: Final = 1.0
 """Shortest time between the starts of two signal-requested reloads (``SIGHUP``)."""
 
 HTTP_GRACEFUL_TIMEOUT_S: Final = 5.0
+
+STOP_GRACE_S: Final = 10.0
+"""The bound on stopping: saynad exits within ``defaults.drain_timeout_s`` + this many
+seconds of the first ``SIGTERM``/``SIGINT``, on every path. Sessions that have not
+reported ``ready`` (starting, connecting, in backoff, failed) stop at once; serving ones
+get ``drain_timeout_s`` to finish, then are cancelled and get at most 5 s to flush their
+sinks; the HTTP server then finishes the requests in flight (at most 5 s). Whatever
+still holds the process at the bound (a disk that does not answer) is abandoned: the
+process exits with status 1 and an error line."""
 
 log = structlog.get_logger("saynad.daemon")
 
@@ -157,8 +170,7 @@ def inbound_session_name(event_id: str) -> str:
 
 def failure_reason(exc: BaseException) -> str:
     """The bounded ``reason`` label of ``saynad_session_failures_total`` for ``exc``."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    exc = cause_of(exc)
     if isinstance(exc, HandshakeRejectedError | TransportError):
         return "connect"
     if isinstance(exc, ReadyTimeoutError):
@@ -213,7 +225,10 @@ class Daemon:
     http_urls: list[str] = field(default_factory=list)
     exit_code: int = EX_OK
     gc_policy: GcPolicy | None = None
+    metrics_cache_s: float = METRICS_CACHE_S
+    """How long a rendered ``/metrics`` answer is reused (0: render every scrape)."""
     _root: trio.CancelScope | None = None
+    _stop_deadline: float | None = None
 
     def __post_init__(self) -> None:
         if self.gc_policy is None:
@@ -228,6 +243,8 @@ class Daemon:
         self._reload_lock = trio.Lock()
         self._http_stop = trio.Event()
         self._http_done = trio.Event()
+        self._http_started = False
+        self._stopping = trio.Event()
         self._changed = trio.Event()
         self.registry.listeners.append(lambda old, new: self._changed.set())
 
@@ -393,25 +410,21 @@ class Daemon:
 
     async def _reload(self) -> ReloadOutcome:
         await self.notifier.reloading()
+        old = self.config
         try:
-            new = await trio.to_thread.run_sync(lambda: load_config(self.config_path, env=self.env))
+            # Reading, parsing and planning happen in a worker thread, so a large file
+            # never stalls sessions' audio or /healthz; abandoned (left to finish on its
+            # own) when the daemon stops meanwhile, so it never delays the exit.
+            new, new_children, outcome, secrets = await trio.to_thread.run_sync(
+                self._prepare_reload, old, abandon_on_cancel=True
+            )
         except ConfigError as exc:
             self.reloads["error"] += 1
             self.metrics.reload_done(False)
             log.error("reload failed; keeping the running configuration", problems=exc.problems)
             await self.notifier.ready(self.status_line())
             return ReloadOutcome(ok=False, error="\n".join(exc.problems))
-        register_secrets(iter_secrets(new))
-        old_children = self.always_on(self.config)
-        new_children = self.always_on(new)
-        outcome = ReloadOutcome(
-            ok=True,
-            added=sum(1 for n in new_children if n not in old_children),
-            removed=sum(1 for n in old_children if n not in new_children),
-            changed=sum(
-                1 for n, c in new_children.items() if n in old_children and old_children[n] != c
-            ),
-        )
+        register_secrets(secrets)
         if new.http.listen != self.config.http.listen:
             log.warning(
                 "http.listen changed; it applies at the next start",
@@ -442,6 +455,23 @@ class Daemon:
         )
         await self.notifier.ready(self.status_line())
         return outcome
+
+    def _prepare_reload(
+        self, old: Config
+    ) -> tuple[Config, dict[str, Child], ReloadOutcome, list[str]]:
+        """Load the file and plan the reload (in a worker thread: touches no live state)."""
+        new = load_config(self.config_path, env=self.env)
+        old_children = self.always_on(old)
+        new_children = self.always_on(new)
+        outcome = ReloadOutcome(
+            ok=True,
+            added=sum(1 for n in new_children if n not in old_children),
+            removed=sum(1 for n in old_children if n not in new_children),
+            changed=sum(
+                1 for n, c in new_children.items() if n in old_children and old_children[n] != c
+            ),
+        )
+        return new, new_children, outcome, list(iter_secrets(new))
 
     def _swap_verifier(self, new: Config) -> None:
         old_hook, new_hook = self.config.inbound.sip_webhook, new.inbound.sip_webhook
@@ -474,17 +504,20 @@ class Daemon:
         """Stop admitting, give sessions ``drain_timeout_s``, then cancel everything.
 
         The HTTP server stays up meanwhile (``/readyz`` says 503, ``/metrics`` still
-        answers) and shuts down gracefully once the sessions are gone.
+        answers) and shuts down gracefully once the sessions are gone. Safe at any point
+        of start-up: what has not started yet is not started.
         """
         if self.draining:
             return
         self.draining = True
+        timeout = self.config.defaults.drain_timeout_s
+        self._stop_deadline = trio.current_time() + timeout + STOP_GRACE_S
+        self._stopping.set()
         self._changed.set()
         await self.notifier.stopping()
-        timeout = self.config.defaults.drain_timeout_s
         log.info("draining", sessions=len(self.registry.snapshot()), timeout_s=timeout)
-        assert self.supervisor is not None
-        await self.supervisor.drain(timeout)
+        if self.supervisor is not None:
+            await self.supervisor.drain(timeout)
         log.info("drained")
         await self._stop_http()
         if self._root is not None:
@@ -492,22 +525,44 @@ class Daemon:
 
     async def _stop_http(self) -> None:
         self._http_stop.set()
+        if not self._http_started:
+            return
         with trio.move_on_after(HTTP_GRACEFUL_TIMEOUT_S + 1.0):
             await self._http_done.wait()
 
+    async def _stop_guard(self) -> None:
+        """The last resort behind :data:`STOP_GRACE_S`: exit when stopping overruns it."""
+        await self._stopping.wait()
+        assert self._stop_deadline is not None
+        await trio.sleep_until(self._stop_deadline)
+        log.error(
+            "stop overran its bound; exiting now",
+            bound_s=self.config.defaults.drain_timeout_s + STOP_GRACE_S,
+            sessions=len(self.registry.snapshot()),
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    async def _on_signal(self, signum: int, nursery: trio.Nursery) -> None:
+        if signum == signal.SIGHUP:
+            log.info("SIGHUP: reload requested")
+            self.reload_requested.set()
+        elif not self.draining:
+            log.info("signal: draining", signal=signal.Signals(signum).name)
+            nursery.start_soon(self.drain)
+        else:
+            log.warning("second signal: stopping now", signal=signal.Signals(signum).name)
+            if self._root is not None:
+                self._root.cancel()
+
     async def _signals(self, nursery: trio.Nursery) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            # Signals that arrived while starting, before this receiver was open.
+            for signum in early_signals.take():
+                await self._on_signal(signum, nursery)
             async for signum in signals:
-                if signum == signal.SIGHUP:
-                    log.info("SIGHUP: reload requested")
-                    self.reload_requested.set()
-                elif not self.draining:
-                    log.info("signal: draining", signal=signal.Signals(signum).name)
-                    nursery.start_soon(self.drain)
-                else:
-                    log.warning("second signal: stopping now", signal=signal.Signals(signum).name)
-                    if self._root is not None:
-                        self._root.cancel()
+                await self._on_signal(signum, nursery)
 
     # ------------------------------------------------------------------ systemd
 
@@ -532,9 +587,10 @@ class Daemon:
 
     async def _serve_http(self, *, task_status: trio.TaskStatus[list[str]]) -> None:
         http = self.config.http
+        self._http_started = True
         try:
             await serve_http(
-                HttpApp(self),
+                HttpApp(self, metrics_cache_s=self.metrics_cache_s),
                 http.host,
                 http.port,
                 shutdown_trigger=self._http_stop.wait,
@@ -551,11 +607,16 @@ class Daemon:
 
         When the HTTP server cannot listen, logs why, sets ``exit_code`` and returns.
         """
+        early_signals.defer()  # from here on, a signal is recorded for _signals
         register_secrets(iter_secrets(self.config))
         assert self.gc_policy is not None
         self.gc_policy.apply()
         try:
-            await self._run(task_status)
+            async with trio.open_nursery() as guard:
+                # Outside the root scope: cancelling the daemon never cancels the guard.
+                guard.start_soon(self._stop_guard, name="stop-guard")
+                await self._run(task_status)
+                guard.cancel_scope.cancel()
         finally:
             self.gc_policy.restore()
             self.notifier.close()

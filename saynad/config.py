@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import difflib
+import errno
 import hmac
 import importlib
 import inspect
@@ -44,6 +45,7 @@ import json
 import math
 import os
 import re
+import stat
 import string
 import types
 import wave
@@ -57,6 +59,7 @@ import msgspec
 import yaml
 
 from saynad.errors import ConfigError, ValidationError
+from saynad.paths import fixed_prefix
 from saynad.protocol.messages import (
     UNSET,
     ApiKeyAuth,
@@ -77,6 +80,7 @@ if TYPE_CHECKING:
     from saynad.emulator.options import EmulatorOptions
 
 __all__ = [
+    "CONFIG_FILE_MAX_BYTES",
     "DEFAULT_CONFIG_PATH",
     "AgentSettings",
     "AudioSettings",
@@ -152,9 +156,13 @@ _LOADING_AUDIO_MAX_BYTES: Final = 1_924_096
 _LOADING_AUDIO_MIN_MS: Final = 250
 _LOADING_AUDIO_MAX_MS: Final = 10_000
 
+CONFIG_FILE_MAX_BYTES: Final = 16 << 20
+"""The largest configuration file ``load_config`` reads (16 MiB); larger is refused unread."""
+
 _SECRET_FILE_MAX_BYTES: Final = 1 << 20
 _MAX_DEPTH: Final = 64
 _MAX_NODES: Final = 100_000
+_MAX_COMPOSED_NODES: Final = 2 * _MAX_NODES + 1_000  # a mapping's keys are nodes too
 
 _V = TypeVar("_V")
 
@@ -305,9 +313,15 @@ StreamId = Annotated[
 ]
 RoomName = Annotated[str, msgspec.Meta(min_length=1), _placeholders(ROOM_NAME_PLACEHOLDERS)]
 TranscriptPath = Annotated[
-    str, msgspec.Meta(min_length=1), _placeholders(TRANSCRIPT_PATH_PLACEHOLDERS)
+    str,
+    msgspec.Meta(min_length=1),
+    _Check(lambda value: _path_template_problem(value, TRANSCRIPT_PATH_PLACEHOLDERS)),
 ]
-AudioSinkDir = Annotated[str, msgspec.Meta(min_length=1), _placeholders(AUDIO_SINK_PLACEHOLDERS)]
+AudioSinkDir = Annotated[
+    str,
+    msgspec.Meta(min_length=1),
+    _Check(lambda value: _path_template_problem(value, AUDIO_SINK_PLACEHOLDERS)),
+]
 AsyncFunction = Annotated[str, _Check(lambda value: _async_function_problem(value))]
 WebhookSecret = Annotated[Secret, _Check(_webhook_secret_problem)]
 WebhookPath = Annotated[str, _Check(_webhook_path_problem)]
@@ -979,7 +993,9 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
     """
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = _read_regular_file(Path(path), CONFIG_FILE_MAX_BYTES)
+    except _FileTooLargeError as exc:
+        raise ConfigError([f"{source}: {exc.strerror}"]) from exc
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read the file: {exc.strerror or exc}"]) from exc
     try:
@@ -1369,6 +1385,15 @@ def _parse_listen(value: str) -> tuple[str, int]:
             raise ValueError(f"write IPv6 addresses in brackets, e.g. [::1]:9464, got {value!r}")
         if not re.fullmatch(r"[A-Za-z0-9.-]+", host):
             raise ValueError(f"{host!r} is not a host name or IPv4 address")
+        if re.fullmatch(r"[0-9.]+", host):
+            # All digits and dots: an IPv4 address, never a host name (999.1.1.1 would
+            # pass `saynad check` and fail only when `saynad run` binds).
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise ValueError(f"{host!r} is not an IPv4 address") from None
+        elif len(host) > 253 or any(not 1 <= len(label) <= 63 for label in host.split(".")):
+            raise ValueError(f"{host!r} is not a host name (labels of 1 to 63 characters)")
     if not port_text.isascii() or not port_text.isdigit():
         raise ValueError(f"the port must be a number from 1 to 65535, got {port_text!r}")
     port = int(port_text)
@@ -1431,6 +1456,21 @@ def _placeholder_problem(template: str, allowed: frozenset[str]) -> str | None:
     return None
 
 
+def _path_template_problem(template: str, allowed: frozenset[str]) -> str | None:
+    """Placeholders as for any template, and no ``..`` after the first one: an expanded
+    path stays under the template's fixed directory (see :mod:`saynad.paths`)."""
+    problem = _placeholder_problem(template, allowed)
+    if problem is not None:
+        return problem
+    prefix = fixed_prefix(template)
+    if ".." in template[len(prefix) :].split("/"):
+        return (
+            f"'..' after a placeholder in {template!r} could leave the directory "
+            f"{prefix or './'!r}; write the directory before the placeholders"
+        )
+    return None
+
+
 def _async_function_problem(reference: str) -> str | None:
     module_name, sep, attribute = reference.partition(":")
     if not sep or not module_name or not attribute:
@@ -1473,12 +1513,29 @@ class _Ref(str):
     reference: str
 
 
+class _TooManyNodes(yaml.YAMLError):
+    """Composing stopped: the document has more nodes than the loader builds."""
+
+
 class _YamlLoader(yaml.SafeLoader):
     """The safe loader, used only to compose nodes and to build scalars.
 
     The config loader walks the node graph itself: that is where every value's line is
     recorded and duplicate keys are refused (PyYAML keeps the last one silently).
+    Composing stops at :data:`_MAX_COMPOSED_NODES` nodes (keys and values), so a huge
+    document costs a bounded amount of time and memory before it is refused (not the
+    whole file's node graph).
     """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.composed += 1
+        if self.composed > _MAX_COMPOSED_NODES:
+            raise _TooManyNodes(f"the document expands to more than {_MAX_NODES} values")
+        return super().compose_node(parent, index)
 
 
 _REFERENCE = re.compile(r"\$\{([^{}]*)\}")
@@ -1487,6 +1544,9 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _MAP_TAG: Final = "tag:yaml.org,2002:map"
 _SEQ_TAG: Final = "tag:yaml.org,2002:seq"
+_INT_TAG: Final = "tag:yaml.org,2002:int"
+_MAX_INT: Final = 2**63 - 1
+_MAX_INT_DIGITS: Final = 19  # the digits of _MAX_INT (hex, octal and binary: fewer still)
 _SECTIONS: Final = (
     "sayna",
     "http",
@@ -1561,6 +1621,8 @@ class _Loader:
                 data = self.build(node, ()) if node is not None else None
             finally:
                 self._yaml.dispose()
+        except _TooManyNodes as exc:
+            self.problem((), str(exc), line=1)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
@@ -1686,13 +1748,23 @@ class _Loader:
 
     def construct_scalar(self, node: yaml.ScalarNode) -> Any:
         assert self._yaml is not None
+        if node.tag == _INT_TAG:
+            digits = sum(c.isalnum() for c in node.value)
+            if digits > _MAX_INT_DIGITS:
+                raise _ScalarError(
+                    f"the integer has {digits} digits; saynad takes integers of at most "
+                    f"{_MAX_INT_DIGITS} digits"
+                )
         try:
-            return self._yaml.construct_object(node, deep=True)
+            value = self._yaml.construct_object(node, deep=True)
         except Exception as exc:
             # PyYAML's scalar constructors raise ConstructorError, ValueError (a timestamp
             # with month 13), OverflowError…; each simply means "not a valid YAML value".
             detail = getattr(exc, "problem", None) or str(exc)
             raise _ScalarError(f"invalid YAML value: {detail}") from exc
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _MAX_INT:
+            raise _ScalarError(f"the integer {value} is too large; at most {_MAX_INT}")
+        return value
 
     def build_scalar(self, node: yaml.ScalarNode, path: _Path) -> Any:
         try:
@@ -2249,6 +2321,53 @@ class _ScalarError(Exception):
     """A YAML scalar could not be built (bad tag or malformed typed value)."""
 
 
+class _FileTooLargeError(OSError):
+    """A file is larger than the limit its reader accepts (nothing was parsed)."""
+
+
+def _read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The content of ``path``, refusing anything that could hang or explode a reader.
+
+    The file is opened without blocking (a FIFO without a writer, a device) and must be
+    a regular file of at most ``max_bytes`` bytes: checked on the open descriptor before
+    anything is read, and again while reading (a file that grows). Raises
+    :class:`_FileTooLargeError`, ``OSError`` (``IsADirectoryError`` for a directory, an
+    ``OSError`` naming the file type for anything else that is not a regular file).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            kind = _FILE_KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+            raise OSError(errno.EINVAL, f"not a regular file ({kind})", str(path))
+        if info.st_size > max_bytes:
+            raise _FileTooLargeError(
+                errno.EFBIG, f"the file has {info.st_size} bytes; at most {max_bytes} are read"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(1 << 20, max_bytes + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise _FileTooLargeError(
+                    errno.EFBIG, f"the file grew past {max_bytes} bytes while being read"
+                )
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_FILE_KINDS: Final = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
 def _read_secret_file(path: Path, label: str, *, credential: bool = False) -> str | _Problem:
     where = (
         f"credential {path.name!r} in $CREDENTIALS_DIRECTORY ({path.parent})"
@@ -2256,18 +2375,17 @@ def _read_secret_file(path: Path, label: str, *, credential: bool = False) -> st
         else f"file {path}"
     )
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(_SECRET_FILE_MAX_BYTES + 1)
+        raw = _read_regular_file(path, _SECRET_FILE_MAX_BYTES)
     except FileNotFoundError:
         return _Problem(f"{label}: {where} does not exist")
     except IsADirectoryError:
         return _Problem(f"{label}: {where} is a directory")
     except PermissionError:
         return _Problem(f"{label}: cannot read {where}: permission denied")
+    except _FileTooLargeError:
+        return _Problem(f"{label}: {where} is larger than {_SECRET_FILE_MAX_BYTES} bytes")
     except (OSError, ValueError) as exc:
         return _Problem(f"{label}: cannot read {where}: {getattr(exc, 'strerror', None) or exc}")
-    if len(raw) > _SECRET_FILE_MAX_BYTES:
-        return _Problem(f"{label}: {where} is larger than {_SECRET_FILE_MAX_BYTES} bytes")
     try:
         value = raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -2,7 +2,8 @@
 
 ::
 
-    GET  /metrics                   Prometheus text (OpenMetrics when the scraper asks for it)
+    GET  /metrics                   Prometheus text (OpenMetrics when the scraper asks for it);
+                                    rendered at most once a second, 16 answered at a time
     GET  /healthz                   200 while the event loop and the supervisor answer
     GET  /readyz                    200 when config loaded, supervisor up, not draining and
                                     admission open; 503 otherwise (JSON says which check)
@@ -11,6 +12,10 @@
     POST /sessions/{name}/restart   control: restart one session      (needs control_token)
     POST /reload                    control: reload the configuration (needs control_token)
     POST {inbound.sip_webhook.path} a signed SIP webhook → 202 and a temporary session
+
+Every GET route answers ``HEAD`` (the same headers, no body); any other method gets 405
+with ``Allow``. A request target (path and query) over :data:`MAX_URL_BYTES` gets 414, a
+request head over :data:`MAX_HEAD_BYTES` 431.
 
 The control routes exist only when ``http.control_token`` is set; they take
 ``Authorization: Bearer <token>``, compared in constant time.
@@ -32,7 +37,7 @@ shutdown (stop accepting, let in-flight requests finish within ``graceful_timeou
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -42,6 +47,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from prometheus_client.exposition import choose_encoder
 
+from saynad._groups import cause_of
 from saynad.errors import (
     WebhookError,
     WebhookPayloadError,
@@ -75,6 +81,27 @@ flood of bad webhooks would otherwise write one line per request, and journald's
 limit would then drop every line of the service (a slow log reader would even block the
 event loop on stdout). Every request is still counted in the metrics."""
 
+METRICS_CACHE_S: Final = 1.0
+"""A rendered ``/metrics`` answer is reused for this long (per format): however many
+scrapes arrive at once, the catalog is rendered at most once per interval. Prometheus
+scrapes every 15 s or so: the answer it gets is never more than this old."""
+
+MAX_CONCURRENT_SCRAPES: Final = 16
+"""At most this many ``/metrics`` requests are answered at a time; the others wait their
+turn. With a thousand scrapes at once, answering them all in one go would hold the event
+loop — and the sessions' audio — for as long as that takes; a few at a time, the sessions
+run between them (docs/benchmarks-reliability.md: audio stall under a scrape flood)."""
+
+SCRAPE_TIMEOUT_S: Final = 10.0
+"""A ``/metrics`` answer that is not sent within this (a client that does not read) is
+abandoned and its connection closed, so no client holds one of the scrape slots for long."""
+
+MAX_URL_BYTES: Final = 8 * 1024
+"""A longer request target (path and query) is answered 414. The request head as a whole
+may take up to :data:`MAX_HEAD_BYTES`; beyond that the HTTP server answers 431."""
+
+MAX_HEAD_BYTES: Final = 64 * 1024
+
 MAX_CONTROL_BODY_BYTES: Final = 64 * 1024
 RETRY_AFTER_SATURATED_S: Final = 5
 RETRY_AFTER_DRAINING_S: Final = 30
@@ -99,11 +126,12 @@ class _Response:
         self.body = body
         self.headers = {"content-type": content_type, **(headers or {})}
 
-    async def send(self, send: Send) -> None:
+    async def send(self, send: Send, *, head: bool = False) -> None:
+        """Send the response; ``head``: the headers a GET would get, and no body."""
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         headers.append((b"content-length", str(len(self.body)).encode()))
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
+        await send({"type": "http.response.body", "body": b"" if head else self.body})
 
 
 def _json_response(status: int, obj: object, headers: dict[str, str] | None = None) -> _Response:
@@ -149,10 +177,23 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 class HttpApp:
     """The ASGI application over one :class:`~saynad.app.Daemon`."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        *,
+        metrics_cache_s: float = METRICS_CACHE_S,
+        max_concurrent_scrapes: int = MAX_CONCURRENT_SCRAPES,
+    ) -> None:
+        """``metrics_cache_s``: how long a rendered ``/metrics`` answer is reused (0:
+        never); ``max_concurrent_scrapes``: how many ``/metrics`` requests are answered
+        at a time."""
         self.daemon = daemon
+        self.metrics_cache_s = metrics_cache_s
+        self._scrapes = trio.CapacityLimiter(max_concurrent_scrapes)
         # outcome → (trio time of its last line, refusals not logged since)
         self._refusal_lines: dict[str, tuple[float, int]] = {}
+        # content type → (trio time it was rendered, body)
+        self._rendered: dict[str, tuple[float, bytes]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -161,14 +202,28 @@ class HttpApp:
             return
         if kind != "http":  # websockets: nothing here speaks them
             return
+        if scope["path"] == "/metrics":
+            # Rendering and sending both take the event loop: a few scrapes at a time.
+            async with self._scrapes:
+                with trio.move_on_after(SCRAPE_TIMEOUT_S):
+                    await self._answer(scope, receive, send)
+        else:
+            await self._answer(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            response = await self._route(scope, receive)
+            if len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") > (
+                MAX_URL_BYTES
+            ):
+                response = _error(414, "URI too long", _CLOSE)
+            else:
+                response = await self._route(scope, receive)
         except _Disconnected:
             return
         except Exception:
             log.exception("http handler failed", path=scope.get("path"))
             response = _error(500, "internal error")
-        await response.send(send)
+        await response.send(send, head=scope["method"] == "HEAD")
 
     # ----------------------------------------------------------------- routing
 
@@ -201,16 +256,27 @@ class HttpApp:
 
     @staticmethod
     def _only(method: str, allowed: str) -> _Response | None:
-        if method == allowed:
+        # Every GET route answers HEAD too (the same headers, no body), as Prometheus-style
+        # endpoints do.
+        if method == allowed or (method == "HEAD" and allowed == "GET"):
             return None
-        return _error(405, "method not allowed", {"allow": allowed})
+        return _error(
+            405, "method not allowed", {"allow": "GET, HEAD" if allowed == "GET" else allowed}
+        )
 
     # ----------------------------------------------------------------- read-only routes
 
     def _metrics(self, scope: Scope) -> _Response:
         accept = (_header(scope, b"accept") or b"").decode("latin-1")
         encoder, content_type = choose_encoder(accept)
-        return _Response(200, encoder(self.daemon.metrics.registry), content_type=content_type)
+        now = trio.current_time()
+        cached = self._rendered.get(content_type)
+        if cached is not None and now - cached[0] < self.metrics_cache_s:
+            body = cached[1]
+        else:
+            body = encoder(self.daemon.metrics.registry)
+            self._rendered[content_type] = (now, body)
+        return _Response(200, body, content_type=content_type)
 
     async def _healthz(self) -> _Response:
         # Answering at all proves the event loop runs; the supervisor must answer too.
@@ -382,7 +448,7 @@ def hypercorn_config(host: str, port: int, *, graceful_timeout_s: float) -> Hype
     config.graceful_timeout = graceful_timeout_s
     config.keep_alive_timeout = 30  # Prometheus keeps its scrape connection open
     config.backlog = 1024  # bursts of inbound calls
-    config.h11_max_incomplete_size = 16 * 1024
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
     return config
 
 
@@ -405,15 +471,7 @@ async def serve_http(
     except BaseExceptionGroup as group:
         # hypercorn binds inside its own nurseries: a bind failure (address in use, no
         # permission) arrives wrapped. Hand it on bare so the caller can report it.
-        leaves = list(_leaves(group))
-        if len(leaves) == 1 and isinstance(leaves[0], OSError):
-            raise leaves[0] from None
+        cause = cause_of(group)
+        if isinstance(cause, OSError):
+            raise cause from None
         raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc

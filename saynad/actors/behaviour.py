@@ -77,6 +77,8 @@ class SessionCounters:
     - ``replies``: agent replies spoken (at least one sentence sent);
     - ``spoken``: ``speak`` frames sent (greeting, reply sentences, fallback, goodbye);
     - ``audio_chunks_sent``: binary audio frames queued by the audio source;
+    - ``tts_audio_frames``: binary TTS audio frames received (the agent tells from it
+      whether the sentence playing when the caller cut in was partly heard);
     - ``dropped_events``: media events the fan-out dropped (a behaviour's channel was full);
     - ``behaviour_errors``: behaviours that raised;
     - ``agent_requests``: turns handed to the agent backend;
@@ -87,7 +89,8 @@ class SessionCounters:
       ``sip_transfer_error`` frames received;
     - ``sink_written`` / ``sink_dropped`` / ``sink_errors``: transcript entries delivered
       by the sinks / lost (queue overflow, retries exhausted, unwritten at teardown) /
-      failed write or POST attempts.
+      failed write or POST attempts;
+    - ``audio_sink_errors``: utterances an audio sink could not write (each one lost).
 
     Latency: ``last_turn_end_at`` is the trio time at which the reader received the
     latest ``stt_result`` closing a turn (``is_final`` and ``is_speech_final``); the
@@ -101,6 +104,7 @@ class SessionCounters:
     replies: int = 0
     spoken: int = 0
     audio_chunks_sent: int = 0
+    tts_audio_frames: int = 0
     dropped_events: int = 0
     behaviour_errors: int = 0
     agent_requests: int = 0
@@ -112,6 +116,7 @@ class SessionCounters:
     sink_written: int = 0
     sink_dropped: int = 0
     sink_errors: int = 0
+    audio_sink_errors: int = 0
     last_turn_end_at: float | None = None
     first_speak_latencies_s: deque[float] = field(
         default_factory=lambda: deque(maxlen=LATENCY_SAMPLES)

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import structlog
 import trio
 
+from saynad._groups import unwrapped
 from saynad.actors.behaviour import (
     Behaviour,
     BehaviourContext,
@@ -269,7 +270,10 @@ async def serve_session(plan: SessionPlan, session: SessionPort, control: ChildC
     ):
         control.ready(room=identity.room, stream_id=identity.stream_id)
         try:
-            await _serve(run, control)
+            # The actor's boundary: a behaviour's error (or the reader's) leaves the
+            # session's nurseries as itself, so logs, /sessions and metrics name it.
+            with unwrapped():
+                await _serve(run, control)
         finally:
             if observer is not None:
                 observer.run_ended(tally)
@@ -439,6 +443,7 @@ async def _reader(run: _Run, subscribers: list[_Subscriber]) -> None:
         async for event in run.session.events():
             cls = type(event)
             if cls is TTSAudio:
+                counters.tts_audio_frames += 1
                 if run.speak_at is not None:
                     if observer is not None:
                         observer.observe_speak_to_audio(trio.current_time() - run.speak_at)

@@ -44,6 +44,7 @@ from typing import Final
 import structlog
 import trio
 
+from saynad._groups import describe
 from saynad.actors.registry import Registry, SessionState
 from saynad.errors import UnreachableError
 from saynad.protocol.backoff import Backoff, RestartIntensity
@@ -180,6 +181,13 @@ class _Entry:
     control: ChildControl
     done: trio.Event = field(default_factory=trio.Event)
     stop_requested: bool = False
+    running: bool = False
+    """A run is under way (not starting, not in backoff)."""
+
+    @property
+    def serving(self) -> bool:
+        """The current run reported ``ready``: it has something to drain."""
+        return self.running and self.control.ready_at is not None
 
 
 class Supervisor:
@@ -248,7 +256,11 @@ class Supervisor:
         return True
 
     async def drain(self, timeout_s: float) -> None:
-        """Stop admitting, ask every session to finish, cancel what remains at the deadline."""
+        """Stop admitting, ask every session to finish, cancel what remains at the deadline.
+
+        Sessions that are not serving (starting, connecting, in backoff, failed) stop at
+        once: only a session that reported ``ready`` has a call to finish.
+        """
         self.admitting = False
         entries = list(self._entries.values())
         for entry in entries:
@@ -316,6 +328,10 @@ class Supervisor:
         entry.stop_requested = True
         self.registry.set_state(entry.child.name, SessionState.DRAINING)
         entry.control.drain_requested.set()
+        if not entry.serving:
+            # Starting, connecting or waiting out a backoff: there is no call to finish,
+            # so it stops at once instead of holding the drain until its deadline.
+            entry.scope.cancel()
 
     # ------------------------------------------------------------------ supervision
 
@@ -421,10 +437,13 @@ class Supervisor:
         (and everything they reference) through the backoff and the next run.
         """
         child = entry.child
+        entry.running = True
         try:
             await self._runner(child, entry.control)
         except Exception as exc:  # contained: one session's failure never spreads
-            text = f"{type(exc).__name__}: {exc}"
+            text = describe(exc)
             log.warning("session ended with an error", session=child.name, error=text)
             return text, self._is_outage(exc)
+        finally:
+            entry.running = False
         return None, False

@@ -58,6 +58,7 @@ from typing import Any, Final
 import structlog
 import trio
 
+from saynad._groups import unwrapped
 from saynad.client import pacing
 from saynad.client.transport import (
     DEFAULT_CLOSE_TIMEOUT_S,
@@ -619,42 +620,45 @@ async def open_session(
     key = os.environ.get("SAYNA_API_KEY") if api_key is None else api_key
     headers = {"Authorization": f"Bearer {key}"} if key else {}
 
-    async with connect_websocket(
-        ws_url,
-        headers,
-        connect_timeout_s=connect_timeout_s,
-        max_message_bytes=max_message_bytes,
-        receive_queue_size=receive_queue_size,
-        close_timeout_s=close_timeout_s,
-        ssl_context=ssl_context,
-    ) as transport:
-        session = Session(transport, url=ws_url)
-        try:
-            await session._send(frame)
+    # Keepalive or not, the block's errors and the session's own leave this function
+    # bare: the nurseries in between never turn them into exception groups.
+    with unwrapped():
+        async with connect_websocket(
+            ws_url,
+            headers,
+            connect_timeout_s=connect_timeout_s,
+            max_message_bytes=max_message_bytes,
+            receive_queue_size=receive_queue_size,
+            close_timeout_s=close_timeout_s,
+            ssl_context=ssl_context,
+        ) as transport:
+            session = Session(transport, url=ws_url)
             try:
-                with trio.fail_after(ready_timeout_s):
-                    await session._wait_ready()
-            except trio.TooSlowError:
-                raise ReadyTimeoutError(
-                    f"no ready frame from {ws_url} within {ready_timeout_s} s"
-                ) from None
-            if keepalive_interval_s is None:
-                yield session
-            else:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(
-                        _keepalive,
-                        transport,
-                        keepalive_interval_s,
-                        keepalive_timeout_s,
-                        name="keepalive",
-                    )
-                    try:
-                        yield session
-                    finally:
-                        nursery.cancel_scope.cancel()
-        finally:
-            await session.aclose()
+                await session._send(frame)
+                try:
+                    with trio.fail_after(ready_timeout_s):
+                        await session._wait_ready()
+                except trio.TooSlowError:
+                    raise ReadyTimeoutError(
+                        f"no ready frame from {ws_url} within {ready_timeout_s} s"
+                    ) from None
+                if keepalive_interval_s is None:
+                    yield session
+                else:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(
+                            _keepalive,
+                            transport,
+                            keepalive_interval_s,
+                            keepalive_timeout_s,
+                            name="keepalive",
+                        )
+                        try:
+                            yield session
+                        finally:
+                            nursery.cancel_scope.cancel()
+            finally:
+                await session.aclose()
 
 
 async def _keepalive(transport: WebSocketTransport, interval_s: float, timeout_s: float) -> None:

@@ -42,6 +42,7 @@ import msgspec
 import trio
 import trio_websocket
 
+from saynad._groups import cause_of, raise_bare
 from saynad._io import pacing
 from saynad._io.sockets import RECEIVE_BYTES, open_fast_tcp_stream
 from saynad.client import _wsproto
@@ -364,30 +365,6 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
-def _raise_unwrapped(exc: BaseException) -> NoReturn:
-    """Re-raise ``exc`` without chaining it to the group it was taken from."""
-    context = exc.__context__
-    try:
-        raise exc
-    finally:
-        exc.__context__ = context
-        del exc, context
-
-
-def _sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one non-``Cancelled`` exception in ``group``, or ``None`` if there is not
-    exactly one."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, BaseExceptionGroup):
-            stack.extend(item.exceptions)
-        elif not isinstance(item, trio.Cancelled):
-            leaves.append(item)
-    return leaves[0] if len(leaves) == 1 else None
-
-
 Implementation = Literal["wsproto", "trio-websocket"]
 """Which WebSocket implementation :func:`connect_websocket` uses."""
 
@@ -491,10 +468,10 @@ async def _connect_trio_websocket(
     except BaseExceptionGroup as group:
         # The hidden nursery wraps everything; unwrap the single real exception (from
         # the block, or from trio-websocket's reader task) and translate it.
-        sole = _sole_exception(group)
-        if sole is None:
+        cause = cause_of(group)
+        if cause is group:
             raise
-        translated = _translate(sole)
-        if translated is sole:
-            _raise_unwrapped(sole)
-        raise translated from sole
+        translated = _translate(cause)
+        if translated is cause:
+            raise_bare(cause)
+        raise translated from cause

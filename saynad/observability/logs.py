@@ -4,6 +4,13 @@ Every record passes through :func:`redact`: values under secret-looking keys are
 replaced by ``"***"``, and so is any occurrence of a registered secret value (the
 resolved ``${…}`` secrets of the configuration) inside any string field.
 
+Then through :func:`cap`: values can come from the network (SIP headers, room names,
+caller numbers, server errors), so no field may make a line unbounded. A string field
+keeps at most :data:`MAX_FIELD_CHARS` characters, a string inside a mapping or a list
+:data:`MAX_NESTED_CHARS`, a mapping or list at most :data:`MAX_ITEMS` items (nested two
+levels deep at most); what is cut is said (``…[+N chars]``, ``"…": "+N more"``). A
+traceback keeps :data:`MAX_EXCEPTION_CHARS`.
+
 When the output stream is journald's (systemd sets ``$JOURNAL_STREAM`` to the device
 and inode of the stream it connected; :func:`journal_stream` compares them with the
 stream's own), each line starts with its syslog priority, ``<3>`` for errors to ``<7>``
@@ -24,8 +31,13 @@ from typing import Any, Final, TextIO, cast
 import structlog
 
 __all__ = [
+    "MAX_EXCEPTION_CHARS",
+    "MAX_FIELD_CHARS",
+    "MAX_ITEMS",
+    "MAX_NESTED_CHARS",
     "SYSLOG_PRIORITIES",
     "PriorityLines",
+    "cap",
     "configure_logging",
     "errors_to_journal",
     "journal_stream",
@@ -43,6 +55,12 @@ SYSLOG_PRIORITIES: Final = {
     "debug": 7,
 }
 """structlog level → syslog priority (the ``<N>`` prefix journald understands)."""
+
+MAX_FIELD_CHARS: Final = 2048
+MAX_NESTED_CHARS: Final = 256
+MAX_ITEMS: Final = 32
+MAX_EXCEPTION_CHARS: Final = 16384
+_MAX_DEPTH: Final = 2
 
 _SECRET_KEYS = frozenset(
     {"api_key", "secret", "secrets", "token", "control_token", "authorization", "password"}
@@ -72,6 +90,51 @@ def redact(
             event_dict[key] = "***"
         else:
             event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def _cap_text(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[+{len(text) - limit} chars]"
+
+
+def _cap_value(value: Any, limit: int, depth: int) -> Any:
+    if isinstance(value, str):
+        return _cap_text(value, limit)
+    if isinstance(value, bytes | bytearray):
+        return _cap_text(repr(bytes(value[: limit + 1])), limit)
+    if isinstance(value, dict | MutableMapping):
+        if depth >= _MAX_DEPTH:
+            return _cap_text(repr(value), MAX_NESTED_CHARS)
+        out: dict[Any, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            if index == MAX_ITEMS:
+                out["…"] = f"+{len(value) - MAX_ITEMS} more"
+                break
+            out[_cap_value(key, MAX_NESTED_CHARS, depth + 1)] = _cap_value(
+                item, MAX_NESTED_CHARS, depth + 1
+            )
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        if depth >= _MAX_DEPTH:
+            return _cap_text(repr(value), MAX_NESTED_CHARS)
+        items = [_cap_value(item, MAX_NESTED_CHARS, depth + 1) for item in list(value)[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            items.append(f"…+{len(value) - MAX_ITEMS} more")
+        return items
+    return value
+
+
+def cap(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: bound every field (see the module docstring)."""
+    for key, value in event_dict.items():
+        if key == "exception" and isinstance(value, str):
+            event_dict[key] = _cap_text(value, MAX_EXCEPTION_CHARS)
+        elif not isinstance(value, int | float | bool | None):
+            event_dict[key] = _cap_value(value, MAX_FIELD_CHARS, 0)
     return event_dict
 
 
@@ -196,6 +259,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
             structlog.processors.format_exc_info,
+            cap,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -163,6 +163,8 @@ class CountersLike(Protocol):
     def sink_written(self) -> int: ...
     @property
     def sink_errors(self) -> int: ...
+    @property
+    def audio_sink_errors(self) -> int: ...
 
 
 class RunLike(Protocol):
@@ -208,6 +210,7 @@ class _Totals:
     drops: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CHANNELS, 0))
     sink_written: int = 0
     sink_errors: int = 0
+    audio_sink_errors: int = 0
 
     def copy(self) -> _Totals:
         return _Totals(
@@ -225,6 +228,7 @@ class _Totals:
             drops=dict(self.drops),
             sink_written=self.sink_written,
             sink_errors=self.sink_errors,
+            audio_sink_errors=self.audio_sink_errors,
         )
 
     def add(self, run: RunLike) -> None:
@@ -256,6 +260,7 @@ class _Totals:
         drops["transcript_sink"] += counters.sink_dropped
         self.sink_written += counters.sink_written
         self.sink_errors += counters.sink_errors
+        self.audio_sink_errors += counters.audio_sink_errors
 
 
 class Metrics:
@@ -545,6 +550,11 @@ class _LiveCollector(Collector):
             "Failed transcript sink attempts (a jsonl open, write, fsync or close; an http "
             "POST); each is retried until its entries are written or dropped.",
         )
+        audio_sink_errors = CounterMetricFamily(
+            "saynad_audio_sink_errors",
+            "TTS utterances an audio sink could not write (directory, disk or I/O error); "
+            "each is lost, the session goes on.",
+        )
         replay_size = GaugeMetricFamily(
             "saynad_webhook_replay_cache_entries",
             "Webhook event ids remembered to refuse replays.",
@@ -581,6 +591,7 @@ class _LiveCollector(Collector):
             sink_entries.add_metric(["written"], t.sink_written)
             sink_entries.add_metric(["dropped"], t.drops["transcript_sink"])
             sink_errors.add_metric([], t.sink_errors)
+            audio_sink_errors.add_metric([], t.audio_sink_errors)
             replay_size.add_metric([], snap.replay_cache_size)
             replay_capacity.add_metric([], snap.replay_cache_capacity)
             tasks.add_metric([], trio_task_count())
@@ -600,6 +611,7 @@ class _LiveCollector(Collector):
             drops,
             sink_entries,
             sink_errors,
+            audio_sink_errors,
             replay_size,
             replay_capacity,
             tasks,

@@ -30,7 +30,13 @@ async def corpus_daemon(
     """A daemon whose webhook secret is the corpus secret; ``text`` replaces the config."""
     path = tmp_path / "saynad.yaml"
     path.write_text(text if text is not None else config_text(port=free_port(), **options))
-    daemon = Daemon(config_path=path, config=load_config(path, env=CORPUS_ENV), env=CORPUS_ENV)
+    # Every item compares the counters before and after it: no cached scrape.
+    daemon = Daemon(
+        config_path=path,
+        config=load_config(path, env=CORPUS_ENV),
+        env=CORPUS_ENV,
+        metrics_cache_s=0,
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         yield daemon

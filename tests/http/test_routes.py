@@ -82,7 +82,7 @@ def _names(text: str) -> set[str]:
 async def test_wrong_methods_and_unknown_paths(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, inbound=False) as (_daemon, client):
         response = await client.post("/metrics")
-        assert (response.status_code, response.headers["allow"]) == (405, "GET")
+        assert (response.status_code, response.headers["allow"]) == (405, "GET, HEAD")
         assert (await client.delete("/sessions")).status_code == 405
         assert (await client.get("/nowhere")).status_code == 404
         # Without inbound.sip_webhook there is no webhook route.

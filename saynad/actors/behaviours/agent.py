@@ -25,11 +25,14 @@ and never cut.
 
 **What the caller heard.** ``tts_playback_complete`` arrives once per drained TTS queue
 and marks the end of generation. The rule: a sentence counts as heard when its ``speak``
-was handed to the writer before a ``tts_playback_complete`` arrived. When a reply is
-cut, the history keeps the heard sentences followed by ``[interrupted]`` (just
-``[interrupted]`` when sentences were sent but none was heard yet; no assistant message
-at all when nothing was sent), and the transcript records the heard part with
-``interrupted: true``. The rule can overcount by the sentences whose ``speak`` crossed a
+was handed to the writer before a ``tts_playback_complete`` arrived; in a reply the
+caller cut, the sentence that was playing counts too — the first one not yet counted,
+when TTS audio arrived after it was handed over (speech is generated in order, so that
+audio is its own). When a reply is cut, the history keeps the heard sentences followed
+by ``[interrupted]`` (just ``[interrupted]`` when sentences were sent but none was heard
+yet; no assistant message at all when nothing was sent), and the transcript records the
+heard part with ``interrupted: true`` when the reply ends (so its lines are in time
+order with the caller's). The rule can overcount by the sentences whose ``speak`` crossed a
 ``tts_playback_complete`` on the wire, and generation runs ahead of playback (in LiveKit
 rooms by up to the track buffer), so it is an upper bound of what was audible.
 
@@ -43,7 +46,6 @@ was said); the partial sentence that was buffered is dropped.
 from __future__ import annotations
 
 import itertools
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -275,7 +277,8 @@ class _Reply:
     loading: bool = False
     transfer_to: str | None = None
     message: ChatMessage | None = None
-    ts: float | None = None
+    audio_before: list[int] = field(default_factory=list)
+    """``SessionCounters.tts_audio_frames`` when each sentence was handed to the writer."""
     finished: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -323,14 +326,13 @@ class _Writer:
             reply.loading = False
             await out.loading_stop()
         first = not reply.sent
-        if first:
-            reply.ts = time.time()
         await out.speak(
             sentence,
             allow_interruption=self._agent.barge_in,
             turn_end_at=reply.turn.ended_at if first else None,
         )
         reply.sent.append(sentence)
+        reply.audio_before.append(self._ctx.counters.tts_audio_frames)
 
 
 class Agent:
@@ -551,7 +553,17 @@ class Agent:
         if not reply.sent:
             return
         self._counters.replies += 1
-        heard = " ".join(reply.sent[: reply.heard])
+        count = reply.heard
+        # TTS is generated in order, and everything before sentence ``count`` was
+        # generated when it was handed over: audio that arrived since is its own. The
+        # caller heard part of it before cutting in.
+        if (
+            reply.cut
+            and count < len(reply.sent)
+            and self._counters.tts_audio_frames > reply.audio_before[count]
+        ):
+            count += 1
+        heard = " ".join(reply.sent[:count])
         if reply.cut:
             content = f"{heard} {INTERRUPTED_MARKER}" if heard else INTERRUPTED_MARKER
             if reply.message is not None:
@@ -559,4 +571,5 @@ class Agent:
             else:
                 reply.message = self.conversation.add("assistant", content)
         if self.journal is not None and heard:
-            self.journal.record("agent", heard, interrupted=reply.cut, ts=reply.ts)
+            # Recorded now, when the reply ended: lines reach the sinks in time order.
+            self.journal.record("agent", heard, interrupted=reply.cut)

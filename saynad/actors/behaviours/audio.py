@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
+import structlog
 import trio
 import trio.lowlevel
 
 from saynad.actors.behaviour import BehaviourContext, Command
-from saynad.actors.behaviours.transcripts import render_path
+from saynad.actors.behaviours.transcripts import ErrorLog, render_path
 from saynad.client.pacing import sleep_until
 from saynad.client.session import SessionEvent
+from saynad.paths import PathEscapeError, open_regular, safe_component
 from saynad.protocol.messages import TTSAudio, TTSPlaybackComplete
 
-__all__ = ["AudioSink", "AudioSource", "load_pcm"]
+__all__ = ["AUDIO_ERROR_LOG_INTERVAL_S", "AudioSink", "AudioSource", "load_pcm"]
+
+log = structlog.get_logger("saynad.audio")
 
 
 def load_pcm(path: Path, fmt: str = "wav") -> tuple[bytes, int, int]:
@@ -80,29 +88,41 @@ class AudioSource:
                 await trio.lowlevel.checkpoint()  # let the writer drain between loops
 
 
+AUDIO_ERROR_LOG_INTERVAL_S: Final = 60.0
+"""A failing audio sink logs at most one error line per this interval."""
+
+
 @dataclass
 class AudioSink:
     """Write each utterance of TTS audio (up to ``tts_playback_complete``) to a WAV file.
 
     ``directory`` may hold ``{session}``, ``{date}`` and ``{stream_id}``; files are named
-    ``{session}-{stream_id}-NNNN.wav``. Audio still buffered when the session ends is
-    written too (bounded by ``flush_timeout_s``). In LiveKit sessions the server sends
-    TTS audio to the room, not the socket, so there is nothing to write. TTS audio is a
-    media event: under pressure the fan-out may drop chunks (counted).
+    ``{session}-{stream_id}-NNNN.wav``, every value made a safe file-name component
+    (:mod:`saynad.paths`). Audio still buffered when the session ends is written too
+    (bounded by ``flush_timeout_s``). In LiveKit sessions the server sends TTS audio to
+    the room, not the socket, so there is nothing to write. TTS audio is a media event:
+    under pressure the fan-out may drop chunks (counted).
+
+    A write that fails (the directory cannot be created, the disk is full, EIO) never
+    ends the session: that utterance is lost, the failure counts in ``errors`` and
+    ``SessionCounters.audio_sink_errors``, at most one error line is logged per
+    ``error_log_interval_s`` (with how many were not logged since), and the next
+    utterance tries again (the directory too).
     """
 
     directory: str | Path
     sample_rate: int = 24_000
     flush_timeout_s: float = 2.0
+    error_log_interval_s: float = AUDIO_ERROR_LOG_INTERVAL_S
     name: str = "audio-sink"
     files: int = 0
+    errors: int = 0
 
     def wants(self, event: SessionEvent) -> bool:
         return type(event) in (TTSAudio, TTSPlaybackComplete)
 
     async def run(self, ctx: BehaviourContext) -> None:
-        directory = render_path(str(self.directory), ctx.identity)
-        await trio.Path(directory).mkdir(parents=True, exist_ok=True)
+        errors = ErrorLog(self.error_log_interval_s)
         chunks: list[bytes] = []
         try:
             async for event in ctx.events:
@@ -111,21 +131,56 @@ class AudioSink:
                 elif chunks:
                     pcm = b"".join(chunks)
                     chunks.clear()
-                    await self._write(directory, ctx, pcm)
+                    await self._write(ctx, pcm, errors)
         finally:
             if chunks:
                 with trio.CancelScope(shield=True), trio.move_on_after(self.flush_timeout_s):
-                    await self._write(directory, ctx, b"".join(chunks))
+                    await self._write(ctx, b"".join(chunks), errors)
 
-    async def _write(self, directory: Path, ctx: BehaviourContext, pcm: bytes) -> None:
-        self.files += 1
-        name = f"{ctx.identity.name}-{ctx.identity.stream_id or 'x'}-{self.files:04d}.wav"
-        await trio.to_thread.run_sync(_write_wav, directory / name, pcm, self.sample_rate)
+    async def _write(self, ctx: BehaviourContext, pcm: bytes, errors: ErrorLog) -> None:
+        identity = ctx.identity
+        number = self.files + 1
+        name = (
+            f"{safe_component(identity.name)}-{safe_component(identity.stream_id or 'x')}"
+            f"-{number:04d}.wav"
+        )
+        path: Path | None = None
+        try:
+            path = render_path(str(self.directory), identity) / name
+            await trio.to_thread.run_sync(_write_wav, path, pcm, self.sample_rate)
+        except (OSError, PathEscapeError) as exc:
+            self.errors += 1
+            ctx.counters.audio_sink_errors += 1
+            if errors.due(trio.current_time()):
+                log.error(
+                    "audio write failed",
+                    sink=self.name,
+                    path=str(path) if path is not None else str(self.directory),
+                    error=str(exc),
+                    errors=self.errors,
+                    not_logged=errors.suppressed,
+                )
+                errors.suppressed = 0
+            return
+        self.files = number
 
 
 def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
-    with wave.open(str(path), "wb") as wav:
+    """Write one 16-bit mono WAV; a partial file is removed. Raises OSError."""
+    # Built in memory, then written with plain file calls: the wave module's writer
+    # object prints a traceback from its finaliser when its own open() fails.
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(pcm)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(buffer.getbuffer())
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import httpx
 import msgspec
@@ -47,12 +47,14 @@ import trio.lowlevel
 
 from saynad.actors.behaviour import BehaviourContext, SessionCounters, SessionIdentity
 from saynad.client.session import SessionEvent
+from saynad.paths import expand_path_template, open_regular
 from saynad.protocol.backoff import Backoff
 from saynad.protocol.messages import STTResult
 
 __all__ = [
     "Entry",
     "EntryQueue",
+    "ErrorLog",
     "HttpSink",
     "Journal",
     "JsonlFile",
@@ -217,15 +219,22 @@ def _now() -> float:
 
 
 def render_path(template: str, identity: SessionIdentity) -> Path:
-    """Expand ``{session}``, ``{template}``, ``{date}`` (UTC), ``{stream_id}``, ``{room}``."""
-    values: dict[str, Any] = {
-        "session": identity.name,
-        "template": identity.template,
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-        "stream_id": identity.stream_id or "none",
-        "room": identity.room or "none",
-    }
-    return Path(template.format_map(values))
+    """Expand ``{session}``, ``{template}``, ``{date}`` (UTC), ``{stream_id}``, ``{room}``.
+
+    Every value is reduced to a safe file-name component first, and the result must stay
+    under the template's fixed directory prefix (:mod:`saynad.paths`): a ``stream_id``
+    or room chosen by the server never leaves the configured directory.
+    """
+    return expand_path_template(
+        template,
+        {
+            "session": identity.name,
+            "template": identity.template,
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+            "stream_id": identity.stream_id,
+            "room": identity.room,
+        },
+    )
 
 
 class Sink(Protocol):
@@ -290,7 +299,7 @@ ERROR_LOG_INTERVAL_S: Final = 60.0
 """A failing sink logs at most one error line per this interval."""
 
 
-class _ErrorLog:
+class ErrorLog:
     """At most one error line per ``interval_s`` (time passed in); counts the rest."""
 
     def __init__(self, interval_s: float) -> None:
@@ -426,7 +435,7 @@ class _Failing:
         self.sink = sink
         self.path = path
         self.counters = counters
-        self.log = _ErrorLog(sink.error_log_interval_s)
+        self.log = ErrorLog(sink.error_log_interval_s)
         self.since: float | None = None  # when the current run of failures started
         self.errors = 0  # failures since then
 
@@ -479,7 +488,7 @@ async def _close(file: JsonlFile, sync: bool, failing: _Failing) -> None:
 
 def _open_append(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    return open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 
 
 def _append(fd: int, data: memoryview) -> int:

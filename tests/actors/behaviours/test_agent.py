@@ -378,3 +378,48 @@ def test_conversation_keeps_the_last_turns() -> None:
     none = Conversation(max_turns=0)
     none.add("user", "x")
     assert none.messages() == ()
+
+
+async def test_a_cut_reply_records_the_sentence_that_was_playing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # "Yes." is generated (its audio arrives) while the long second sentence is still
+    # being generated: no tts_playback_complete yet when the caller cuts in.
+    backend = Scripted(["Yes. ", "This second sentence takes a long while to generate. ", 30])
+
+    async def caller(fake: FakeSession) -> None:
+        fake.say("is it open")
+        await trio.sleep(0.5)  # "Yes." generated (80 ms); the second one is under way
+        fake.say("thanks bye")
+        await trio.sleep(2)
+
+    _fake, counters, entries = await run_agent(Agent(backend), caller)
+    assert counters.barge_ins == 1
+    assert counters.tts_audio_frames >= 1
+    agent_lines = [(e.text, e.interrupted) for e in entries if e.role == "agent"]
+    assert agent_lines[0] == ("Yes.", True)
+    assert backend.requests[1].history[-1] == ChatMessage("assistant", f"Yes. {INTERRUPTED_MARKER}")
+
+
+async def test_transcript_lines_are_in_time_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Without barge-in the caller speaks while the reply plays: the reply's line is
+    # recorded when it ends, after the caller's line, and its ts says so.
+    backend = Scripted(["First answer. Then", 3, " more."], ["Second answer."])
+
+    async def caller(fake: FakeSession) -> None:
+        fake.say("one")
+        await trio.sleep(1)
+        fake.say("two")
+        await trio.sleep(10)
+
+    _fake, _counters, entries = await run_agent(Agent(backend, barge_in=False), caller)
+    assert [(e.role, e.text) for e in entries] == [
+        ("user", "one"),
+        ("user", "two"),
+        ("agent", "First answer. Then more."),
+        ("agent", "Second answer."),
+    ]
+    stamps = [e.ts for e in entries]
+    assert stamps == sorted(stamps)

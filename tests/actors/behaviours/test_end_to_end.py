@@ -207,7 +207,7 @@ async def test_barge_in_sends_clear_and_cancels_the_agent_request(tmp_path: Path
         await respond.send(SSE_DONE)
 
     # Final 1 at 400 ms starts the reply; the interim of utterance 2 at 600 ms cuts it
-    # (its 47 characters need 940 ms of speech: nothing was generated yet).
+    # (its 47 characters need 940 ms of speech: its first audio chunks were playing).
     options = EmulatorOptions(script=("tell me a story", "stop"), utterance_ms=400, interim_ms=200)
     async with serve_http(llm) as server, open_emulator(options) as emulator:
         spec = await openai_spec(tmp_path, server.url, audio_ms=800)
@@ -223,7 +223,11 @@ async def test_barge_in_sends_clear_and_cancels_the_agent_request(tmp_path: Path
     assert counters.barge_ins == 1
     assert server.requests[1].json()["messages"][1:] == [
         {"role": "user", "content": "tell me a story"},
-        {"role": "assistant", "content": "[interrupted]"},
+        # The caller heard the sentence begin: it is kept, marked cut.
+        {
+            "role": "assistant",
+            "content": "Once upon a time there was a very long story. [interrupted]",
+        },
         {"role": "user", "content": "stop"},
     ]
 
