@@ -57,8 +57,16 @@ from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
 from saynad.actors.supervisor import Child, ChildControl, Reload, Restart, Supervisor
 from saynad.client.rest import RestClient
-from saynad.config import Config, Secret, SessionSpec, SipWebhookSettings, load_config
-from saynad.emulator import Emulator, serve_emulator
+from saynad.config import (
+    Config,
+    EmulatorSettings,
+    SaynaSettings,
+    Secret,
+    SessionSpec,
+    SipWebhookSettings,
+    load_config,
+)
+from saynad.emulator import Emulator, EmulatorOptions, Tenant, serve_emulator
 from saynad.errors import (
     ConfigError,
     ConnectionClosedError,
@@ -84,6 +92,7 @@ __all__ = [
     "Admission",
     "Daemon",
     "ReloadOutcome",
+    "emulator_options",
     "failure_reason",
     "inbound_session_name",
     "iter_secrets",
@@ -127,6 +136,20 @@ def iter_secrets(obj: Any) -> Iterator[str]:
     elif isinstance(obj, tuple | list):
         for value in obj:
             yield from iter_secrets(value)
+
+
+def emulator_options(sayna: SaynaSettings) -> EmulatorOptions:
+    """The embedded emulator's options from ``sayna.emulator`` (each unset option keeps
+    the emulator's default). With a ``sayna.api_key``, the emulator requires that key."""
+    settings = sayna.emulator or EmulatorSettings()
+    options: dict[str, Any] = {
+        name: value
+        for name in settings.__struct_fields__
+        if (value := getattr(settings, name)) is not None
+    }
+    if sayna.api_key is not None:
+        options["tenants"] = (Tenant(id="saynad", secret=sayna.api_key.reveal()),)
+    return EmulatorOptions(**options)
 
 
 @dataclass
@@ -629,7 +652,7 @@ class Daemon:
                 if self.config.sayna.url is None:
                     emulator = await nursery.start(
                         lambda task_status: serve_emulator(
-                            self.config.sayna.emulator_options(), task_status=task_status
+                            emulator_options(self.config.sayna), task_status=task_status
                         )
                     )
                     self.emulator = emulator

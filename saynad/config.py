@@ -51,7 +51,7 @@ import types
 import wave
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar, Union, final, get_args
+from typing import Annotated, Any, Final, Literal, TypeVar, Union, final, get_args
 from typing import get_origin as _get_origin
 from urllib.parse import urlsplit
 
@@ -75,9 +75,6 @@ from saynad.protocol.messages import (
 )
 from saynad.protocol.urls import rest_base_url
 from saynad.shipped import BUILTIN_PREFIX, ShippedFileError, shipped_path
-
-if TYPE_CHECKING:
-    from saynad.emulator.options import EmulatorOptions
 
 __all__ = [
     "CONFIG_FILE_MAX_BYTES",
@@ -375,22 +372,6 @@ class SaynaSettings(_Settings, frozen=True, kw_only=True):
     def embedded(self) -> bool:
         """True when the daemon starts the emulator itself (no ``url``)."""
         return self.url is None
-
-    def emulator_options(self) -> EmulatorOptions:
-        """The embedded emulator's options. With an ``api_key``, the emulator requires it."""
-        # Imported here: the emulator package pulls in the ASGI server, which the
-        # config layer (a leaf) must not load just to parse a file.
-        from saynad.emulator.options import EmulatorOptions, Tenant
-
-        settings = self.emulator or EmulatorSettings()
-        options: dict[str, Any] = {
-            name: value
-            for name in settings.__struct_fields__
-            if (value := getattr(settings, name)) is not None
-        }
-        if self.api_key is not None:
-            options["tenants"] = (Tenant(id="saynad", secret=self.api_key.reveal()),)
-        return EmulatorOptions(**options)
 
     def _problems(self) -> Problems:
         if self.url is not None and self.emulator is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from saynad.app import emulator_options
 from saynad.config import Config, load_config, summarize
 from saynad.errors import ConfigError
 from saynad.shipped import DEMO_CONFIG, example_file, example_names, shipped_path
@@ -93,7 +94,7 @@ def test_default_config_is_the_embedded_demo() -> None:
         assert behaviours.audio.source is not None
         assert Path(behaviours.audio.source.path).is_file()
         assert behaviours.transcripts
-    options = config.sayna.emulator_options()
+    options = emulator_options(config.sayna)
     assert options.script[0] == "hello, is anyone there?"
     assert not options.auth_required
 

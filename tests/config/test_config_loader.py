@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from saynad.app import emulator_options
 from saynad.config import (
     DEFAULT_CONFIG_PATH,
     Config,
@@ -263,7 +264,7 @@ def test_emulator_options_map_onto_the_emulator() -> None:
         """,
         env={"KEY": "emulator-key"},
     )
-    options = config.sayna.emulator_options()
+    options = emulator_options(config.sayna)
     assert options.script == ("one", "two")
     assert options.numbered
     assert options.utterance_ms == 200
