@@ -1,0 +1,212 @@
+"""The file's shape: the base of every Struct, and the daemon-wide sections.
+
+Every Struct of the configuration derives from :class:`Settings`: frozen, keyword-only,
+unknown keys rejected. A field's type says what a value may be and carries its
+single-value check (:mod:`saynad.config._values`); ``_problems`` holds the checks
+between the fields of one Struct (``initial_s <= max_s``). This module holds the
+sections that configure the daemon itself (``sayna``, ``http``, ``logging``,
+``runtime``, ``defaults``, ``inbound``); what a session is made of (``templates``,
+``sessions``) is in :mod:`saynad.config._templates`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+from saynad.config._values import (
+    ListenAddress,
+    Name,
+    PositiveInt,
+    RestartPolicy,
+    SaynaUrl,
+    Seconds,
+    Secret,
+    Text,
+    WebhookPath,
+    WebhookSecret,
+    parse_listen,
+)
+
+__all__ = [
+    "SECTIONS",
+    "BackoffSettings",
+    "Defaults",
+    "EmulatorSettings",
+    "HttpSettings",
+    "InboundSettings",
+    "IntensitySettings",
+    "KeepaliveSettings",
+    "LoggingSettings",
+    "Problems",
+    "RuntimeSettings",
+    "SaynaSettings",
+    "Settings",
+    "SipWebhookSettings",
+]
+
+SECTIONS: Final = (
+    "sayna",
+    "http",
+    "logging",
+    "runtime",
+    "defaults",
+    "inbound",
+    "templates",
+    "sessions",
+)
+"""The top-level sections of a configuration file, in the order the docs give them."""
+
+Problems = Iterator[tuple[tuple[str | int, ...], str]]
+"""(path relative to the struct, message) pairs yielded by ``_problems``."""
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of the config Structs: frozen, unknown keys rejected, keyword-only.
+
+    ``_problems`` holds the checks between fields of one struct (``initial_s <= max_s``);
+    the converter reports them at the struct's path. Checks of a single value sit on its
+    type (``Check``), checks across a resolved session in :mod:`saynad.config._checks`,
+    checks across sections in the loader.
+    """
+
+    def _problems(self) -> Problems:
+        return iter(())
+
+
+class EmulatorSettings(Settings, frozen=True, kw_only=True):
+    """``sayna.emulator``: options of the embedded emulator (used when there is no url).
+
+    Each unset option keeps the emulator's own default.
+    """
+
+    script: tuple[Text, ...] | None = None
+    numbered: bool | None = None
+    utterance_ms: PositiveInt | None = None
+    interim_ms: PositiveInt | None = None
+    tts_ms_per_char: PositiveInt | None = None
+    tts_chunk_ms: PositiveInt | None = None
+
+    def _problems(self) -> Problems:
+        if self.script is not None and not self.script:
+            yield ("script",), "expected at least one transcript line"
+
+
+class SaynaSettings(Settings, frozen=True, kw_only=True):
+    """``sayna``: which server to talk to. No ``url`` runs the embedded emulator."""
+
+    url: SaynaUrl | None = None
+    api_key: Secret | None = None
+    emulator: EmulatorSettings | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when the daemon starts the emulator itself (no ``url``)."""
+        return self.url is None
+
+    def _problems(self) -> Problems:
+        if self.url is not None and self.emulator is not None:
+            yield (
+                ("emulator",),
+                "emulator options apply only without sayna.url (the daemon then starts "
+                "the emulator); remove one of them",
+            )
+
+
+class HttpSettings(Settings, frozen=True, kw_only=True):
+    """``http``: the daemon's own HTTP server (metrics, health, sessions, webhooks)."""
+
+    listen: ListenAddress = "127.0.0.1:9464"
+    control_token: Secret | None = None
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen`` (brackets removed for IPv6)."""
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return parse_listen(self.listen)[1]
+
+
+class LoggingSettings(Settings, frozen=True, kw_only=True):
+    """``logging``: level and format (``auto``: console on a TTY, JSON lines otherwise)."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class RuntimeSettings(Settings, frozen=True, kw_only=True):
+    """``runtime``: the Python runtime under the daemon.
+
+    ``gc``: ``tuned`` (a higher young-collection threshold, the settled fleet frozen out
+    of collections; :mod:`saynad.runtime_gc`) or ``stock`` (the interpreter's own).
+    """
+
+    gc: Literal["tuned", "stock"] = "tuned"
+
+
+class BackoffSettings(Settings, frozen=True, kw_only=True):
+    """Restart backoff: attempt n waits up to ``min(max_s, initial_s * multiplier**n)``."""
+
+    initial_s: Seconds = 0.5
+    max_s: Seconds = 30.0
+    multiplier: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+
+    def _problems(self) -> Problems:
+        if self.initial_s > self.max_s:
+            yield (
+                ("initial_s",),
+                f"initial_s ({self.initial_s:g}) must not exceed max_s ({self.max_s:g})",
+            )
+
+
+class IntensitySettings(Settings, frozen=True, kw_only=True):
+    """Restart intensity: more than ``max_restarts`` restarts in ``window_s`` → failed."""
+
+    max_restarts: PositiveInt = 5
+    window_s: Seconds = 60.0
+
+
+class KeepaliveSettings(Settings, frozen=True, kw_only=True):
+    """WebSocket keepalive: a ping every ``interval_s``, answered within ``timeout_s``."""
+
+    interval_s: Seconds = 15.0
+    timeout_s: Seconds = 10.0
+
+
+class Defaults(Settings, frozen=True, kw_only=True):
+    """``defaults``: the supervision policy templates and sessions start from."""
+
+    restart: RestartPolicy = "permanent"
+    backoff: BackoffSettings = BackoffSettings()
+    intensity: IntensitySettings = IntensitySettings()
+    ready_timeout_s: Seconds = 60.0
+    drain_timeout_s: Seconds = 10.0
+    connect_timeout_s: Seconds = 10.0
+    keepalive: KeepaliveSettings = KeepaliveSettings()
+
+
+class SipWebhookSettings(Settings, frozen=True, kw_only=True):
+    """``inbound.sip_webhook``: each verified SIP webhook starts a session from ``template``."""
+
+    template: Name
+    secrets: tuple[WebhookSecret, ...]
+    path: WebhookPath = "/webhooks/sip"
+    max_sessions: PositiveInt = 10
+    max_duration_s: Seconds = 3600.0
+    max_body_bytes: PositiveInt = 65536
+    tolerance_s: Seconds = 300.0
+
+    def _problems(self) -> Problems:
+        if not self.secrets:
+            yield ("secrets",), "expected at least one secret"
+
+
+class InboundSettings(Settings, frozen=True, kw_only=True):
+    """``inbound``: sessions started from outside (today: SIP webhooks)."""
+
+    sip_webhook: SipWebhookSettings | None = None

@@ -1,0 +1,234 @@
+"""Resolved sessions and the loaded configuration.
+
+A :class:`SessionSpec` is everything one session needs: defaults ← template ← session
+entry resolved by :func:`build_spec`, ``{session}`` rendered, paths absolute. Specs are
+frozen, hashable and compare by value, so a reload restarts exactly the sessions whose
+spec changed (:func:`diff_sessions`). :class:`Config` is a whole loaded file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from saynad.config._schema import (
+    BackoffSettings,
+    Defaults,
+    HttpSettings,
+    InboundSettings,
+    IntensitySettings,
+    KeepaliveSettings,
+    LoggingSettings,
+    RuntimeSettings,
+    SaynaSettings,
+)
+from saynad.config._templates import (
+    Behaviours,
+    LiveKitSettings,
+    LoadingAudioSettings,
+    SessionEntry,
+    SttSettings,
+    Template,
+    TtsSettings,
+)
+from saynad.config._values import RestartPolicy, render_placeholders, unset
+from saynad.protocol.messages import (
+    ConfigFrame,
+    LiveKitConfig,
+    LoadingAudioConfig,
+    STTConfig,
+    TTSConfig,
+)
+
+__all__ = [
+    "Config",
+    "SessionDiff",
+    "SessionPolicy",
+    "SessionSpec",
+    "build_spec",
+    "diff_sessions",
+]
+
+
+class SessionPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """How a session is supervised: defaults ← template ← session, fully resolved."""
+
+    restart: RestartPolicy
+    backoff: BackoffSettings
+    intensity: IntensitySettings
+    ready_timeout_s: float
+    drain_timeout_s: float
+    connect_timeout_s: float
+    keepalive: KeepaliveSettings
+
+
+class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything needed to run one session, resolved from defaults, template and overrides.
+
+    Specs are frozen, hashable and compare by value: a reload restarts a session exactly
+    when its spec changed. ``stream_id`` and ``livekit.room_name`` have ``{session}``
+    already substituted; paths are absolute.
+    """
+
+    name: str
+    template: str
+    origin: Literal["config", "inbound"] = "config"
+    audio: bool
+    stt: SttSettings | None
+    tts: TtsSettings | None
+    livekit: LiveKitSettings | None
+    loading_audio: LoadingAudioSettings | None
+    stream_id: str | None
+    policy: SessionPolicy
+    behaviours: Behaviours
+
+    def wire_stt(self) -> STTConfig | None:
+        """``stt_config`` to send, or None (``audio: false`` sends none)."""
+        return self.stt.to_wire() if self.audio and self.stt is not None else None
+
+    def wire_tts(self) -> TTSConfig | None:
+        """``tts_config`` to send, or None (``audio: false`` sends none)."""
+        return self.tts.to_wire() if self.audio and self.tts is not None else None
+
+    def wire_livekit(self) -> LiveKitConfig | None:
+        """``livekit`` to send, or None for a WebSocket-only session."""
+        return self.livekit.to_wire() if self.livekit is not None else None
+
+    def wire_loading_audio(self) -> LoadingAudioConfig | None:
+        """``loading_audio`` to send (reads the clip from disk), or None."""
+        return self.loading_audio.to_wire() if self.loading_audio is not None else None
+
+    def config_frame(self) -> ConfigFrame:
+        """The session's complete ``config`` frame (reads the loading clip, if any)."""
+        return ConfigFrame(
+            stream_id=unset(self.stream_id),
+            audio=self.audio,
+            stt_config=unset(self.wire_stt()),
+            tts_config=unset(self.wire_tts()),
+            livekit=unset(self.wire_livekit()),
+            loading_audio=unset(self.wire_loading_audio()),
+        )
+
+
+class SessionDiff(msgspec.Struct, frozen=True, kw_only=True):
+    """What a reload has to do: start ``added``, stop ``removed``, restart ``changed``."""
+
+    added: tuple[SessionSpec, ...]
+    removed: tuple[str, ...]
+    changed: tuple[SessionSpec, ...]
+    unchanged: tuple[str, ...]
+
+
+def diff_sessions(old: Iterable[SessionSpec], new: Iterable[SessionSpec]) -> SessionDiff:
+    """Compare two generations of always-on sessions by name and by value."""
+    before = {spec.name: spec for spec in old}
+    after = {spec.name: spec for spec in new}
+    return SessionDiff(
+        added=tuple(spec for name, spec in after.items() if name not in before),
+        removed=tuple(name for name in before if name not in after),
+        changed=tuple(
+            spec for name, spec in after.items() if name in before and before[name] != spec
+        ),
+        unchanged=tuple(
+            name for name, spec in after.items() if name in before and before[name] == spec
+        ),
+    )
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """A loaded, fully checked configuration. Build it with :func:`load_config`.
+
+    ``sessions`` holds the enabled always-on sessions in file order;
+    ``disabled_sessions`` the names of those with ``enabled: false``.
+    """
+
+    source: str
+    sayna: SaynaSettings
+    http: HttpSettings
+    logging: LoggingSettings
+    runtime: RuntimeSettings = RuntimeSettings()
+    defaults: Defaults
+    inbound: InboundSettings
+    templates: Mapping[str, Template]
+    sessions: tuple[SessionSpec, ...]
+    disabled_sessions: tuple[str, ...] = ()
+
+    def session(self, name: str) -> SessionSpec:
+        """The always-on session called ``name`` (KeyError when there is none)."""
+        for spec in self.sessions:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def inbound_session(self, name: str, *, room_name: str) -> SessionSpec:
+        """The spec of an inbound call's session: the webhook template in ``room_name``.
+
+        Inbound sessions are ``temporary`` (never restarted: the call is gone).
+        """
+        hook = self.inbound.sip_webhook
+        if hook is None:
+            raise ValueError("inbound.sip_webhook is not configured")
+        return build_spec(
+            name=name,
+            template_name=hook.template,
+            template=self.templates[hook.template],
+            defaults=self.defaults,
+            origin="inbound",
+            room_name=room_name,
+        )
+
+
+def build_spec(
+    *,
+    name: str,
+    template_name: str,
+    template: Template,
+    defaults: Defaults,
+    origin: Literal["config", "inbound"] = "config",
+    entry: SessionEntry | None = None,
+    room_name: str | None = None,
+) -> SessionSpec:
+    """Resolve defaults ← template ← session entry into a spec (``{session}`` rendered).
+
+    The entry's mappings were already decoded over the template's, so here a set entry
+    field simply wins.
+    """
+
+    def pick(field: str) -> Any:
+        value = getattr(entry, field) if entry is not None else None
+        if value is None:
+            value = getattr(template, field)
+        return getattr(defaults, field) if value is None else value
+
+    values = {"session": name}
+    livekit = (entry.livekit if entry is not None else None) or template.livekit
+    if livekit is not None:
+        room = room_name if room_name is not None else livekit.room_name
+        livekit = msgspec.structs.replace(
+            livekit, room_name=None if room is None else render_placeholders(room, values)
+        )
+    stream_id = (entry.stream_id if entry is not None else None) or template.stream_id
+    restart: RestartPolicy = "temporary" if origin == "inbound" else pick("restart")
+    return SessionSpec(
+        name=name,
+        template=template_name,
+        origin=origin,
+        audio=template.audio,
+        stt=(entry.stt if entry is not None else None) or template.stt,
+        tts=(entry.tts if entry is not None else None) or template.tts,
+        livekit=livekit,
+        loading_audio=template.loading_audio,
+        stream_id=None if stream_id is None else render_placeholders(stream_id, values),
+        policy=SessionPolicy(
+            restart=restart,
+            backoff=pick("backoff"),
+            intensity=pick("intensity"),
+            ready_timeout_s=pick("ready_timeout_s"),
+            drain_timeout_s=pick("drain_timeout_s"),
+            connect_timeout_s=pick("connect_timeout_s"),
+            keepalive=pick("keepalive"),
+        ),
+        behaviours=(entry.behaviours if entry is not None else None) or template.behaviours,
+    )
