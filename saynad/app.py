@@ -21,10 +21,10 @@ counted, ``READY=1`` re-sent); a valid one starts added sessions, stops removed 
 restarts changed ones, leaving unchanged sessions and their sockets alone; a GC
 refreeze follows once the fleet has settled again.
 
-Inbound calls: :meth:`Daemon.admit_call` turns a verified SIP webhook into a temporary
-session. The check against ``max_sessions`` and the reservation of the slot happen with
-no checkpoint in between (trio runs one task at a time), so concurrent webhooks never
-admit more than ``max_sessions``; the slot is released when the session ends.
+Inbound calls: the daemon's :class:`~saynad.actors.admission.Admission` turns a verified
+SIP webhook into a temporary session (capacity, duplicates, draining and the webhook
+ids' claims across reloads, in that one place); the session's runner gets the call from
+the ticket its child spec carries and releases the slot when the session ends.
 
 Drain: stop admitting (``/readyz`` and the webhook answer 503 at once), give sessions
 ``drain_timeout_s``, cancel the rest, then shut the HTTP server down gracefully, return.
@@ -32,14 +32,10 @@ Drain: stop admitting (``/readyz`` and the webhook answer 503 at once), give ses
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import os
-import re
 import signal
 import sys
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +48,8 @@ from prometheus_client import CollectorRegistry
 
 from saynad import _launch as early_signals
 from saynad._groups import cause_of
-from saynad.actors.plan import CallInfo, build_plan, child_for
+from saynad.actors.admission import Admission, Ticket, Verdict
+from saynad.actors.plan import build_plan, child_for
 from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
 from saynad.actors.supervisor import Child, ChildControl, Reload, Restart, Supervisor
@@ -63,7 +60,6 @@ from saynad.config import (
     SaynaSettings,
     Secret,
     SessionSpec,
-    SipWebhookSettings,
     load_config,
 )
 from saynad.emulator import Emulator, EmulatorOptions, Tenant, serve_emulator
@@ -75,26 +71,19 @@ from saynad.errors import (
     ReadyTimeoutError,
     SessionConfigError,
     TransportError,
-    WebhookReplayError,
 )
 from saynad.http import METRICS_CACHE_S, HttpApp, serve_http
 from saynad.observability.logs import register_secrets
 from saynad.observability.metrics import DaemonSnapshot, Metrics
-from saynad.protocol.webhooks import (
-    DEFAULT_REPLAY_CACHE_SIZE,
-    VerifiedSipWebhook,
-    WebhookVerifier,
-)
+from saynad.protocol.webhooks import VerifiedSipWebhook, WebhookVerifier
 from saynad.runtime_gc import GcPolicy
 from saynad.systemd import Notifier
 
 __all__ = [
-    "Admission",
     "Daemon",
     "ReloadOutcome",
     "emulator_options",
     "failure_reason",
-    "inbound_session_name",
     "iter_secrets",
     "run_daemon",
 ]
@@ -161,36 +150,6 @@ class ReloadOutcome:
     changed: int = 0
 
 
-@dataclass(frozen=True)
-class Admission:
-    """What :meth:`Daemon.admit_call` decided.
-
-    ``reason``: ``accepted``, ``draining`` (shutting down), ``saturated``
-    (``max_sessions`` reached), ``duplicate`` (a session of that name runs) or
-    ``not_configured`` (no ``inbound.sip_webhook``).
-    """
-
-    accepted: bool
-    reason: str
-    session: str | None = None
-
-
-_NAME_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def inbound_session_name(event_id: str) -> str:
-    """``sip-<event id>``, made safe for logs, metrics and file names.
-
-    LiveKit ids (``EV_…``) pass unchanged; any other character becomes ``_`` and a short
-    hash of the original keeps distinct ids distinct.
-    """
-    safe = _NAME_UNSAFE.sub("_", event_id)
-    if safe != event_id or len(safe) > 100:
-        digest = hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-        safe = f"{safe[:100]}-{digest}"
-    return f"sip-{safe}"
-
-
 def failure_reason(exc: BaseException) -> str:
     """The bounded ``reason`` label of ``saynad_session_failures_total`` for ``exc``."""
     exc = cause_of(exc)
@@ -205,22 +164,6 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, ProtocolError):
         return "protocol"
     return "error"
-
-
-def _verifier_for(hook: SipWebhookSettings | None) -> WebhookVerifier | None:
-    if hook is None:
-        return None
-    return WebhookVerifier(
-        [secret.reveal() for secret in hook.secrets],
-        tolerance_s=hook.tolerance_s,
-        max_body_bytes=hook.max_body_bytes,
-    )
-
-
-def _verifier_key(hook: SipWebhookSettings | None) -> object:
-    if hook is None:
-        return None
-    return (hook.secrets, hook.tolerance_s, hook.max_body_bytes)
 
 
 @dataclass
@@ -242,7 +185,6 @@ class Daemon:
     draining: bool = False
     supervisor: Supervisor | None = None
     emulator: Emulator | None = None
-    calls: dict[str, CallInfo] = field(default_factory=dict)
     reloads: dict[str, int] = field(default_factory=lambda: {"ok": 0, "error": 0})
     reload_requested: trio.Event = field(default_factory=trio.Event)
     http_urls: list[str] = field(default_factory=list)
@@ -257,12 +199,7 @@ class Daemon:
         if self.gc_policy is None:
             self.gc_policy = GcPolicy(enabled=self.config.runtime.gc == "tuned")
         self.metrics = Metrics(self.metrics_registry, snapshot=self._metrics_snapshot)
-        self.verifier: WebhookVerifier | None = _verifier_for(self.config.inbound.sip_webhook)
-        # Inbound sessions admitted and not yet ended: the admission count.
-        self._inbound: set[str] = set()
-        # Recently accepted webhooks: their ids stay claimed when a reload rebuilds the
-        # verifier (new secrets), so a replay across the reload is still refused.
-        self._accepted: deque[VerifiedSipWebhook] = deque(maxlen=DEFAULT_REPLAY_CACHE_SIZE)
+        self.admission = Admission(self.config)
         self._reload_lock = trio.Lock()
         self._http_stop = trio.Event()
         self._http_done = trio.Event()
@@ -274,19 +211,17 @@ class Daemon:
     # ------------------------------------------------------------------ sessions
 
     async def _runner(self, child: Child, control: ChildControl) -> None:
+        ticket = child.ticket if isinstance(child.ticket, Ticket) else None
         try:
             spec = child.spec
             assert isinstance(spec, SessionSpec)
             api_key = self.config.sayna.api_key
-            hook = self.config.inbound.sip_webhook
             plan = build_plan(
                 spec,
                 url=self.sayna_url,
                 api_key=api_key.reveal() if api_key is not None else None,
-                call=self.calls.get(child.name),
-                max_duration_s=(
-                    hook.max_duration_s if child.origin == "inbound" and hook is not None else None
-                ),
+                call=ticket.call if ticket is not None else None,
+                max_duration_s=ticket.max_duration_s if ticket is not None else None,
             )
             plan = dataclasses.replace(plan, observer=self.metrics)
             await run_session(plan, control)
@@ -294,9 +229,8 @@ class Daemon:
             self.metrics.session_failed(child.origin, failure_reason(exc))
             raise
         finally:
-            if child.origin == "inbound":
-                self.calls.pop(child.name, None)
-                self._inbound.discard(child.name)
+            if ticket is not None:
+                self.admission.release(child.name)
 
     def always_on(self, config: Config) -> dict[str, Child]:
         return {spec.name: child_for(spec) for spec in config.sessions}
@@ -307,9 +241,9 @@ class Daemon:
         failed = sum(1 for r in rows if r.state is SessionState.FAILED)
         state = "draining" if self.draining else "running"
         line = f"{state}: {len(rows)} sessions, {ready} ready, {failed} failed"
-        hook = self.config.inbound.sip_webhook
-        if hook is not None:
-            line += f", {len(self._inbound)}/{hook.max_sessions} calls"
+        admission = self.admission
+        if admission.max_sessions is not None:
+            line += f", {admission.active}/{admission.max_sessions} calls"
         return line
 
     def rest_client(self) -> RestClient:
@@ -332,58 +266,23 @@ class Daemon:
 
     @property
     def inbound_active(self) -> int:
-        """Inbound sessions admitted and not yet ended."""
-        return len(self._inbound)
+        """Sessions admitted from outside and not yet ended."""
+        return self.admission.active
 
-    async def admit_call(self, webhook: VerifiedSipWebhook) -> Admission:
-        """Start a temporary session for a verified SIP webhook, or say why not.
+    @property
+    def verifier(self) -> WebhookVerifier | None:
+        """The SIP webhook verifier (None without ``inbound.sip_webhook``)."""
+        return self.admission.verifier
 
-        The session joins ``webhook.room.name`` as-is and carries the caller, callee and
-        SIP headers. Never waits for the session: it is spawned and this returns.
-        """
+    @property
+    def webhook_path(self) -> str | None:
+        """Where SIP webhooks are posted (None without ``inbound.sip_webhook``)."""
         hook = self.config.inbound.sip_webhook
-        supervisor = self.supervisor
-        if hook is None:
-            return Admission(False, "not_configured")
-        if self.draining or supervisor is None or not supervisor.admitting:
-            return Admission(False, "draining")
-        # Check and reserve with no checkpoint in between: exact under concurrency.
-        if len(self._inbound) >= hook.max_sessions:
-            return Admission(False, "saturated")
-        name = inbound_session_name(webhook.event_id)
-        if name in self._inbound or supervisor.running(name):
-            return Admission(False, "duplicate")
-        self._inbound.add(name)
-        started = False
-        try:
-            # The room is used as-is: braces are escaped so that no placeholder of the
-            # template syntax is ever rendered in it.
-            room = webhook.room.name.replace("{", "{{").replace("}", "}}")
-            spec = self.config.inbound_session(name, room_name=room)
-            self.calls[name] = CallInfo(
-                caller=webhook.from_phone_number,
-                callee=webhook.to_phone_number,
-                sip_headers=dict(webhook.sip_headers or {}),
-            )
-            started = await supervisor.start_now(child_for(spec))
-        finally:
-            if not started:
-                self._inbound.discard(name)
-                self.calls.pop(name, None)
-        if not started:
-            return Admission(False, "draining" if not supervisor.admitting else "duplicate")
-        self._accepted.append(webhook)
-        log.info(
-            "inbound call admitted",
-            session=name,
-            room=webhook.room.name,
-            caller=webhook.from_phone_number,
-            callee=webhook.to_phone_number,
-            sip_host=webhook.sip_host,
-            calls=len(self._inbound),
-            max_sessions=hook.max_sessions,
-        )
-        return Admission(True, "accepted", name)
+        return hook.path if hook is not None else None
+
+    async def admit_webhook(self, webhook: VerifiedSipWebhook) -> Verdict:
+        """Start a temporary session for a verified SIP webhook, or say why not."""
+        return await self.admission.admit_webhook(webhook)
 
     # ------------------------------------------------------------------ health
 
@@ -398,27 +297,38 @@ class Daemon:
 
     def readiness(self) -> dict[str, bool]:
         """The ``/readyz`` checks; ready when every value is True."""
-        supervisor = self.supervisor
-        hook = self.config.inbound.sip_webhook
         return {
             "config_loaded": True,  # a Daemon only exists with a valid configuration
-            "supervisor_up": supervisor is not None,
+            "supervisor_up": self.supervisor is not None,
             "not_draining": not self.draining,
-            "admission_open": supervisor is not None
-            and supervisor.admitting
-            and (hook is None or len(self._inbound) < hook.max_sessions),
+            "admission_open": self.admission.accepting,
         }
+
+    def sessions(self) -> list[dict[str, object]]:
+        """Every supervised session, by name, as JSON objects."""
+        return [row.as_json() for row in sorted(self.registry.snapshot(), key=lambda r: r.name)]
+
+    def session(self, name: str) -> dict[str, object] | None:
+        """The session called ``name`` as a JSON object (None when there is none)."""
+        row = self.registry.get(name)
+        return row.as_json() if row is not None else None
+
+    @property
+    def control_token(self) -> Secret | None:
+        """``http.control_token``: the control routes exist only when it is set."""
+        return self.config.http.control_token
 
     def _metrics_snapshot(self) -> DaemonSnapshot:
         counts = dict.fromkeys((state.value for state in SessionState), 0)
         for row in self.registry.rows.values():
             counts[row.state.value] += 1
-        hook = self.config.inbound.sip_webhook
-        replay = self.verifier.statistics() if self.verifier is not None else None
+        admission = self.admission
+        verifier = admission.verifier
+        replay = verifier.statistics() if verifier is not None else None
         return DaemonSnapshot(
             sessions_by_state=counts,
-            inbound_active=len(self._inbound),
-            inbound_max=hook.max_sessions if hook is not None else 0,
+            inbound_active=admission.active,
+            inbound_max=admission.max_sessions or 0,
             draining=self.draining,
             replay_cache_size=replay.replay_cache_size if replay is not None else 0,
             replay_cache_capacity=replay.replay_cache_capacity if replay is not None else 0,
@@ -460,7 +370,7 @@ class Daemon:
                 running=self.config.runtime.gc,
                 configured=new.runtime.gc,
             )
-        self._swap_verifier(new)
+        self.admission.configure(new)
         self.config = new
         assert self.supervisor is not None
         applied = trio.Event()
@@ -496,17 +406,6 @@ class Daemon:
         )
         return new, new_children, outcome, list(iter_secrets(new))
 
-    def _swap_verifier(self, new: Config) -> None:
-        old_hook, new_hook = self.config.inbound.sip_webhook, new.inbound.sip_webhook
-        if _verifier_key(old_hook) == _verifier_key(new_hook):
-            return
-        verifier = _verifier_for(new_hook)
-        if verifier is not None:
-            for webhook in self._accepted:
-                with contextlib.suppress(WebhookReplayError):
-                    verifier.remember(webhook)
-        self.verifier = verifier
-
     async def _reloader(self) -> None:
         """Serve ``reload_requested``: one reload at a time, and at most one start per
         :data:`RELOAD_MIN_INTERVAL_S`, so a burst of ``SIGHUP`` signals (any number within
@@ -533,6 +432,7 @@ class Daemon:
         if self.draining:
             return
         self.draining = True
+        self.admission.close()
         timeout = self.config.defaults.drain_timeout_s
         self._stop_deadline = trio.current_time() + timeout + STOP_GRACE_S
         self._stopping.set()
@@ -670,6 +570,7 @@ class Daemon:
                     ),
                 )
                 self.supervisor = await nursery.start(supervisor.run)
+                self.admission.open(supervisor)
                 try:
                     self.http_urls = await nursery.start(self._serve_http, name="http")
                 except OSError as exc:

@@ -20,11 +20,15 @@ request head over :data:`MAX_HEAD_BYTES` 431.
 The control routes exist only when ``http.control_token`` is set; they take
 ``Authorization: Bearer <token>``, compared in constant time.
 
+The routes see the daemon through :class:`DaemonSurface`, a small protocol defined here
+(readiness, liveness, the sessions, restart, reload, webhook admission, metrics) that
+:class:`saynad.app.Daemon` implements; this module knows nothing else of it.
+
 The webhook route answers fast and never waits for the session: the body is read up to
 ``max_body_bytes`` (``Content-Length`` is checked before reading), verified on the raw
 bytes by :class:`~saynad.protocol.webhooks.WebhookVerifier` (which claims the event id),
-then :meth:`Daemon.admit_call <saynad.app.Daemon.admit_call>` starts the session or
-refuses; a refusal releases the event id so a re-delivery can be admitted later.
+then :meth:`DaemonSurface.admit_webhook` starts the session or refuses (admission
+releases the event id of a refused webhook so a re-delivery can be admitted later).
 Statuses: 202 accepted, 400 bad payload, 401 bad or missing signature (no detail in the
 body; the reason is logged and counted), 405, 409 replayed event id, 413 too large,
 503 + ``Retry-After`` when ``max_sessions`` is reached or the daemon is draining.
@@ -37,8 +41,8 @@ shutdown (stop accepting, let in-flight requests finish within ``graceful_timeou
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import Any, Final, Protocol
 
 import msgspec
 import structlog
@@ -48,6 +52,8 @@ from hypercorn.trio import serve
 from prometheus_client.exposition import choose_encoder
 
 from saynad._groups import cause_of
+from saynad.actors.admission import Verdict
+from saynad.config import Secret
 from saynad.errors import (
     WebhookError,
     WebhookPayloadError,
@@ -56,11 +62,10 @@ from saynad.errors import (
     WebhookTimestampError,
     WebhookTooLargeError,
 )
+from saynad.observability.metrics import Metrics
+from saynad.protocol.webhooks import VerifiedSipWebhook, WebhookVerifier
 
-if TYPE_CHECKING:
-    from saynad.app import Daemon
-
-__all__ = ["HttpApp", "serve_http"]
+__all__ = ["DaemonSurface", "HttpApp", "ReloadReport", "serve_http"]
 
 log = structlog.get_logger("saynad.http")
 
@@ -109,6 +114,78 @@ RETRY_AFTER_DRAINING_S: Final = 30
 _json: Final = msgspec.json.Encoder()
 # Sent when a request body was left unread: the connection cannot carry another request.
 _CLOSE: Final = {"connection": "close"}
+
+
+class ReloadReport(Protocol):
+    """What ``POST /reload`` answers with."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def added(self) -> int: ...
+    @property
+    def removed(self) -> int: ...
+    @property
+    def changed(self) -> int: ...
+
+
+class DaemonSurface(Protocol):
+    """What the routes need from the daemon (:class:`saynad.app.Daemon` implements it)."""
+
+    @property
+    def draining(self) -> bool:
+        """Shutting down: control routes and webhooks answer 503."""
+        ...
+
+    @property
+    def metrics(self) -> Metrics:
+        """The catalog ``/metrics`` renders and the webhook outcomes are counted in."""
+        ...
+
+    @property
+    def control_token(self) -> Secret | None:
+        """The bearer token of the control routes (None: they do not exist)."""
+        ...
+
+    @property
+    def webhook_path(self) -> str | None:
+        """Where SIP webhooks are posted (None: no webhook route)."""
+        ...
+
+    @property
+    def verifier(self) -> WebhookVerifier | None:
+        """Verifies (and claims) SIP webhooks; set whenever ``webhook_path`` is."""
+        ...
+
+    def readiness(self) -> Mapping[str, bool]:
+        """The ``/readyz`` checks; ready when every value is True."""
+        ...
+
+    async def alive(self, timeout_s: float) -> bool:
+        """True when the supervisor answers within ``timeout_s``."""
+        ...
+
+    def sessions(self) -> Sequence[Mapping[str, object]]:
+        """Every supervised session as a JSON object, by name."""
+        ...
+
+    def session(self, name: str) -> Mapping[str, object] | None:
+        """One session as a JSON object (None when there is none)."""
+        ...
+
+    async def restart_session(self, name: str) -> bool:
+        """Restart ``name``; False when no such session runs."""
+        ...
+
+    async def reload(self) -> ReloadReport:
+        """Load the configuration file again and converge on it."""
+        ...
+
+    async def admit_webhook(self, webhook: VerifiedSipWebhook) -> Verdict:
+        """Start a session for a verified SIP webhook, or say why not."""
+        ...
 
 
 class _Response:
@@ -175,11 +252,11 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class HttpApp:
-    """The ASGI application over one :class:`~saynad.app.Daemon`."""
+    """The ASGI application over one daemon (anything that implements :class:`DaemonSurface`)."""
 
     def __init__(
         self,
-        daemon: Daemon,
+        daemon: DaemonSurface,
         *,
         metrics_cache_s: float = METRICS_CACHE_S,
         max_concurrent_scrapes: int = MAX_CONCURRENT_SCRAPES,
@@ -249,8 +326,8 @@ class HttpApp:
             return _error(404, "not found")
         if path == "/reload":
             return self._only(method, "POST") or await self._control(scope, receive, self._reload)
-        hook = self.daemon.config.inbound.sip_webhook
-        if hook is not None and path == hook.path:
+        webhook_path = self.daemon.webhook_path
+        if webhook_path is not None and path == webhook_path:
             return await self._webhook(scope, receive, method)
         return _error(404, "not found")
 
@@ -292,21 +369,20 @@ class HttpApp:
         )
 
     def _sessions(self) -> _Response:
-        rows = sorted(self.daemon.registry.snapshot(), key=lambda row: row.name)
-        return _json_response(200, {"sessions": [row.as_json() for row in rows]})
+        return _json_response(200, {"sessions": self.daemon.sessions()})
 
     def _session(self, name: str) -> _Response:
-        row = self.daemon.registry.get(name)
+        row = self.daemon.session(name)
         if row is None:
             return _error(404, "no such session")
-        return _json_response(200, row.as_json())
+        return _json_response(200, row)
 
     # ----------------------------------------------------------------- control routes
 
     async def _control(
         self, scope: Scope, receive: Receive, action: Callable[[], Awaitable[_Response]]
     ) -> _Response:
-        token = self.daemon.config.http.control_token
+        token = self.daemon.control_token
         if token is None:
             return _error(404, "not found (control routes need http.control_token)")
         given = _header(scope, b"authorization") or b""
@@ -372,22 +448,20 @@ class HttpApp:
         except WebhookError as exc:
             return self._rejected(exc)
         try:
-            admission = await daemon.admit_call(webhook)
+            verdict = await daemon.admit_webhook(webhook)
         except Exception:
-            verifier.forget(webhook.event_id)
             log.exception("webhook admission failed", event_id=webhook.event_id)
             return self._refuse("error", _error(500, "internal error"))
-        if not admission.accepted:
-            verifier.forget(webhook.event_id)  # a later re-delivery may be admitted
-            if admission.reason == "draining":
+        if not verdict.accepted:
+            if verdict.reason == "draining":
                 return self._refuse("draining", _unavailable("draining", RETRY_AFTER_DRAINING_S))
-            if admission.reason == "duplicate":
+            if verdict.reason == "duplicate":
                 return self._refuse("replay", _error(409, "duplicate event"))
             return self._refuse(
                 "saturated", _unavailable("max_sessions reached", RETRY_AFTER_SATURATED_S)
             )
         daemon.metrics.webhook("accepted")
-        return _json_response(202, {"session": admission.session, "room": webhook.room.name})
+        return _json_response(202, {"session": verdict.session, "room": webhook.room.name})
 
     def _refuse(self, outcome: str, response: _Response) -> _Response:
         self.daemon.metrics.webhook(outcome)

@@ -6,7 +6,7 @@ called at every (re)start, so a restarted session gets fresh behaviour state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from saynad.actors.supervisor import Child, Policy, RestartPolicy
 from saynad.config import (
     AgentSettings,
     EchoAgentSettings,
+    FrozenMap,
     HttpAgentSettings,
     JsonlSinkSettings,
     OpenAIAgentSettings,
@@ -39,26 +40,42 @@ from saynad.config import (
     SessionSpec,
 )
 
-__all__ = ["CallInfo", "build_agent", "build_behaviours", "build_plan", "build_sinks", "child_for"]
+__all__ = [
+    "CallRecord",
+    "build_agent",
+    "build_behaviours",
+    "build_plan",
+    "build_sinks",
+    "child_for",
+]
 
 
 @dataclass(frozen=True)
-class CallInfo:
-    """What an inbound call brings: numbers and SIP headers, for logs and behaviours."""
+class CallRecord:
+    """What a call brings, frozen: the numbers, the SIP headers and the room, for logs
+    and behaviours. Hashable (the headers are held in a :class:`FrozenMap`), so it can
+    ride in a child spec."""
 
     caller: str | None = None
     callee: str | None = None
-    sip_headers: Mapping[str, str] = field(default_factory=dict)
+    sip_headers: Mapping[str, str] = field(default_factory=FrozenMap)
+    room: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sip_headers, FrozenMap):
+            object.__setattr__(self, "sip_headers", FrozenMap(self.sip_headers))
 
 
-def child_for(spec: SessionSpec) -> Child:
-    """The supervisor's view of a session: its name, spec and policy."""
+def child_for(spec: SessionSpec, *, ticket: Hashable = None) -> Child:
+    """The supervisor's view of a session: its name, spec and policy; ``ticket`` is what
+    admission handed a session started from outside (:mod:`saynad.actors.admission`)."""
     policy = spec.policy
     return Child(
         name=spec.name,
         spec=spec,
         origin=spec.origin,
         template=spec.template,
+        ticket=ticket,
         policy=Policy(
             restart=RestartPolicy(policy.restart),
             backoff_initial_s=policy.backoff.initial_s,
@@ -76,11 +93,11 @@ def build_plan(
     *,
     url: str,
     api_key: str | None,
-    call: CallInfo | None = None,
+    call: CallRecord | None = None,
     max_duration_s: float | None = None,
 ) -> SessionPlan:
     """Everything one run of ``spec`` needs. ``max_duration_s`` caps inbound calls."""
-    call = call or CallInfo()
+    call = call or CallRecord()
     identity = SessionIdentity(
         name=spec.name,
         template=spec.template,

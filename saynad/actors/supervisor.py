@@ -100,6 +100,9 @@ class Child:
     policy: Policy = Policy()
     origin: str = "config"
     template: str = ""
+    ticket: Hashable = None
+    """What a child started from outside was admitted for (its call), for the runner;
+    None for configured children."""
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from saynad.actors.plan import CallInfo, build_plan, child_for
+from saynad.actors.plan import CallRecord, build_plan, child_for
 from saynad.actors.supervisor import RestartPolicy
 from saynad.app import failure_reason
 from saynad.config import load_config
@@ -32,7 +32,7 @@ def test_an_inbound_call_ends_when_the_caller_leaves_whatever_the_template_says(
     spec = config.inbound_session("sip-EV_1", room_name="sip-+1555")
     assert spec.behaviours.end is not None
     assert spec.behaviours.end.on_participant_disconnected is False
-    call = CallInfo(caller="+1555", callee="+1666", sip_headers={"x-a": "b"})
+    call = CallRecord(caller="+1555", callee="+1666", sip_headers={"x-a": "b"})
     plan = build_plan(spec, url="http://x", api_key=None, call=call, max_duration_s=120)
     assert plan.end.on_participant_disconnected is True
     assert plan.end.max_duration_s == 120  # the smaller of the template's and the hook's

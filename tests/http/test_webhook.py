@@ -12,8 +12,9 @@ import trio
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
+from saynad.actors.admission import inbound_session_name
 from saynad.actors.registry import SessionState
-from saynad.app import Daemon, inbound_session_name
+from saynad.app import Daemon
 from saynad.protocol.webhooks import encode_webhook_payload
 from tests.daemon.fixtures import (
     running_daemon,
@@ -68,7 +69,10 @@ async def test_a_signed_webhook_starts_a_call_session_that_ends_when_the_caller_
         assert ready_line["caller"] == "+15551230001"
         assert ready_line["callee"] == "+15557654321"
         assert ready_line["sip_headers"] == {"x-to-ip": "sip.example.com", "x-customer": "acme"}
-        assert daemon.calls["sip-EV_call1"].sip_headers["x-customer"] == "acme"
+        ticket = daemon.admission.ticket("sip-EV_call1")
+        assert ticket is not None
+        assert ticket.call is not None
+        assert ticket.call.sip_headers["x-customer"] == "acme"
         assert daemon.inbound_active == 1
 
         # The caller joins, then hangs up: the session ends and its slot is released.
@@ -78,7 +82,7 @@ async def test_a_signed_webhook_starts_a_call_session_that_ends_when_the_caller_
         world.leave("sip-+15551230001", "sip_+15551230001")
         await wait_until(lambda: "sip-EV_call1" not in inbound(daemon))
         assert daemon.inbound_active == 0
-        assert "sip-EV_call1" not in daemon.calls
+        assert daemon.admission.ticket("sip-EV_call1") is None
         text = (await client.get("/metrics")).text
         assert samples(text, "saynad_webhook_requests_total")[(("outcome", "accepted"),)] == 1
         assert samples(text, "saynad_session_starts_total")[(("origin", "inbound"),)] == 1
@@ -256,18 +260,18 @@ async def test_an_admission_bug_answers_500_and_releases_the_event_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with running_daemon(tmp_path, sessions=()) as (daemon, client):
-        real = daemon.admit_call
+        real = daemon.admission.admit
 
-        async def broken(webhook: object) -> object:
+        async def broken(name: object, child: object) -> object:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(daemon, "admit_call", broken)
+        monkeypatch.setattr(daemon.admission, "admit", broken)
         headers, body = signed_call("sip-bug", "EV_bug")
         with capture_logs() as logs:
             failed = await client.post(HOOK, headers=headers, content=body)
         assert (failed.status_code, failed.json()) == (500, {"error": "internal error"})
         assert any(line["event"] == "webhook admission failed" for line in logs)
-        monkeypatch.setattr(daemon, "admit_call", real)
+        monkeypatch.setattr(daemon.admission, "admit", real)
         retried = await client.post(HOOK, headers=headers, content=body)
         assert retried.status_code == 202
         text = (await client.get("/metrics")).text
