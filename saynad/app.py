@@ -46,7 +46,7 @@ import structlog
 import trio
 from prometheus_client import CollectorRegistry
 
-from saynad import _launch as early_signals
+from saynad import _early_signals as early_signals
 from saynad._groups import cause_of
 from saynad.actors.admission import Admission, Ticket, Verdict
 from saynad.actors.plan import build_plan, child_for

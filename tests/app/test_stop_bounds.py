@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 
-from saynad import _launch
+from saynad import _early_signals
 from saynad.app import STOP_GRACE_S, Daemon
 from saynad.config import load_config
 from tests.app.conftest import DaemonProcess, daemon_process, free_port, state
@@ -170,16 +170,16 @@ async def test_a_signal_recorded_while_starting_drains_once_the_daemon_listens(
     config = tmp_path / "saynad.yaml"
     config.write_text(fleet(None, names=("a",), drain_s=1.0))
     daemon = Daemon(config_path=config, config=load_config(config, env={}), env={})
-    previous = {signum: signal.getsignal(signum) for signum in _launch.SIGNALS}
+    previous = {signum: signal.getsignal(signum) for signum in _early_signals.SIGNALS}
     try:
-        _launch.install()
-        _launch.defer()
+        _early_signals.install()
+        _early_signals.defer()
         os.kill(os.getpid(), signal.SIGTERM)  # arrives before the daemon's receiver opens
         with trio.fail_after(30):
             await daemon.run()  # returns once drained
     finally:
-        _launch._deferred = False
-        _launch.take()
+        _early_signals._deferred = False
+        _early_signals.take()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     assert daemon.draining
