@@ -265,7 +265,11 @@ def unset(value: Any) -> Any:
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` → (host, port); ValueError says what is wrong."""
+    """``host:port`` or ``[v6]:port`` → (host, port); ValueError says what is wrong.
+
+    Port 0 asks the system for a free port when the daemon binds (tests, several
+    daemons on one host); the address actually bound is logged (``http server
+    listening``) and kept in ``Daemon.http_urls``."""
     example = "expected host:port, e.g. 127.0.0.1:9464 or [::1]:9464"
     if value.startswith("["):
         match = re.fullmatch(r"\[([^\]]*)\]:([^:]*)", value)
@@ -294,10 +298,12 @@ def parse_listen(value: str) -> tuple[str, int]:
         elif len(host) > 253 or any(not 1 <= len(label) <= 63 for label in host.split(".")):
             raise ValueError(f"{host!r} is not a host name (labels of 1 to 63 characters)")
     if not port_text.isascii() or not port_text.isdigit():
-        raise ValueError(f"the port must be a number from 1 to 65535, got {port_text!r}")
+        raise ValueError(
+            f"the port must be a number from 0 to 65535 (0: any free port), got {port_text!r}"
+        )
     port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError(f"the port must be from 1 to 65535, got {port}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"the port must be from 0 to 65535 (0: any free port), got {port}")
     return host, port
 
 

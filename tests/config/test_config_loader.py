@@ -211,6 +211,7 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
         ("127.0.0.1:9464", "127.0.0.1", 9464),
         ("0.0.0.0:1", "0.0.0.0", 1),
         ("localhost:65535", "localhost", 65535),
+        ("127.0.0.1:0", "127.0.0.1", 0),  # any free port, read back once bound
         ("[::1]:9464", "::1", 9464),
         ("[::]:80", "::", 80),
     ],
@@ -223,8 +224,8 @@ def test_listen_addresses(listen: str, host: str, port: int) -> None:
 @pytest.mark.parametrize(
     ("listen", "message"),
     [
-        ("127.0.0.1:0", "the port must be from 1 to 65535, got 0"),
-        ("127.0.0.1:port", "the port must be a number from 1 to 65535"),
+        ("127.0.0.1:65536", "the port must be from 0 to 65535 (0: any free port), got 65536"),
+        ("127.0.0.1:port", "the port must be a number from 0 to 65535"),
         ("[::1]", "expected host:port"),
         ("[nope]:1", "'nope' is not an IPv6 address"),
         (":9464", "expected host:port"),
