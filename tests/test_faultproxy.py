@@ -11,8 +11,8 @@ import trio
 from saynad.client.session import open_session
 from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError
-from saynad.protocol.messages import STTConfig, TTSConfig
 from tests.faultproxy import Fault, FaultProxy
+from tests.support.samples import STT_CONFIG, TTS_CONFIG
 from tests.timing import HANG_S
 
 
@@ -176,11 +176,11 @@ async def test_dead_upstream_resets_clients() -> None:
 async def test_a_reset_sayna_session_raises_1006(emulator: Emulator) -> None:
     port = int(emulator.url.rsplit(":", 1)[1])
     fp = FaultProxy("127.0.0.1", port)
-    stt = STTConfig("deepgram", "en-US", 16000, 1, True, "linear16", "nova-3")
-    tts = TTSConfig(provider="deepgram", model="aura-2")
     async with trio.open_nursery() as nursery:
         await nursery.start(fp.run)
-        async with open_session(f"http://127.0.0.1:{fp.port}", stt=stt, tts=tts) as session:
+        async with open_session(
+            f"http://127.0.0.1:{fp.port}", stt=STT_CONFIG, tts=TTS_CONFIG
+        ) as session:
             fp.apply(Fault.RESET)
             with trio.fail_after(HANG_S), pytest.raises(ConnectionClosedError) as info:
                 async for _ in session.events():

@@ -20,11 +20,9 @@ from saynad.client.session import open_session
 from saynad.config import load_config
 from saynad.emulator import open_emulator
 from saynad.errors import ConnectionClosedError
-from tests.actors.behaviours.test_end_to_end import write_wav
-from tests.corpus._wsserver import RawPeer, raw_ws_server
-from tests.corpus.test_server_frames import STT as STT_CONFIG
-from tests.corpus.test_server_frames import TTS as TTS_CONFIG
-from tests.daemon.fixtures import STT, TTS, free_port, wait_until
+from tests.support.daemon import wait_until
+from tests.support.samples import LISTEN_ANY, STT_CONFIG, STT_YAML, TTS_CONFIG, TTS_YAML, write_wav
+from tests.support.wspeer import ScriptedPeer, ws_server
 
 
 class Boom(Exception):
@@ -52,7 +50,7 @@ async def test_open_session_raises_the_blocks_error_bare(
 async def test_open_session_raises_a_lost_connection_bare(
     keepalive_interval_s: float | None,
 ) -> None:
-    async def server(peer: RawPeer) -> None:
+    async def server(peer: ScriptedPeer) -> None:
         await peer.send_text('{"type":"ready","stream_id":"s"}')
         await peer.stream.aclose()  # no close frame: the connection just breaks
 
@@ -63,7 +61,7 @@ async def test_open_session_raises_a_lost_connection_bare(
             async for _ in session.events():
                 pass
 
-    async with raw_ws_server(server) as url:
+    async with ws_server(server) as url:
         with pytest.raises(ConnectionClosedError):
             await read_until_closed(url)
 
@@ -88,14 +86,14 @@ async def test_a_crashing_behaviour_is_named_by_its_own_error(tmp_path: Path) ->
     path = tmp_path / "saynad.yaml"
     path.write_text(
         "sayna: {emulator: {}}\n"
-        f'http: {{listen: "127.0.0.1:{free_port()}"}}\n'
+        f'http: {{listen: "{LISTEN_ANY}"}}\n'
         "logging: {level: info, format: json}\n"
         "defaults: {backoff: {initial_s: 0.05, max_s: 0.1}, "
         "intensity: {max_restarts: 1000, window_s: 60}}\n"
         "templates:\n"
         "  t:\n"
-        f"    stt: {STT}\n"
-        f"    tts: {TTS}\n"
+        f"    stt: {STT_YAML}\n"
+        f"    tts: {TTS_YAML}\n"
         f'    behaviours: {{audio: {{source: {{path: "{caller}"}}}}}}\n'
         "sessions: [{name: crash, template: t}]\n"
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import socket
 
 import pytest
 import trio
@@ -27,6 +26,7 @@ from saynad.actors.supervisor import (
 from saynad.client.session import open_session
 from saynad.emulator import EmulatorOptions, Tenant, open_emulator
 from saynad.errors import HandshakeRejectedError, TransportError
+from tests.support.processes import closed_port
 
 DEFAULTS = Policy()
 """The defaults a configuration without ``backoff``/``intensity`` gets: 0.5–30 s, 5 in 60 s."""
@@ -230,15 +230,9 @@ def test_is_unreachable() -> None:
     assert not is_unreachable(ConnectionRefusedError("raw OSError: not translated"))
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_the_client_raises_an_unreachable_error_for_a_refused_connect() -> None:
-    with pytest.raises(TransportError) as info:
-        async with open_session(f"ws://127.0.0.1:{_closed_port()}/ws", audio=False):
+    with closed_port() as port, pytest.raises(TransportError) as info:
+        async with open_session(f"ws://127.0.0.1:{port}/ws", audio=False):
             pass
     assert is_unreachable(info.value)
 

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import trio
 
-from tests.app.conftest import daemon_process, state, write_fleet
+from tests.support.processes import daemon_process, state
+from tests.support.samples import write_fleet
 from tests.timing import HANG_S
 
 
 async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
     write_fleet(config, {"a": "hello a", "b": "hello b"}, drain_s=2.0)
-    async with daemon_process(config) as daemon:
-        await daemon.wait_for(lambda line: line.get("new") == "ready", count=2)
+    async with daemon_process(config, listening=False) as daemon:
+        await daemon.wait_for_lines(lambda line: line.get("new") == "ready", count=2)
         daemon.signal(signal.SIGTERM)
         with trio.fail_after(HANG_S):
             code = await daemon.process.wait()
@@ -30,8 +31,8 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
 async def test_sighup_applies_a_valid_change_to_that_session_only(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
     write_fleet(config, {"keep": "same", "change": "old text", "drop": "bye"})
-    async with daemon_process(config) as daemon:
-        await daemon.wait_for(lambda line: line.get("new") == "ready", count=3)
+    async with daemon_process(config, listening=False) as daemon:
+        await daemon.wait_for_lines(lambda line: line.get("new") == "ready", count=3)
         text = config.read_text()
         write_fleet(config, {"keep": "same", "change": "new text", "add": "hi"})
         # Same port as before: only the sessions differ.
@@ -42,11 +43,11 @@ async def test_sighup_applies_a_valid_change_to_that_session_only(tmp_path: Path
             )
         )
         daemon.signal(signal.SIGHUP)
-        plan = await daemon.wait_for(lambda line: line.get("event") == "reload plan", count=2)
+        plan = await daemon.wait_for_lines(lambda line: line.get("event") == "reload plan", count=2)
         assert plan[-1]["added"] == ["add"]
         assert plan[-1]["removed"] == ["drop"]
         assert plan[-1]["changed"] == ["change"]
-        await daemon.wait_for(state("change", "ready"), count=2)
+        await daemon.wait_for_lines(state("change", "ready"), count=2)
         await daemon.wait_for(state("add", "ready"))
         # The unchanged session never reconnected.
         assert len(daemon.find(state("keep", "connecting"))) == 1
@@ -58,12 +59,12 @@ async def test_sighup_applies_a_valid_change_to_that_session_only(tmp_path: Path
 async def test_sighup_with_a_broken_file_keeps_the_running_fleet(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
     write_fleet(config, {"a": "hello"})
-    async with daemon_process(config) as daemon:
+    async with daemon_process(config, listening=False) as daemon:
         await daemon.wait_for(state("a", "ready"))
         good = config.read_text()
         config.write_text(good + "\nsurprise_section: {}\n")
         daemon.signal(signal.SIGHUP)
-        failed = await daemon.wait_for(
+        failed = await daemon.wait_for_lines(
             lambda line: line.get("event", "").startswith("reload failed")
         )
         assert any("surprise_section" in problem for problem in failed[0]["problems"])

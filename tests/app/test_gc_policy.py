@@ -16,8 +16,8 @@ from saynad.actors.registry import Registry, SessionState
 from saynad.app import Daemon
 from saynad.config import load_config
 from saynad.runtime_gc import MIN_INTERVAL_S, SETTLE_TIMEOUT_S, THRESHOLDS, Freeze, GcPolicy
-from tests.app.conftest import write_fleet
-from tests.app.test_reload import wait_ready
+from tests.support.daemon import wait_ready
+from tests.support.samples import write_fleet
 from tests.timing import HANG_S
 
 

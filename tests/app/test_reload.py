@@ -6,30 +6,10 @@ from pathlib import Path
 
 import trio
 
-from saynad.actors.registry import SessionState
 from saynad.app import Daemon
 from saynad.config import load_config
-from tests.app.conftest import write_fleet
-from tests.timing import HANG_S
-
-
-async def wait_ready(daemon: Daemon, names: set[str]) -> None:
-    """Wait (bounded) until exactly ``names`` are ready, woken by registry transitions."""
-    changed = trio.Event()
-
-    def on_transition(old: SessionState | None, new: SessionState) -> None:
-        changed.set()
-
-    daemon.registry.listeners.append(on_transition)
-    try:
-        with trio.fail_after(HANG_S):
-            while {
-                r.name for r in daemon.registry.snapshot() if r.state is SessionState.READY
-            } != names:
-                await changed.wait()
-                changed = trio.Event()
-    finally:
-        daemon.registry.listeners.remove(on_transition)
+from tests.support.daemon import wait_ready
+from tests.support.samples import write_fleet
 
 
 async def test_reload_reconnects_exactly_the_changed_session(tmp_path: Path) -> None:

@@ -20,20 +20,16 @@ import trio
 from saynad import _early_signals
 from saynad.app import STOP_GRACE_S, Daemon
 from saynad.config import load_config
-from tests.app.conftest import DaemonProcess, daemon_process, free_port, state
-from tests.corpus._wsserver import RawPeer, raw_ws_server
-from tests.daemon.fixtures import CALLER_WAV
+from tests.support.processes import DaemonProcess, closed_port, daemon_process, state
+from tests.support.samples import CALLER_WAV, LISTEN_ANY, STT_YAML, tts_yaml
+from tests.support.wspeer import ScriptedPeer, ws_server
 
 DRAIN_S = 10.0
 """Long, so that a stop that waits for the drain deadline is told from one that does not."""
 PROMPT_S = 5.0
 """A stop with nothing to drain must come within this (it takes well under a second)."""
 
-STT = (
-    "{provider: deepgram, language: en-US, sample_rate: 16000, channels: 1, "
-    "punctuation: true, encoding: linear16, model: nova-3}"
-)
-TTS = "{provider: deepgram, model: aura-2, voice_id: aura-asteria-en}"
+TTS = tts_yaml(sample_rate=None)
 
 
 def fleet(
@@ -47,7 +43,7 @@ def fleet(
     sessions = "".join(f"  - {{name: {name}, template: voice}}\n" for name in names)
     return (
         f"{sayna}\n"
-        f'http: {{listen: "127.0.0.1:{free_port()}"}}\n'
+        f'http: {{listen: "{LISTEN_ANY}"}}\n'
         "logging: {level: info, format: json}\n"
         "defaults:\n"
         f"  backoff: {backoff}\n"
@@ -55,7 +51,7 @@ def fleet(
         f"  drain_timeout_s: {drain_s}\n"
         "templates:\n"
         "  voice:\n"
-        f"    stt: {STT}\n"
+        f"    stt: {STT_YAML}\n"
         f"    tts: {TTS}\n"
         '    behaviours: {greeting: {text: "hello"}}\n'
         f"sessions:\n{sessions}"
@@ -73,31 +69,32 @@ async def stop_and_time(daemon: DaemonProcess, *, within_s: float) -> tuple[int,
 
 async def test_sigterm_with_the_server_down_does_not_wait_for_the_drain(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
-    # Nothing listens there: every session goes from connecting to a long backoff.
-    config.write_text(
-        fleet(
-            f"ws://127.0.0.1:{free_port()}",
-            drain_s=DRAIN_S,
-            backoff="{initial_s: 30, max_s: 60}",
+    with closed_port() as port:
+        # Nothing listens there: every session goes from connecting to a long backoff.
+        config.write_text(
+            fleet(
+                f"ws://127.0.0.1:{port}",
+                drain_s=DRAIN_S,
+                backoff="{initial_s: 30, max_s: 60}",
+            )
         )
-    )
-    async with daemon_process(config) as daemon:
-        for name in ("a", "b", "c"):
-            await daemon.wait_for(state(name, "backoff"), within_s=30)
-        code, elapsed = await stop_and_time(daemon, within_s=DRAIN_S + STOP_GRACE_S + 30)
+        async with daemon_process(config, listening=False) as daemon:
+            for name in ("a", "b", "c"):
+                await daemon.wait_for(state(name, "backoff"), within_s=30)
+            code, elapsed = await stop_and_time(daemon, within_s=DRAIN_S + STOP_GRACE_S + 30)
     assert code == 0
     assert elapsed < PROMPT_S, f"{elapsed:.1f} s: the stop waited for sessions in backoff"
     assert daemon.find(lambda line: line.get("event") == "drained")
 
 
 async def test_sigterm_while_sessions_wait_for_ready_does_not_wait_for_it(tmp_path: Path) -> None:
-    async def never_ready(peer: RawPeer) -> None:
+    async def never_ready(peer: ScriptedPeer) -> None:
         await trio.sleep_forever()  # the handshake and config went through; no ready
 
-    async with raw_ws_server(never_ready) as url:
+    async with ws_server(never_ready) as url:
         config = tmp_path / "saynad.yaml"
         config.write_text(fleet(url, drain_s=DRAIN_S))
-        async with daemon_process(config) as daemon:
+        async with daemon_process(config, listening=False) as daemon:
             for name in ("a", "b", "c"):
                 await daemon.wait_for(state(name, "connecting"), within_s=30)
             code, elapsed = await stop_and_time(daemon, within_s=DRAIN_S + STOP_GRACE_S + 30)
@@ -123,7 +120,7 @@ async def test_sigterm_during_a_slow_reload_does_not_wait_for_the_parse(tmp_path
     config = tmp_path / "saynad.yaml"
     config.write_text(fleet(None, names=("a",), drain_s=1.0))
     port_line = next(line for line in config.read_text().splitlines() if "listen" in line)
-    async with daemon_process(config) as daemon:
+    async with daemon_process(config, listening=False) as daemon:
         await daemon.wait_for(state("a", "ready"), within_s=30)
         # ~30,000 sessions: several seconds of parsing (on any machine) in the reload.
         config.write_text(big_fleet(port_line, 30_000))
@@ -152,8 +149,8 @@ async def test_sigterm_in_the_first_instants_exits_cleanly(tmp_path: Path) -> No
     # A big file keeps the process reading its configuration for seconds: the window
     # before the daemon's own signal receiver exists.
     config = tmp_path / "saynad.yaml"
-    config.write_text(big_fleet(f'http: {{listen: "127.0.0.1:{free_port()}"}}', 30_000))
-    async with daemon_process(config) as daemon:
+    config.write_text(big_fleet(f'http: {{listen: "{LISTEN_ANY}"}}', 30_000))
+    async with daemon_process(config, listening=False) as daemon:
         pid = daemon.process.pid
         with trio.move_on_after(1.0):  # the handler is installed before any import
             while not catches_sigterm(pid):  # noqa: ASYNC110 - another process: poll
@@ -193,19 +190,19 @@ async def test_a_stop_held_past_the_bound_is_cut_short_by_the_guard(tmp_path: Pa
     caller = CALLER_WAV
     config.write_text(
         "sayna: {emulator: {utterance_ms: 300, interim_ms: 300}}\n"
-        f'http: {{listen: "127.0.0.1:{free_port()}"}}\n'
+        f'http: {{listen: "{LISTEN_ANY}"}}\n'
         "logging: {level: info, format: json}\n"
         "defaults: {drain_timeout_s: 1}\n"
         "templates:\n"
         "  voice:\n"
-        f"    stt: {STT}\n"
+        f"    stt: {STT_YAML}\n"
         f"    tts: {TTS}\n"
         "    behaviours:\n"
         '      agent: {kind: python, function: "tests.app.stuck_agent:reply"}\n'
         f"      audio: {{source: {{path: {str(caller)!r}, loop: true}}}}\n"
         "sessions: [{name: stuck, template: voice}]\n"
     )
-    async with daemon_process(config) as daemon:
+    async with daemon_process(config, listening=False) as daemon:
         await daemon.wait_for(state("stuck", "ready"), within_s=30)
         # The first caller turn reaches the agent, which then never returns.
         await trio.sleep(2.0)

@@ -33,8 +33,9 @@ from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError, SessionClosedError, ValidationError
 from saynad.protocol import framing
 from saynad.protocol.messages import STTResult
-from tests.client.test_session import STT, TTS
-from tests.client.test_transport import Server
+from tests.support.samples import STT_CONFIG as STT
+from tests.support.samples import TTS_CONFIG as TTS
+from tests.support.wspeer import ScriptedPeer as Server
 from tests.timing import HANG_S
 
 

@@ -19,7 +19,8 @@ import trio
 
 from saynad.config import CONFIG_FILE_MAX_BYTES, load_config, load_config_text
 from saynad.errors import ConfigError
-from tests.app.conftest import daemon_process, state, write_fleet
+from tests.support.processes import daemon_process, state
+from tests.support.samples import write_fleet
 
 HANG_GUARD_S = 60
 
@@ -113,12 +114,12 @@ async def test_sighup_with_a_fifo_keeps_the_fleet_and_sigterm_still_stops(
 ) -> None:
     config = tmp_path / "saynad.yaml"
     write_fleet(config, {"a": "hello"}, drain_s=1.0)
-    async with daemon_process(config) as daemon:
+    async with daemon_process(config, listening=False) as daemon:
         await daemon.wait_for(state("a", "ready"), within_s=30)
         config.unlink()
         os.mkfifo(config)
         daemon.signal(signal.SIGHUP)
-        (failed,) = await daemon.wait_for(
+        (failed,) = await daemon.wait_for_lines(
             lambda line: line.get("event") == "reload failed; keeping the running configuration",
             within_s=30,
         )

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from saynad.protocol.framing import BINARY, CONTINUATION, TEXT
+from tests.support.wspeer import encode_frame
+
 CORPUS_DIR = Path(__file__).resolve().parent
 
 
@@ -55,3 +58,28 @@ def expand(text: str, spec: dict[str, list[Any]] | None) -> str:
     for marker, (unit, count) in (spec or {}).items():
         text = text.replace(marker, str(unit) * int(count))
     return text
+
+
+def item_frames(item: dict[str, Any]) -> list[bytes]:
+    """The wire bytes of the item's frame (several when it is fragmented)."""
+    if "payload_hex" in item:
+        payload = bytes.fromhex(item["payload_hex"])
+    elif "size" in item:
+        payload = b"a" * item["size"]
+    else:
+        payload = expand(item["text"], item.get("expand")).encode()
+    opcode = item.get("opcode", BINARY if item.get("binary") else TEXT)
+    mask = b"\x01\x02\x03\x04" if item.get("masked") else None
+    count = item.get("fragments", 1)
+    step = max(1, -(-len(payload) // count))
+    parts = [payload[i : i + step] for i in range(0, len(payload), step)] or [b""]
+    return [
+        encode_frame(
+            opcode if index == 0 else CONTINUATION,
+            part,
+            fin=item.get("fin", True) and index == len(parts) - 1,
+            rsv=item.get("rsv", 0),
+            mask=mask,
+        )
+        for index, part in enumerate(parts)
+    ]

@@ -28,21 +28,13 @@ from saynad.client import RestClient
 from saynad.client.session import Session, open_session
 from saynad.emulator import EmulatorOptions, open_emulator
 from saynad.errors import ConnectionClosedError
-from saynad.protocol.messages import STTConfig, STTResult, TTSConfig
+from saynad.protocol.messages import STTResult
 from tests.corpus._corpus import load_items
 from tests.faultproxy import Fault, FaultProxy
+from tests.support.processes import closed_port
+from tests.support.samples import STT_CONFIG, TTS_CONFIG
 from tests.timing import HANG_S
 
-STT = STTConfig(
-    provider="deepgram",
-    language="en-US",
-    sample_rate=16000,
-    channels=1,
-    punctuation=True,
-    encoding="linear16",
-    model="nova-3",
-)
-TTS = TTSConfig(provider="deepgram", model="aura-asteria-en")
 TIMEOUT_S = 3.0  # only the silent server waits it out; the rest answer at once
 DAY = datetime.timedelta(days=1)
 
@@ -62,12 +54,6 @@ def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
     return context
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def reset(stream: trio.SocketStream) -> None:
@@ -209,15 +195,17 @@ async def fault_server(name: str, ca: trustme.CA) -> AsyncIterator[Target]:
 
         now = datetime.datetime.now(datetime.UTC)
         if name == "refused":
-            yield Target("127.0.0.1", free_port(), tls=False, context=None)
+            with closed_port() as port:
+                yield Target("127.0.0.1", port, tls=False, context=None)
         elif name == "dns-failure":
             yield Target("saynad-test.invalid", 1, tls=False, context=None)
         elif name in PLAIN_HANDLERS:
             yield Target("127.0.0.1", await serve(PLAIN_HANDLERS[name]), tls=False, context=None)
         elif name == "proxy-dead-upstream":
-            proxy = FaultProxy("127.0.0.1", free_port())
-            port = await nursery.start(proxy.run)
-            yield Target("127.0.0.1", port, tls=False, context=None)
+            with closed_port() as dead:
+                proxy = FaultProxy("127.0.0.1", dead)
+                port = await nursery.start(proxy.run)
+                yield Target("127.0.0.1", port, tls=False, context=None)
         elif name == "tls-to-plain-server":
             yield Target("127.0.0.1", await serve(http_400_at_once), tls=True, context=trusted)
         elif name == "plain-to-tls-server":
@@ -243,8 +231,8 @@ async def fault_server(name: str, ca: trustme.CA) -> AsyncIterator[Target]:
 async def connect_session(target: Target) -> None:
     async with open_session(
         target.ws_url,
-        stt=STT,
-        tts=TTS,
+        stt=STT_CONFIG,
+        tts=TTS_CONFIG,
         connect_timeout_s=TIMEOUT_S,
         ready_timeout_s=TIMEOUT_S,
         ssl_context=target.context,
@@ -308,7 +296,7 @@ async def test_fault_after_ready_ends_the_session_with_a_close_code(
             port = await nursery.start(proxy.run)
             with trio.fail_after(HANG_S):
                 async with open_session(
-                    f"http://127.0.0.1:{port}", stt=STT, tts=TTS, close_timeout_s=0.2
+                    f"http://127.0.0.1:{port}", stt=STT_CONFIG, tts=TTS_CONFIG, close_timeout_s=0.2
                 ) as session:
                     await session.send_audio(b"\x00\x00" * 1600)  # 100 ms: one transcript
                     event = await session.events().__anext__()

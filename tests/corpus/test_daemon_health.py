@@ -25,12 +25,13 @@ import trio
 from saynad.actors.registry import SessionState
 from saynad.app import Daemon
 from saynad.emulator import EmulatorOptions, open_emulator
-from tests.corpus._corpus import load_items
-from tests.corpus._daemon import corpus_daemon, raw_request
+from tests.corpus._corpus import item_frames, load_items
+from tests.corpus._daemon import corpus_daemon
 from tests.corpus._injector import FrameInjector
 from tests.corpus._webhooks import CLOCK_SLACK_S, MAX_BODY_BYTES, build_request
-from tests.corpus._wsserver import item_frames
-from tests.daemon.fixtures import STT, free_port, wait_until
+from tests.support.daemon import wait_until
+from tests.support.http import raw_request
+from tests.support.samples import LISTEN_ANY, STT_YAML
 from tests.timing import HANG_S
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ CONFIG = """\
 sayna:
   url: "http://127.0.0.1:{proxy_port}"
 http:
-  listen: "127.0.0.1:{http_port}"
+  listen: "{listen}"
 logging: {{level: error, format: json}}
 defaults:
   backoff: {{initial_s: 0.1, max_s: 0.5}}
@@ -155,9 +156,9 @@ async def test_daemon_stays_healthy_under_hostile_traffic(tmp_path: Path) -> Non
         await proxies.start(injector.run)
         text = CONFIG.format(
             proxy_port=injector.port,
-            http_port=free_port(),
+            listen=LISTEN_ANY,
             max_body=MAX_BODY_BYTES,
-            stt=STT,
+            stt=STT_YAML,
             wav=WAV,
         )
         async with corpus_daemon(tmp_path, text) as daemon:

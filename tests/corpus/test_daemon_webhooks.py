@@ -19,8 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from saynad.app import Daemon
 from tests.corpus._corpus import load_items
-from tests.corpus._daemon import corpus_daemon, raw_request
+from tests.corpus._daemon import corpus_daemon
 from tests.corpus._webhooks import CLOCK_SLACK_S, MAX_BODY_BYTES, build_request
+from tests.support.http import raw_request
 from tests.timing import HANG_S
 
 WEBHOOK_PATH = "/webhooks/sip"

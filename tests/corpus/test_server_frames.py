@@ -15,21 +15,12 @@ from structlog.testing import capture_logs
 
 from saynad.client.session import SessionEvent, open_session
 from saynad.errors import ConnectionClosedError
-from saynad.protocol.messages import STTConfig, STTResult, TTSAudio, TTSConfig
-from tests.corpus._corpus import load_items, params
-from tests.corpus._wsserver import RawPeer, item_frames, raw_ws_server
+from saynad.protocol.messages import STTResult, TTSAudio
+from tests.corpus._corpus import item_frames, load_items, params
+from tests.support.samples import STT_CONFIG, TTS_CONFIG
+from tests.support.wspeer import ScriptedPeer, ws_server
 from tests.timing import HANG_S
 
-STT = STTConfig(
-    provider="deepgram",
-    language="en-US",
-    sample_rate=16000,
-    channels=1,
-    punctuation=True,
-    encoding="linear16",
-    model="nova-3",
-)
-TTS = TTSConfig(provider="deepgram", model="aura-asteria-en")
 READY = '{"type":"ready","stream_id":"corpus","livekit_url":"http://localhost:7880"}'
 VALID = (
     '{"type":"stt_result","transcript":"still here","is_final":true,'
@@ -56,7 +47,7 @@ async def test_hostile_server_frame(item: dict[str, Any]) -> None:
     outcome = expect["outcome"]
     frames = item_frames(item)
 
-    async def script(peer: RawPeer) -> None:
+    async def script(peer: ScriptedPeer) -> None:
         if item.get("when") == "before_ready":
             for frame in frames:
                 await peer.send(frame)
@@ -71,9 +62,11 @@ async def test_hostile_server_frame(item: dict[str, Any]) -> None:
     events: list[SessionEvent] = []
     closed: ConnectionClosedError | None = None
     limit = item.get("max_message_bytes", DEFAULT_LIMIT)
-    async with raw_ws_server(script) as url:
+    async with ws_server(script) as url:
         with capture_logs() as logs, trio.fail_after(HANG_S):
-            async with open_session(url, stt=STT, tts=TTS, max_message_bytes=limit) as session:
+            async with open_session(
+                url, stt=STT_CONFIG, tts=TTS_CONFIG, max_message_bytes=limit
+            ) as session:
                 try:
                     async for event in session.events():
                         events.append(event)

@@ -14,7 +14,7 @@ from saynad.errors import (
     ReadyTimeoutError,
     TransportError,
 )
-from tests.daemon.fixtures import ENV, config_text, free_port
+from tests.support.samples import ENV, daemon_config
 
 
 def test_an_inbound_call_ends_when_the_caller_leaves_whatever_the_template_says(
@@ -22,8 +22,7 @@ def test_an_inbound_call_ends_when_the_caller_leaves_whatever_the_template_says(
 ) -> None:
     path = tmp_path / "saynad.yaml"
     path.write_text(
-        config_text(
-            port=free_port(),
+        daemon_config(
             max_duration_s=120,
             call_end="\n      end: {on_participant_disconnected: false, max_duration_s: 600}",
         )

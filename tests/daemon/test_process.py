@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -18,7 +19,8 @@ import trio
 
 from saynad.cli import format_sessions
 from saynad.protocol.webhooks import WebhookVerifier
-from tests.daemon.fixtures import ENV, SECRET, config_text, daemon_process, free_port
+from tests.support.processes import closed_port, daemon_process
+from tests.support.samples import ENV, SECRET, daemon_config
 from tests.timing import HANG_S
 
 
@@ -45,12 +47,14 @@ async def poll_json(
 
 
 async def test_signed_webhook_end_to_end_with_the_cli(tmp_path: Path) -> None:
-    port = free_port()
     config = tmp_path / "saynad.yaml"
-    config.write_text(config_text(port=port, sessions=("lobby",)))
+    config.write_text(daemon_config(sessions=("lobby",)))  # listens on 127.0.0.1:0
     async with daemon_process(config) as daemon:
+        # The port the system picked is read back from the log: the same address the
+        # daemon serves and reports as running.
         url = daemon.url
-        assert url == f"http://127.0.0.1:{port}"
+        assert re.fullmatch(r"http://127\.0\.0\.1:[1-9][0-9]*", url), url
+        assert (await daemon.event("saynad running"))["http"] == url
         emulator_url = (await daemon.event("embedded emulator started"))["url"]
         signed = await saynad(
             "sign-webhook",
@@ -94,10 +98,9 @@ async def test_signed_webhook_end_to_end_with_the_cli(tmp_path: Path) -> None:
 
 
 async def test_sigterm_turns_readiness_to_503_while_sessions_drain(tmp_path: Path) -> None:
-    port = free_port()
     config = tmp_path / "saynad.yaml"
     goodbye = "Goodbye from saynad, this sentence takes a couple of seconds to say. " * 3
-    config.write_text(config_text(port=port, sessions=("lobby",), goodbye=goodbye, drain_s=4))
+    config.write_text(daemon_config(sessions=("lobby",), goodbye=goodbye, drain_s=4))
     async with daemon_process(config) as daemon, httpx.AsyncClient(base_url=daemon.url) as client:
         await poll_json(client, "/readyz", lambda r: r.status_code == 200)
         await poll_json(
@@ -118,12 +121,13 @@ async def test_sigterm_turns_readiness_to_503_while_sessions_drain(tmp_path: Pat
 
 
 async def test_status_cli_reports_an_unreachable_daemon() -> None:
-    result = await trio.run_process(
-        [sys.executable, "-m", "saynad", "status", "--url", f"http://127.0.0.1:{free_port()}"],
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
+    with closed_port() as port:
+        result = await trio.run_process(
+            [sys.executable, "-m", "saynad", "status", "--url", f"http://127.0.0.1:{port}"],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
     assert result.returncode == 1
     assert b"cannot reach" in result.stderr
 
@@ -206,7 +210,7 @@ async def test_an_address_in_use_exits_69_and_says_why(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         config = tmp_path / "saynad.yaml"
-        config.write_text(config_text(port=port))
+        config.write_text(daemon_config(listen=f"127.0.0.1:{port}"))
         with trio.fail_after(HANG_S):
             result = await trio.run_process(
                 [sys.executable, "-m", "saynad", "run", "--config", str(config)],

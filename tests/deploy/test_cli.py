@@ -18,7 +18,7 @@ from saynad import cli
 from saynad._version import __version__
 from saynad.observability.logs import PriorityLines, journal_stream
 from saynad.shipped import DEMO_CONFIG, read_shipped, shipped_files, shipped_path
-from tests.daemon.fixtures import free_port
+from tests.support.samples import LISTEN_ANY
 
 COMMAND_TIMEOUT_S = 60  # a hang guard: each command takes well under a second
 
@@ -98,9 +98,9 @@ async def test_status_into_a_reader_that_goes_away_ends_quietly() -> None:
             await stream.receive_some(65536)
             await stream.send_all(head + body)
 
-    port = free_port()
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(trio.serve_tcp, answer, port, host="127.0.0.1"))
+        listeners = await nursery.start(partial(trio.serve_tcp, answer, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
         read, write = os.pipe()
         with trio.fail_after(COMMAND_TIMEOUT_S):
             process = await trio.lowlevel.open_process(
@@ -194,10 +194,7 @@ async def test_under_journald_every_line_carries_its_syslog_priority(tmp_path: P
     assert all(line.startswith(f"<3>{broken}:") for line in output), output
 
     demo = tmp_path / "demo.yaml"
-    port = free_port()
-    demo.write_text(
-        read_shipped(DEMO_CONFIG).decode().replace("127.0.0.1:9464", f"127.0.0.1:{port}")
-    )
+    demo.write_text(read_shipped(DEMO_CONFIG).decode().replace("127.0.0.1:9464", LISTEN_ANY))
     read, write = os.pipe()
     status = os.fstat(write)
     env = {**os.environ, "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"}

@@ -26,8 +26,8 @@ import trio
 from saynad._version import __version__
 from saynad.config import DEFAULT_CONFIG_PATH
 from saynad.shipped import example_names
-from tests.daemon.fixtures import daemon_process
 from tests.deploy._files import ROOT, unit_settings, write_docs_credentials
+from tests.support.processes import daemon_process
 
 pytestmark = pytest.mark.slow
 

@@ -14,19 +14,9 @@ from saynad.client.session import open_session
 from saynad.emulator import Emulator, EmulatorOptions, Tenant, serve_emulator
 from saynad.errors import HandshakeRejectedError
 from saynad.protocol.framing import ClientFrameParser, ProtocolViolation, masked_frame
-from saynad.protocol.messages import STTConfig, STTResult, TTSAudio, TTSConfig
+from saynad.protocol.messages import STTResult, TTSAudio
+from tests.support.samples import STT_CONFIG, TTS_CONFIG
 from tests.timing import HANG_S
-
-STT = STTConfig(
-    provider="deepgram",
-    language="en-US",
-    sample_rate=16000,
-    channels=1,
-    punctuation=True,
-    encoding="linear16",
-    model="nova-3",
-)
-TTS = TTSConfig(provider="deepgram", model="aura-asteria-en")
 
 
 @asynccontextmanager
@@ -43,7 +33,7 @@ async def running(server: str, options: EmulatorOptions | None = None) -> AsyncI
 async def test_session_and_rest_on_one_port(server: str) -> None:
     async with running(server) as emu:
         assert emu.url.startswith("http://127.0.0.1:")
-        async with open_session(emu.url, stt=STT, tts=TTS) as session:
+        async with open_session(emu.url, stt=STT_CONFIG, tts=TTS_CONFIG) as session:
             await session.speak("hi")
             for _ in range(15):
                 await session.send_audio(b"\x00\x00" * 1600)
@@ -69,7 +59,7 @@ async def test_rejections_are_the_same(server: str) -> None:
     options = EmulatorOptions(tenants=(Tenant("acme", "s-acme"),))
     async with running(server, options) as emu:
         with pytest.raises(HandshakeRejectedError) as info:
-            async with open_session(emu.url, stt=STT, tts=TTS, api_key="wrong"):
+            async with open_session(emu.url, stt=STT_CONFIG, tts=TTS_CONFIG, api_key="wrong"):
                 pass
         assert info.value.status_code == 401
         assert info.value.error == "unauthorized"
@@ -77,7 +67,9 @@ async def test_rejections_are_the_same(server: str) -> None:
             '{"error":"unauthorized","message":"Unauthorized: Invalid API secret"}'
         )
         with pytest.raises(HandshakeRejectedError) as info:
-            async with open_session(emu.url.replace("http", "ws") + "/elsewhere", stt=STT, tts=TTS):
+            async with open_session(
+                emu.url.replace("http", "ws") + "/elsewhere", stt=STT_CONFIG, tts=TTS_CONFIG
+            ):
                 pass
         assert info.value.status_code == 404
 

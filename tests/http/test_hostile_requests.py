@@ -17,8 +17,10 @@ from saynad.protocol.webhooks import (
     WebhookRoom,
     encode_webhook_payload,
 )
-from tests.corpus._daemon import raw_request
-from tests.daemon.fixtures import config_text, daemon_process, free_port, running_daemon, signed
+from tests.support.daemon import running_daemon
+from tests.support.http import raw_request
+from tests.support.processes import daemon_process
+from tests.support.samples import daemon_config, signed
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/healthz", "/readyz", "/sessions"])
@@ -56,7 +58,7 @@ async def test_a_very_long_request_target_is_414(tmp_path: Path) -> None:
 
 async def test_a_webhook_with_64_kb_of_sip_headers_logs_bounded_lines(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
-    config.write_text(config_text(port=free_port(), max_body_bytes=1 << 20))
+    config.write_text(daemon_config(max_body_bytes=1 << 20))
     sip_headers = {f"x-custom-{i}": "h" * 1000 for i in range(64)}
     sip_headers["x-one-huge"] = "H" * 65536
     payload = SipWebhook(

@@ -10,7 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import saynad.http
 from saynad.actors.registry import SessionState
-from tests.daemon.fixtures import TOKEN, running_daemon, states, wait_until
+from tests.support.daemon import running_daemon, states, wait_until
+from tests.support.http import samples
+from tests.support.samples import TOKEN
 
 ROW_KEYS = {
     "name",
@@ -23,15 +25,6 @@ ROW_KEYS = {
     "room",
     "stream_id",
 }
-
-
-def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                found[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
 
 
 async def test_health_readiness_sessions_and_metrics(tmp_path: Path) -> None:

@@ -18,12 +18,12 @@ import trio.lowlevel
 from saynad.app import Daemon
 from saynad.config import load_config
 from saynad.http import MAX_CONCURRENT_SCRAPES, SCRAPE_TIMEOUT_S, HttpApp
-from tests.daemon.fixtures import ENV, config_text, free_port
+from tests.support.samples import ENV, daemon_config
 
 
 def daemon(tmp_path: Path) -> Daemon:
     path = tmp_path / "saynad.yaml"
-    path.write_text(config_text(port=free_port()))
+    path.write_text(daemon_config())
     return Daemon(config_path=path, config=load_config(path, env=ENV), env=ENV)
 
 

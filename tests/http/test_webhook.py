@@ -16,15 +16,9 @@ from saynad.actors.admission import inbound_session_name
 from saynad.actors.registry import SessionState
 from saynad.app import Daemon
 from saynad.protocol.webhooks import encode_webhook_payload
-from tests.daemon.fixtures import (
-    running_daemon,
-    signed,
-    signed_call,
-    states,
-    wait_until,
-    webhook_payload,
-)
-from tests.http.test_routes import samples
+from tests.support.daemon import running_daemon, states, wait_until
+from tests.support.http import samples
+from tests.support.samples import signed, signed_call, webhook_payload
 
 HOOK = "/webhooks/sip"
 

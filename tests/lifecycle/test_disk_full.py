@@ -29,14 +29,9 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon.fixtures import DaemonProcess, daemon_process, free_port
-from tests.lifecycle._harness import (
-    assert_complete,
-    poll_until,
-    read_entries,
-    talking_fleet,
-    user_numbers,
-)
+from tests.lifecycle._harness import assert_complete, read_entries, user_numbers
+from tests.support.processes import DaemonProcess, daemon_process, poll_until
+from tests.support.samples import talking_fleet
 from tests.timing import HANG_S
 
 SESSIONS = ("a", "b", "c")
@@ -147,7 +142,6 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
         config = tmp_path / "saynad.yaml"
         config.write_text(
             talking_fleet(
-                port=free_port(),
                 transcripts=disk.directory,
                 sessions=SESSIONS,
                 inbound=False,

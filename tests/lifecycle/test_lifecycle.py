@@ -26,16 +26,10 @@ from typing import Any
 import httpx
 import trio
 
-from tests.daemon.fixtures import ENV, DaemonProcess, daemon_process, free_port, signed_call
-from tests.lifecycle._harness import (
-    NotifySocket,
-    assert_complete,
-    notify_socket,
-    poll_until,
-    read_entries,
-    talking_fleet,
-    user_numbers,
-)
+from tests.lifecycle._harness import assert_complete, read_entries, user_numbers
+from tests.support.notify import NotifySocket, notify_socket
+from tests.support.processes import DaemonProcess, daemon_process, poll_until
+from tests.support.samples import ENV, signed_call, talking_fleet
 from tests.timing import HANG_S
 
 
@@ -90,7 +84,7 @@ async def stop(daemon: DaemonProcess) -> int:
 
 async def test_ready_comes_once_the_daemon_serves(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
-    config.write_text(talking_fleet(port=free_port(), transcripts=tmp_path / "t"))
+    config.write_text(talking_fleet(transcripts=tmp_path / "t"))
     async with notified_daemon(config) as (daemon, notify, spawned):
         ready = await notify.wait_for("READY")
         figure("spawn → READY=1", f"{(ready.at - spawned) * 1000:.0f} ms")
@@ -106,7 +100,7 @@ async def test_an_invalid_file_exits_78_naming_file_line_and_key(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "broken.yaml"
-    good = talking_fleet(port=free_port(), transcripts=tmp_path / "t").splitlines()
+    good = talking_fleet(transcripts=tmp_path / "t").splitlines()
     # Two problems: an unknown key (a typo) and a value of the wrong kind.
     typo = next(i for i, line in enumerate(good) if line.startswith("  - {name: a"))
     good[typo] = "  - {name: a, tempalte: voice}"
@@ -145,9 +139,7 @@ async def test_sigterm_stopping_webhooks_503_sinks_flushed_exit_0(
     config = tmp_path / "saynad.yaml"
     transcripts = tmp_path / "transcripts"
     goodbye = "Thank you for calling, the office is closing now, goodbye."
-    config.write_text(
-        talking_fleet(port=free_port(), transcripts=transcripts, goodbye=goodbye, drain_s=5)
-    )
+    config.write_text(talking_fleet(transcripts=transcripts, goodbye=goodbye, drain_s=5))
     async with notified_daemon(config) as (daemon, notify, _):
         await all_ready(daemon, ("a", "b"))
         await notify.wait_for("READY")
@@ -193,14 +185,13 @@ async def test_sigterm_stopping_webhooks_503_sinks_flushed_exit_0(
 async def test_a_burst_of_ten_sighups_makes_at_most_two_reloads(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
     transcripts = tmp_path / "t"
-    port = free_port()
-    config.write_text(talking_fleet(port=port, transcripts=transcripts, inbound=False))
+    config.write_text(talking_fleet(transcripts=transcripts, inbound=False))
     async with notified_daemon(config) as (daemon, notify, _):
         await all_ready(daemon, ("a", "b"))
         await notify.wait_for("READY")
         # The burst's first reload restarts b (changed); the second finds nothing to do.
         config.write_text(
-            talking_fleet(port=port, transcripts=transcripts, inbound=False).replace(
+            talking_fleet(transcripts=transcripts, inbound=False).replace(
                 "{name: b, template: voice}", "{name: b, template: voice, stream_id: b2}"
             )
         )
@@ -243,7 +234,7 @@ async def test_a_burst_of_ten_sighups_makes_at_most_two_reloads(tmp_path: Path) 
 
 async def test_a_broken_file_on_sighup_keeps_the_fleet_and_resends_ready(tmp_path: Path) -> None:
     config = tmp_path / "saynad.yaml"
-    config.write_text(talking_fleet(port=free_port(), transcripts=tmp_path / "t"))
+    config.write_text(talking_fleet(transcripts=tmp_path / "t"))
     async with notified_daemon(config) as (daemon, notify, _):
         await all_ready(daemon, ("a", "b"))
         await notify.wait_for("READY")

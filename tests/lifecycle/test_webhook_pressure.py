@@ -14,7 +14,8 @@ from structlog.testing import capture_logs
 
 from saynad.http import REFUSAL_LOG_INTERVAL_S
 from tests.bench.bench_webhook_pressure import Scenario, run_scenario
-from tests.daemon.fixtures import running_daemon, signed_call
+from tests.support.daemon import running_daemon
+from tests.support.samples import signed_call
 
 HOOK = "/webhooks/sip"
 

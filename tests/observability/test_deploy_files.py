@@ -15,8 +15,8 @@ from saynad.app import STOP_GRACE_S
 from saynad.config import Defaults, load_config
 from saynad.observability.metrics import Metrics
 from saynad.shipped import example_file, example_names, shipped_path
-from tests.daemon.fixtures import require_tool
 from tests.deploy._files import unit_settings, write_docs_credentials
+from tests.support.processes import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = shipped_path("systemd/saynad.service")

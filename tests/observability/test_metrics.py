@@ -22,7 +22,7 @@ from saynad.observability.metrics import (
     DaemonSnapshot,
     Metrics,
 )
-from tests.daemon.fixtures import running_daemon
+from tests.support.daemon import running_daemon
 from tests.timing import HANG_S
 
 FORBIDDEN_LABELS = {"session", "room", "stream_id", "name", "caller", "callee"}

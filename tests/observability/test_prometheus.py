@@ -14,16 +14,9 @@ from typing import Any
 import httpx
 import trio
 
-from tests.daemon.fixtures import (
-    config_text,
-    daemon_process,
-    free_port,
-    require_tool,
-    running_daemon,
-    signed_call,
-    states,
-    wait_until,
-)
+from tests.support.daemon import running_daemon, states, wait_until
+from tests.support.processes import daemon_process, free_port, require_tool
+from tests.support.samples import daemon_config, signed_call
 from tests.timing import HANG_S
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,9 +96,8 @@ async def value_of(client: httpx.AsyncClient, promql: str, expected: float) -> N
 
 
 async def test_prometheus_scrapes_saynad_and_finds_the_expected_series(tmp_path: Path) -> None:
-    port = free_port()
     config = tmp_path / "saynad.yaml"
-    config.write_text(config_text(port=port, sessions=("lobby", "desk")))
+    config.write_text(daemon_config(sessions=("lobby", "desk")))
     async with daemon_process(config) as daemon:
         async with httpx.AsyncClient(base_url=daemon.url) as saynad:
             headers, body = signed_call("sip-+15550009999", "EV_prom")
@@ -115,7 +107,7 @@ async def test_prometheus_scrapes_saynad_and_finds_the_expected_series(tmp_path:
             assert (await saynad.post("/webhooks/sip", content=body)).status_code == 401
 
         async with (
-            prometheus(tmp_path / "prom", f"127.0.0.1:{port}") as url,
+            prometheus(tmp_path / "prom", daemon.url.removeprefix("http://")) as url,
             httpx.AsyncClient(base_url=url) as client,
         ):
             await value_of(client, 'up{job="saynad"}', 1)

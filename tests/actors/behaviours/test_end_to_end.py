@@ -6,9 +6,8 @@ fixed time — tests poll with a deadline."""
 from __future__ import annotations
 
 import json
-import textwrap
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +19,7 @@ import trio
 from saynad.actors.behaviour import SessionCounters
 from saynad.actors.plan import build_plan
 from saynad.actors.session import run_session
-from saynad.config import SessionSpec, load_config_text
+from saynad.config import SessionSpec
 from saynad.emulator import Emulator, EmulatorOptions, open_emulator
 from saynad.errors import ConfigError
 from tests.actors.behaviours.fakes import control
@@ -31,48 +30,8 @@ from tests.actors.behaviours.servers import (
     serve_http,
     sse,
 )
-from tests.timing import HANG_S
-
-STT = (
-    "{provider: deepgram, language: en-US, sample_rate: 16000, channels: 1, "
-    "punctuation: true, encoding: linear16, model: nova-3}"
-)
-TTS = "{provider: deepgram, model: aura-2, sample_rate: 16000}"
-DEADLINE_S = HANG_S  # a hang guard: waits on a real emulator
-
-
-def write_wav(path: Path, ms: int, rate: int = 16_000) -> Path:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(b"\x10\x00" * (rate * ms // 1000))
-    return path
-
-
-def load_spec(
-    tmp_path: Path, behaviours: str, *, extra: str = "", env: dict[str, str] | None = None
-) -> SessionSpec:
-    text = (
-        "templates:\n"
-        "  t:\n"
-        f"    stt: {STT}\n"
-        f"    tts: {TTS}\n"
-        f"{textwrap.indent(textwrap.dedent(extra), '    ')}"
-        "    behaviours:\n"
-        f"{textwrap.indent(textwrap.dedent(behaviours), '      ')}"
-        "sessions:\n"
-        "  - name: e2e\n"
-        "    template: t\n"
-    )
-    return load_config_text(text, base_dir=tmp_path, env=env or {}).sessions[0]
-
-
-async def until(predicate: Callable[[], object], timeout_s: float = DEADLINE_S) -> None:
-    """Poll ``predicate`` (state another process-like component changes) until it holds."""
-    with trio.fail_after(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - nothing to wait on: poll with a deadline
-            await trio.sleep(0.01)
+from tests.support.daemon import wait_until
+from tests.support.samples import session_spec, write_wav
 
 
 def frames(emulator: Emulator, kind: str | None = None) -> list[dict[str, Any]]:
@@ -100,7 +59,7 @@ async def running(
 
 
 async def test_greeting_produces_tts_audio_and_completion(tmp_path: Path) -> None:
-    spec = load_spec(
+    spec = session_spec(
         tmp_path,
         f"""
         greeting: {{text: "Hello and welcome."}}
@@ -110,7 +69,7 @@ async def test_greeting_produces_tts_audio_and_completion(tmp_path: Path) -> Non
     async with open_emulator(EmulatorOptions(tts_chunk_ms=50)) as emulator:
         async with running(spec, emulator) as counters:
             # The sink writes a file when tts_playback_complete ends the utterance.
-            await until(lambda: list((tmp_path / "audio" / "e2e").glob("*.wav")))
+            await wait_until(lambda: list((tmp_path / "audio" / "e2e").glob("*.wav")))
         assert frames(emulator, "speak") == [
             {
                 "type": "speak",
@@ -128,7 +87,7 @@ async def test_greeting_produces_tts_audio_and_completion(tmp_path: Path) -> Non
 
 async def test_an_audio_file_becomes_transcripts_in_the_sink(tmp_path: Path) -> None:
     write_wav(tmp_path / "caller.wav", 600)
-    spec = load_spec(
+    spec = session_spec(
         tmp_path,
         """
         audio: {source: {path: caller.wav, realtime: false, chunk_ms: 100}}
@@ -138,7 +97,7 @@ async def test_an_audio_file_becomes_transcripts_in_the_sink(tmp_path: Path) -> 
     )
     options = EmulatorOptions(script=("one two", "three four"), utterance_ms=200, interim_ms=100)
     async with open_emulator(options) as emulator, running(spec, emulator) as counters:
-        await until(lambda: counters.transcripts == 3)
+        await wait_until(lambda: counters.transcripts == 3)
     (path,) = (tmp_path / "transcripts").glob("e2e-*.jsonl")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["role"], r["text"]) for r in lines] == [
@@ -162,7 +121,7 @@ async def openai_spec(tmp_path: Path, server_url: str, **agent: object) -> Sessi
         "system_prompt": "Be brief.",
         **agent,
     }
-    return load_spec(
+    return session_spec(
         tmp_path,
         f"""
         agent: {json.dumps(settings)}
@@ -184,7 +143,7 @@ async def test_a_final_transcript_becomes_streamed_sentences_in_order(tmp_path: 
     async with serve_http(llm) as server, open_emulator(options) as emulator:
         spec = await openai_spec(tmp_path, server.url)
         async with running(spec, emulator) as counters:
-            await until(lambda: len(spoken(emulator)) == 3)
+            await wait_until(lambda: len(spoken(emulator)) == 3)
     assert spoken(emulator) == ["Sure.", "The weather is fine today!", "Anything else?"]
     request = server.requests[0]
     assert (request.method, request.path) == ("POST", "/v1/chat/completions")
@@ -212,8 +171,8 @@ async def test_barge_in_sends_clear_and_cancels_the_agent_request(tmp_path: Path
     async with serve_http(llm) as server, open_emulator(options) as emulator:
         spec = await openai_spec(tmp_path, server.url, audio_ms=800)
         async with running(spec, emulator) as counters:
-            await until(lambda: server.requests and server.requests[0].disconnected.is_set())
-            await until(lambda: "Okay, stopping." in spoken(emulator))
+            await wait_until(lambda: server.requests and server.requests[0].disconnected.is_set())
+            await wait_until(lambda: "Okay, stopping." in spoken(emulator))
     kinds = [(f["type"], f.get("text")) for f in frames(emulator) if f["type"] != "config"]
     assert kinds == [
         ("speak", "Once upon a time there was a very long story."),
@@ -242,8 +201,8 @@ async def test_agent_timeout_speaks_the_fallback(tmp_path: Path) -> None:
             tmp_path, server.url, timeout_s=0.3, fallback_text="Sorry, I am slow today."
         )
         async with running(spec, emulator) as counters:
-            await until(lambda: spoken(emulator))
-            await until(lambda: server.requests[0].disconnected.is_set())
+            await wait_until(lambda: spoken(emulator))
+            await wait_until(lambda: server.requests[0].disconnected.is_set())
     assert spoken(emulator) == ["Sorry, I am slow today."]
     assert counters.agent_failure_reasons == {"timeout": 1}
 
@@ -254,7 +213,7 @@ async def test_http_sink_down_keeps_its_bound_and_the_session_goes_on(tmp_path: 
 
     write_wav(tmp_path / "caller.wav", 1000)
     async with serve_http(collector) as server:
-        spec = load_spec(
+        spec = session_spec(
             tmp_path,
             f"""
             agent: {{kind: echo, barge_in: false}}
@@ -269,7 +228,7 @@ async def test_http_sink_down_keeps_its_bound_and_the_session_goes_on(tmp_path: 
             open_emulator(options) as emulator,
             running(spec, emulator, flush_timeout_s=0.5) as counters,
         ):
-            await until(lambda: counters.replies >= 10)
+            await wait_until(lambda: counters.replies >= 10)
             assert server.requests  # it was tried
     # Every reply was spoken although no transcript could be delivered.
     assert len(spoken(emulator)) == counters.transcripts == 10
@@ -288,7 +247,7 @@ async def test_http_agent_reply_and_sip_transfer(tmp_path: Path) -> None:
     write_wav(tmp_path / "caller.wav", 200)
     options = EmulatorOptions(script=("I need a human",), utterance_ms=200, interim_ms=100)
     async with serve_http(agent) as server, open_emulator(options) as emulator:
-        spec = load_spec(
+        spec = session_spec(
             tmp_path,
             f"""
             agent: {{kind: http, url: "{server.url}/reply", headers: {{X-Token: abc}}}}
@@ -297,9 +256,9 @@ async def test_http_agent_reply_and_sip_transfer(tmp_path: Path) -> None:
             extra="livekit: {room_name: 'call-{session}'}\n",
         )
         async with running(spec, emulator) as counters:
-            await until(lambda: "call-e2e" in emulator.state.rooms)
+            await wait_until(lambda: "call-e2e" in emulator.state.rooms)
             emulator.state.join("call-e2e", "caller", kind="SIP")
-            await until(lambda: emulator.state.transfers)
+            await wait_until(lambda: emulator.state.transfers)
     assert emulator.state.transfers == [
         {
             "room_name": "call-e2e",
@@ -317,7 +276,7 @@ async def test_http_agent_reply_and_sip_transfer(tmp_path: Path) -> None:
 
 async def test_python_agent_loads_and_answers(tmp_path: Path) -> None:
     write_wav(tmp_path / "caller.wav", 200)
-    spec = load_spec(
+    spec = session_spec(
         tmp_path,
         """
         agent: {kind: python, function: "tests.actors.behaviours.agent_module:reply"}
@@ -326,12 +285,12 @@ async def test_python_agent_loads_and_answers(tmp_path: Path) -> None:
     )
     options = EmulatorOptions(script=("one two three",), utterance_ms=200, interim_ms=100)
     async with open_emulator(options) as emulator, running(spec, emulator):
-        await until(lambda: len(spoken(emulator)) == 2)
+        await wait_until(lambda: len(spoken(emulator)) == 2)
     assert spoken(emulator) == ["Python heard 3 words.", "That is turn 1."]
 
 
 def test_a_missing_python_module_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_spec(tmp_path, 'agent: {kind: python, function: "saynad_missing_agent:reply"}\n')
+        session_spec(tmp_path, 'agent: {kind: python, function: "saynad_missing_agent:reply"}\n')
     (problem,) = caught.value.problems
     assert "behaviours.agent.function: cannot import module 'saynad_missing_agent'" in problem

@@ -39,9 +39,11 @@ from saynad.paths import (
     expand_path_template,
     safe_component,
 )
+from saynad.protocol.framing import BINARY
 from tests.actors.behaviours.fakes import control
-from tests.actors.behaviours.test_end_to_end import load_spec, until
-from tests.corpus._wsserver import BINARY, RawPeer, encode_frame, raw_ws_server
+from tests.support.daemon import wait_until
+from tests.support.samples import session_spec
+from tests.support.wspeer import ScriptedPeer, encode_frame, ws_server
 
 HOSTILE_IDS = (
     "../../../../tmp/x/pwned",
@@ -143,7 +145,7 @@ async def test_a_hostile_stream_id_stays_inside_the_configured_directories(
     # The server's id climbs out of tmp_path/t (and tmp_path/audio); its "/tmp/" part is
     # pointed into tmp_path/outside, so that a write that escapes stays in the test's reach.
     hostile = stream_id.replace("/tmp/", f"{tmp_path}/outside/")
-    spec = load_spec(
+    spec = session_spec(
         tmp_path,
         f"""
         transcripts: [{{kind: jsonl, path: "{tmp_path}/t/{{stream_id}}.jsonl"}}]
@@ -153,7 +155,7 @@ async def test_a_hostile_stream_id_stays_inside_the_configured_directories(
     root = tmp_path.parent
     before = set(files_under(root))
 
-    async def server(peer: RawPeer) -> None:
+    async def server(peer: ScriptedPeer) -> None:
         await peer.send_text(hostile_ready(hostile))
         await peer.send_text(
             '{"type":"stt_result","transcript":"hello there","is_final":true,'
@@ -162,11 +164,11 @@ async def test_a_hostile_stream_id_stays_inside_the_configured_directories(
         await peer.send(encode_frame(BINARY, b"\x01\x00" * 800))
         await peer.send_text('{"type":"tts_playback_complete","timestamp":1}')
         # Close once the utterance is on disk (wherever it went), so nothing is cut.
-        await until(lambda: any(p.suffix == ".wav" for p in set(files_under(root)) - before))
+        await wait_until(lambda: any(p.suffix == ".wav" for p in set(files_under(root)) - before))
         await peer.close()
 
     counters = SessionCounters()
-    async with raw_ws_server(server) as url:
+    async with ws_server(server) as url:
         plan = replace(build_plan(spec, url=url, api_key=None), counters=counters)
         with trio.fail_after(30):
             await run_session(plan, control(spec.name))
@@ -215,7 +217,7 @@ def test_a_wav_that_cannot_be_opened_raises_oserror_and_leaves_no_finaliser_nois
 async def test_an_unwritable_audio_directory_never_ends_the_session(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the directory should be")  # ENOTDIR, even for root
-    spec = load_spec(
+    spec = session_spec(
         tmp_path,
         f"""
         greeting: {{text: "Hello and welcome."}}
@@ -230,7 +232,7 @@ async def test_an_unwritable_audio_directory_never_ends_the_session(tmp_path: Pa
         with capture_logs() as logs:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run_session, plan, ctl)
-                await until(lambda: counters.audio_sink_errors >= 1)
+                await wait_until(lambda: counters.audio_sink_errors >= 1)
                 # The greeting's audio was lost, the session still serves.
                 assert ctl.registry.get(spec.name).state is SessionState.READY  # type: ignore[union-attr]
                 ctl.drain_requested.set()
