@@ -50,7 +50,6 @@ import gc
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,6 +63,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
+from tests.support.samples import LISTEN_ANY
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_RATE = 16_000
@@ -407,7 +408,7 @@ DAEMON_GC = {
 
 
 def _daemon_config(
-    url: str, port: int, n: int, chunk_ms: int, gc_mode: str, wav: Path, reload: int = 0
+    url: str, n: int, chunk_ms: int, gc_mode: str, wav: Path, reload: int = 0
 ) -> str:
     """The benchmark fleet as a saynad configuration. ``reload`` k > 0 gives a rotating
     subset of sessions a greeting (so a reload from k - 1 to k changes 2 × n/20 of them)."""
@@ -423,7 +424,7 @@ def _daemon_config(
 sayna:
   url: {url}
 http:
-  listen: "127.0.0.1:{port}"
+  listen: "{LISTEN_ANY}"
 logging:
   level: info
   format: json
@@ -480,12 +481,6 @@ def _histogram_bound(
     return float("nan")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
@@ -497,8 +492,7 @@ def _rss_mb(pid: int) -> float:
 class _Daemon:
     """A ``saynad run`` process of the benchmark: its log lines, metrics and recorder file."""
 
-    def __init__(self, tmp: Path, config: str, port: int) -> None:
-        self.port = port
+    def __init__(self, tmp: Path, config: str) -> None:
         self.config_path = tmp / "saynad.yaml"
         self.config_path.write_text(config)
         self.samples_path = tmp / "observations.json"
@@ -520,6 +514,14 @@ class _Daemon:
             stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
+        self.spawned = time.monotonic()
+        # The configuration listens on port 0: the address it bound is in the log.
+        try:
+            url = self.wait_log("http server listening")["url"]
+        except BaseException:
+            self.stop()
+            raise
+        self.port = int(url.rsplit(":", 1)[1])
 
     def read_log(self) -> list[dict[str, Any]]:
         """New log lines since the last call (also kept in ``lines``)."""
@@ -585,11 +587,11 @@ def run_saynad(
         tmp = Path(tmp_dir)
         wav = tmp / "caller.wav"
         _write_wav(wav)
-        port = free_port()
-        config = _daemon_config(url, port, sessions, chunk_ms, gc_mode, wav)
-        daemon = _Daemon(tmp, config, port)
+        config = _daemon_config(url, sessions, chunk_ms, gc_mode, wav)
+        daemon = _Daemon(tmp, config)
+        port = daemon.port
         try:
-            t0 = time.monotonic()
+            t0 = daemon.spawned
             daemon.wait_ready(sessions)
             all_ready_s = time.monotonic() - t0
             freeze: dict[str, Any] = {}
@@ -666,8 +668,8 @@ def run_reloads(sessions: int, reloads: int, chunk_ms: int) -> dict[str, Any]:
         tmp = Path(tmp_dir)
         wav = tmp / "caller.wav"
         _write_wav(wav)
-        port = free_port()
-        daemon = _Daemon(tmp, _daemon_config(url, port, sessions, chunk_ms, "tuned", wav), port)
+        daemon = _Daemon(tmp, _daemon_config(url, sessions, chunk_ms, "tuned", wav))
+        port = daemon.port
         rss: dict[int, float] = {}
         t0 = time.monotonic()
         load = 0.0
@@ -676,7 +678,7 @@ def run_reloads(sessions: int, reloads: int, chunk_ms: int) -> dict[str, Any]:
             daemon.wait_log("gc frozen")
             rss[0] = _rss_mb(daemon.process.pid)
             for k in range(1, reloads + 1):
-                config = _daemon_config(url, port, sessions, chunk_ms, "tuned", wav, reload=k)
+                config = _daemon_config(url, sessions, chunk_ms, "tuned", wav, reload=k)
                 daemon.config_path.write_text(config)
                 daemon.process.send_signal(signal.SIGHUP)
                 daemon.wait_log("configuration reloaded", count=k)

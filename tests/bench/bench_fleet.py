@@ -10,25 +10,26 @@ number of reconnects it caused (target: exactly one).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import socket
+import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from tests.bench.sessions import emulator_process
+from tests.support.processes import daemon_process
+from tests.support.samples import LISTEN_ANY, STT_YAML, tts_yaml
 
 TEMPLATE = """
 sayna:
   url: "{url}"
 http:
-  listen: "127.0.0.1:{port}"
+  listen: "{listen}"
 logging: {{level: info, format: json}}
 defaults:
   backoff: {{initial_s: 0.5, max_s: 5}}
@@ -36,27 +37,27 @@ defaults:
   drain_timeout_s: 10
 templates:
   voice:
-    stt: {{provider: deepgram, language: en-US, sample_rate: 16000, channels: 1,
-           punctuation: true, encoding: linear16, model: nova-3}}
-    tts: {{provider: deepgram, model: aura-2, voice_id: aura-asteria-en}}
+    stt: {stt}
+    tts: {tts}
 sessions:
 {sessions}
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _write(path: Path, url: str, port: int, n: int, changed: int | None) -> None:
+def _write(path: Path, url: str, n: int, changed: int | None) -> None:
     lines = []
     for i in range(n):
         lines.append(f"  - name: s{i:05d}\n    template: voice\n")
         if i == changed:
             lines.append("    stream_id: changed-{session}\n")
-    path.write_text(TEMPLATE.format(url=url, port=port, sessions="".join(lines)))
+    text = TEMPLATE.format(
+        url=url,
+        listen=LISTEN_ANY,
+        stt=STT_YAML,
+        tts=tts_yaml(sample_rate=None),
+        sessions="".join(lines),
+    )
+    path.write_text(text)
 
 
 def _cpu_s(pid: int) -> float:
@@ -73,82 +74,47 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-class _Log:
-    """Reads the daemon's JSON log lines as they come (blocking reads with deadlines)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        self.stream = proc.stdout
-        os.set_blocking(self.stream.fileno(), False)
-        self.buffer = b""
-        self.lines: list[dict[str, Any]] = []
-
-    def poll(self) -> None:
-        try:
-            chunk = os.read(self.stream.fileno(), 1 << 20)
-        except BlockingIOError:
-            time.sleep(0.01)
-            return
-        self.buffer += chunk
-        *complete, self.buffer = self.buffer.split(b"\n")
-        for line in complete:
-            with contextlib.suppress(ValueError):
-                self.lines.append(json.loads(line))
-
-    def wait(self, predicate: Any, count: int, deadline_s: float) -> float:
-        end = time.monotonic() + deadline_s
-        while sum(1 for line in self.lines if predicate(line)) < count:
-            if time.monotonic() > end:
-                raise TimeoutError(f"waited {deadline_s} s for {count} matching log lines")
-            self.poll()
-        return time.monotonic()
-
-
 def run_once(n: int) -> dict[str, float]:
+    return trio.run(_run_once, n)
+
+
+def _ready(line: dict[str, Any]) -> bool:
+    return bool(line.get("new") == "ready")
+
+
+async def _run_once(n: int) -> dict[str, float]:
     with emulator_process() as emu, tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fleet.yaml"
-        port = _free_port()
-        _write(path, emu.url, port, n, changed=None)
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "saynad", "run", "--config", str(path)],
-            stdout=subprocess.PIPE,
-        )
-        try:
-            if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-                os.sched_setaffinity(proc.pid, {0})
-            log = _Log(proc)
-            all_ready = log.wait(lambda e: e.get("new") == "ready", n, 300) - started
-            cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
-            time.sleep(10)
-            steady_cpu = (_cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0) * 100
-            rss = _rss_kb(proc.pid)
-            mark = len(log.lines)
-            _write(path, emu.url, port, n, changed=n // 2)
-            hup = time.monotonic()
-            proc.send_signal(1)  # SIGHUP
+        _write(path, emu.url, n, changed=None)
+        async with daemon_process(
+            path, cpu=0, listening=False, keep_raw=False, stop_s=60
+        ) as daemon:
+            await daemon.wait_for_lines(_ready, count=n, within_s=300)
+            all_ready = trio.current_time() - daemon.spawned_at
+            cpu0, t0 = _cpu_s(daemon.pid), trio.current_time()
+            await trio.sleep(10)
+            steady_cpu = (_cpu_s(daemon.pid) - cpu0) / (trio.current_time() - t0) * 100
+            rss = _rss_kb(daemon.pid)
+            mark = len(daemon.lines)
+            _write(path, emu.url, n, changed=n // 2)
+            hup = trio.current_time()
+            daemon.signal(signal.SIGHUP)
             target = f"s{n // 2:05d}"
-            done = log.wait(lambda e: e.get("new") == "ready" and e.get("session") == target, 2, 60)
-            time.sleep(2)  # let any unexpected reconnect show up
-            log.poll()
-            reconnects = sum(1 for e in log.lines[mark:] if e.get("new") == "connecting")
-            proc.send_signal(15)
-            end = time.monotonic() + 60
-            while proc.poll() is None and time.monotonic() < end:
-                log.poll()  # keep the pipe drained or the daemon blocks on its logs
-            return {
-                "n": n,
-                "all_ready_s": all_ready,
-                "steady_cpu_pct": steady_cpu,
-                "rss_mb": rss / 1024,
-                "rss_kb_per_session": rss / n,
-                "reload_s": done - hup,
-                "reconnects": reconnects,
-            }
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            await daemon.wait_for_lines(
+                lambda e: _ready(e) and e.get("session") == target, count=2, within_s=60
+            )
+            done = trio.current_time()
+            await trio.sleep(2)  # let any unexpected reconnect show up
+            reconnects = sum(1 for e in daemon.lines[mark:] if e.get("new") == "connecting")
+        return {
+            "n": n,
+            "all_ready_s": all_ready,
+            "steady_cpu_pct": steady_cpu,
+            "rss_mb": rss / 1024,
+            "rss_kb_per_session": rss / n,
+            "reload_s": done - hup,
+            "reconnects": reconnects,
+        }
 
 
 def run(n: int = 2000, reps: int = 3) -> str:

@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,11 +51,11 @@ from wsproto.events import (
     TextMessage,
 )
 
-from tests.bench.bench_webhook_pressure import CALLER_WAV, ROOT, STT, TTS
-from tests.bench.bench_webhook_pressure import _free_port as free_port
+from tests.bench.bench_webhook_pressure import ROOT
 from tests.bench.bench_webhook_pressure import _machine as machine
 from tests.bench.bench_webhook_pressure import _pct as percentile
-from tests.bench.bench_webhook_pressure import _pin as pin
+from tests.support.processes import daemon_process, pin
+from tests.support.samples import CALLER_WAV, LISTEN_ANY, STT_YAML, TTS_YAML
 
 READY = b'{"type":"ready","stream_id":"bench"}'
 
@@ -165,19 +164,20 @@ def flood_client(url: str, concurrency: int, duration_s: float) -> None:
 # --------------------------------------------------------------------------- one run
 
 
-def config_text(args: argparse.Namespace, *, sayna: str, port: int, templates: int = 0) -> str:
+def config_text(args: argparse.Namespace, *, sayna: str, templates: int = 0) -> str:
     """The fleet; ``templates`` unused data-only templates make the file slow to load."""
     sessions = "".join(f"  - {{name: s{i}, template: voice}}\n" for i in range(args.sessions))
     unused = "".join(f"  t{i}: {{audio: false}}\n" for i in range(templates))
     return (
         f"sayna: {{url: {sayna!r}}}\n"
-        f'http: {{listen: "127.0.0.1:{port}", control_token: "${{env:SAYNAD_BENCH_TOKEN}}"}}\n'
-        "logging: {level: warning, format: json}\n"
+        f'http: {{listen: "{LISTEN_ANY}", control_token: "${{env:SAYNAD_BENCH_TOKEN}}"}}\n'
+        # info: the line with the address the daemon bound (nothing logs per scrape)
+        "logging: {level: info, format: json}\n"
         "defaults: {backoff: {initial_s: 0.2, max_s: 1}}\n"
         "templates:\n"
         "  voice:\n"
-        f"    stt: {STT}\n"
-        f"    tts: {TTS}\n"
+        f"    stt: {STT_YAML}\n"
+        f"    tts: {TTS_YAML}\n"
         "    behaviours:\n"
         f"      audio: {{source: {{path: {json.dumps(str(CALLER_WAV))}, loop: true, "
         f"chunk_ms: {args.chunk_ms}}}}}\n"
@@ -218,21 +218,23 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(trio.serve_tcp, peer.handle, 0)
         sayna = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/ws"
-        http_port = free_port()
         config = tmp / "saynad.yaml"
-        config.write_text(config_text(args, sayna=sayna, port=http_port))
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SAYNAD_BENCH_TOKEN": TOKEN}
+        config.write_text(config_text(args, sayna=sayna))
+        env = {"SAYNAD_BENCH_TOKEN": TOKEN}
         if args.saynad_src:
             env["PYTHONPATH"] = args.saynad_src
-        daemon = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "saynad", "run", "--config", str(config)],
+        runner = daemon_process(
+            config,
             env=env,
-            cwd=args.saynad_src or ROOT,
-            stdout=subprocess.DEVNULL,
+            cwd=Path(args.saynad_src) if args.saynad_src else ROOT,
+            cpu=0,
+            parse=lambda raw: False,  # only the address it bound is read
+            keep_raw=False,
+            stop_s=60,
         )
-        pin(daemon.pid, 0)
-        pin(os.getpid(), 1)
-        try:
+        async with runner as daemon:
+            pin(os.getpid(), 1)
+            url = daemon.url
             with trio.fail_after(60):
                 # The daemon is another process: poll until every session streams.
                 while sum(1 for times in peer.arrivals if len(times) > 10) < args.sessions:  # noqa: ASYNC110
@@ -243,11 +245,8 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             base_end = time.monotonic()
             if args.reload_templates:
                 # Reloads of a large file instead of a scrape flood.
-                url = f"http://127.0.0.1:{http_port}"
-                big = config_text(
-                    args, sayna=sayna, port=http_port, templates=args.reload_templates
-                )
-                small = config_text(args, sayna=sayna, port=http_port)
+                big = config_text(args, sayna=sayna, templates=args.reload_templates)
+                small = config_text(args, sayna=sayna)
                 health: list[float] = []
                 took: list[float] = []
                 for text in (big, small, big):
@@ -257,12 +256,8 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 flood_end = time.monotonic()
                 scrapes = {"ok": 0, "failed": 0, "s": 1.0}
             else:
-                flood_end, scrapes = await _flood(args, http_port)
-        finally:
-            daemon.terminate()
-            with trio.CancelScope(shield=True):
-                await daemon.wait()
-            nursery.cancel_scope.cancel()
+                flood_end, scrapes = await _flood(args, url)
+        nursery.cancel_scope.cancel()
     period = args.chunk_ms / 1000
     baseline = [max(0.0, g - period) for g in gaps_between(peer.arrivals, base_start, base_end)]
     flood = [max(0.0, g - period) for g in gaps_between(peer.arrivals, base_end, flood_end)]
@@ -285,7 +280,7 @@ async def one_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return result
 
 
-async def _flood(args: argparse.Namespace, http_port: int) -> tuple[float, dict[str, Any]]:
+async def _flood(args: argparse.Namespace, url: str) -> tuple[float, dict[str, Any]]:
     """Run the flood client for ``--flood-s``; when it ended, and what it counted."""
     client = await trio.run_process(
         [
@@ -293,7 +288,7 @@ async def _flood(args: argparse.Namespace, http_port: int) -> tuple[float, dict[
             "-m",
             "tests.bench.bench_scrape_flood",
             "--flood-client",
-            f"http://127.0.0.1:{http_port}",
+            url,
             "--concurrency",
             str(args.concurrency),
             "--flood-s",
@@ -315,7 +310,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--baseline-s", type=float, default=5.0)
     parser.add_argument("--flood-s", type=float, default=10.0)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--saynad-src", default=None, help="run the daemon from this checkout")
+    parser.add_argument(
+        "--saynad-src",
+        default=None,
+        help="run the daemon from this checkout (one that accepts http.listen port 0)",
+    )
     parser.add_argument("--label", default="after")
     parser.add_argument(
         "--reload-templates",

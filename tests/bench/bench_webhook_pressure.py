@@ -44,15 +44,13 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,17 +65,12 @@ from saynad.protocol.webhooks import (
     encode_webhook_payload,
     sign_webhook,
 )
+from tests.support.notify import NotifySocket, notify_socket
+from tests.support.processes import DaemonProcess, daemon_process, emulator_process, pin
+from tests.support.samples import CALLER_WAV, LISTEN_ANY, SECRET, STT_YAML, TTS_YAML
 
 ROOT = Path(__file__).resolve().parents[2]
-CALLER_WAV = ROOT / "saynad" / "data" / "demo-caller.wav"
-SECRET = "bench-webhook-secret-0123456789"
 WRONG_SECRET = "not-the-secret-0123456789abcdef"
-ENV = {"BENCH_WEBHOOK_SECRET": SECRET}
-STT = (
-    "{provider: deepgram, language: en-US, sample_rate: 16000, channels: 1, "
-    "punctuation: true, encoding: linear16, model: nova-3}"
-)
-TTS = "{provider: deepgram, model: aura-2, voice_id: aura-asteria-en, sample_rate: 16000}"
 CHUNK_MS = 100
 FLOOD_CONNECTIONS = 64
 PROBE_RATE = 2.0  # valid webhooks per second during the flood
@@ -101,17 +94,6 @@ class Scenario:
 # --------------------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _pin(pid: int, cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(pid, {cpu})
-
-
 def _serve_emulator(utterance_ms: int) -> None:
     from saynad.emulator import EmulatorOptions
     from tests.bench.emulator import serve_until_signal
@@ -132,49 +114,31 @@ def _cpu_s(pid: int) -> float:
 
 @asynccontextmanager
 async def _emulator(scenario: Scenario) -> AsyncIterator[tuple[str, int]]:
-    process = await trio.lowlevel.open_process(
-        [
-            sys.executable,
-            "-m",
-            "tests.bench.bench_webhook_pressure",
-            "--serve-emulator",
-            "--utterance-ms",
-            str(scenario.utterance_ms),
-        ],
-        stdout=subprocess.PIPE,
-        cwd=ROOT,
-    )
-    assert process.stdout is not None
-    try:
-        line = b""
-        with trio.fail_after(30):
-            while not line.endswith(b"\n"):
-                line += await process.stdout.receive_some(4096)
-        if scenario.pin:
-            _pin(process.pid, 1)
-        yield line.decode().rsplit(" ", 1)[1].strip(), process.pid
-    finally:
-        process.terminate()
-        with trio.CancelScope(shield=True):
-            await process.wait()
+    command = [sys.executable, "-m", "tests.bench.bench_webhook_pressure", "--serve-emulator"]
+    command += ["--utterance-ms", str(scenario.utterance_ms)]
+    async with emulator_process(command, cwd=ROOT, cpu=1 if scenario.pin else None) as (
+        url,
+        process,
+    ):
+        yield url, process.pid
 
 
-def config_text(scenario: Scenario, *, sayna: str, port: int, transcripts: Path) -> str:
+def config_text(scenario: Scenario, *, sayna: str, transcripts: Path) -> str:
     lines = [
         f"sayna: {{url: {sayna}}}",
-        f'http: {{listen: "127.0.0.1:{port}"}}',
+        f'http: {{listen: "{LISTEN_ANY}"}}',
         "logging: {level: info, format: json}",
         "defaults: {drain_timeout_s: 10, ready_timeout_s: 120, connect_timeout_s: 60}",
         "inbound:",
         "  sip_webhook:",
         "    template: call",
-        "    secrets: ['${env:BENCH_WEBHOOK_SECRET}']",
+        "    secrets: ['${env:SAYNAD_TEST_WEBHOOK_SECRET}']",
         f"    max_sessions: {max(100, int(scenario.rate * 4))}",
         "    max_duration_s: 2",
         "templates:",
         "  voice:",
-        f"    stt: {STT}",
-        f"    tts: {TTS}",
+        f"    stt: {STT_YAML}",
+        f"    tts: {TTS_YAML}",
         "    behaviours:",
         f"      audio: {{source: {{path: {json.dumps(str(CALLER_WAV))}, loop: true,"
         f" chunk_ms: {CHUNK_MS}}}}}",
@@ -182,8 +146,8 @@ def config_text(scenario: Scenario, *, sayna: str, port: int, transcripts: Path)
         f"        - {{kind: jsonl, path: {json.dumps(str(transcripts / '{session}.jsonl'))},"
         " fsync: never}",
         "  call:",
-        f"    stt: {STT}",
-        f"    tts: {TTS}",
+        f"    stt: {STT_YAML}",
+        f"    tts: {TTS_YAML}",
         "    livekit: {}",
         "sessions:" + ("" if scenario.sessions else " []"),
     ]
@@ -192,80 +156,63 @@ def config_text(scenario: Scenario, *, sayna: str, port: int, transcripts: Path)
 
 
 @dataclass
-class Daemon:
-    process: trio.Process
-    spawned_at: float  # trio time
-    url: str = ""
-    notify: list[tuple[float, str]] = field(default_factory=list)  # (trio time, datagram)
+class LogCounts:
+    """What the report needs from the daemon's log, counted on the raw lines: thousands
+    of lines a second during the flood, so only the few that matter are decoded."""
+
     rejected_lines: int = 0
     connecting: int = 0  # "session state" → connecting, always-on sessions only
     ended_config: int = 0  # "session ended" of always-on sessions
 
+    def count(self, raw: bytes) -> bool:
+        if b'"webhook rejected"' in raw:
+            self.rejected_lines += 1
+        elif b'"origin": "config"' in raw or b'"origin":"config"' in raw:
+            line = json.loads(raw)
+            if line.get("event") == "session state" and line.get("new") == "connecting":
+                self.connecting += 1
+        elif b'"session ended"' in raw:
+            name = json.loads(raw).get("session", "")
+            if not name.startswith("sip-"):
+                self.ended_config += 1
+        return False  # nothing is kept
+
+
+@dataclass
+class Daemon:
+    runner: DaemonProcess
+    notify: NotifySocket
+    counts: LogCounts
+
+    @property
+    def process(self) -> trio.Process:
+        return self.runner.process
+
+    @property
+    def url(self) -> str:
+        return self.runner.url
+
+    @property
+    def spawned_at(self) -> float:  # trio time
+        return self.runner.spawned_at
+
 
 @asynccontextmanager
 async def _daemon(config: Path, *, pin: bool) -> AsyncIterator[Daemon]:
-    notify_dir = tempfile.mkdtemp(prefix="sdb", dir="/tmp")
-    address = os.path.join(notify_dir, "notify")
-    raw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    raw.bind(address)
-    sock = trio.socket.from_stdlib_socket(raw)
-    spawned = trio.current_time()
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "saynad", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1", "NOTIFY_SOCKET": address},
-        cwd=ROOT,
-    )
-    if pin:
-        _pin(process.pid, 0)
-    daemon = Daemon(process, spawned_at=spawned)
-    listening = trio.Event()
-
-    async def pump() -> None:
-        assert process.stdout is not None
-        buffer = b""
-        async for chunk in process.stdout:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for raw_line in lines:
-                # Thousands of lines a second during the flood: parse only what matters.
-                if b'"webhook rejected"' in raw_line:
-                    daemon.rejected_lines += 1
-                    continue
-                if b'"http server listening"' in raw_line:
-                    daemon.url = json.loads(raw_line)["url"]
-                    listening.set()
-                elif b'"origin": "config"' in raw_line or b'"origin":"config"' in raw_line:
-                    line = json.loads(raw_line)
-                    if line.get("event") == "session state" and line.get("new") == "connecting":
-                        daemon.connecting += 1
-                elif b'"session ended"' in raw_line:
-                    name = json.loads(raw_line).get("session", "")
-                    if not name.startswith("sip-"):
-                        daemon.ended_config += 1
-
-    async def receive() -> None:
-        while True:
-            data = await sock.recv(65536)
-            daemon.notify.append((trio.current_time(), data.decode()))
-
-    try:
+    counts = LogCounts()
+    with notify_socket() as notify:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(pump)
-            nursery.start_soon(receive)
-            with trio.fail_after(60):
-                await listening.wait()
-            try:
-                yield daemon
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                with trio.CancelScope(shield=True):
-                    await process.wait()
-                nursery.cancel_scope.cancel()
-    finally:
-        raw.close()
-        shutil.rmtree(notify_dir, ignore_errors=True)
+            nursery.start_soon(notify.receive_forever)
+            async with daemon_process(
+                config,
+                env={"NOTIFY_SOCKET": notify.address},
+                cwd=ROOT,
+                cpu=0 if pin else None,
+                parse=counts.count,
+                keep_raw=False,
+            ) as runner:
+                yield Daemon(runner, notify, counts)
+            nursery.cancel_scope.cancel()
 
 
 # --------------------------------------------------------------------------- measurements
@@ -459,7 +406,7 @@ async def run_scenario(scenario: Scenario, tmp: Path) -> dict[str, Any]:
     os.makedirs(tmp, exist_ok=True)
     affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if scenario.pin:
-        _pin(0, 1)  # this process: next to the emulator, off the daemon's core
+        pin(0, 1)  # this process: next to the emulator, off the daemon's core
     try:
         return await _run_scenario(scenario, tmp)
     finally:
@@ -472,9 +419,7 @@ async def _run_scenario(scenario: Scenario, tmp: Path) -> dict[str, Any]:
     shutil.rmtree(transcripts, ignore_errors=True)  # a fresh run: no files of the last one
     config = tmp / "saynad.yaml"
     async with _emulator(scenario) as (sayna, emulator_pid):
-        config.write_text(
-            config_text(scenario, sayna=sayna, port=_free_port(), transcripts=transcripts)
-        )
+        config.write_text(config_text(scenario, sayna=sayna, transcripts=transcripts))
         async with (
             _daemon(config, pin=scenario.pin) as daemon,
             httpx.AsyncClient(base_url=daemon.url, timeout=30) as client,
@@ -527,15 +472,15 @@ async def _run_scenario(scenario: Scenario, tmp: Path) -> dict[str, Any]:
                 nursery.cancel_scope.cancel()
 
             # Stop with the fleet up: SIGTERM → STOPPING=1, and the whole drain.
-            ended_before_stop = daemon.ended_config
-            seen = len(daemon.notify)
+            ended_before_stop = daemon.counts.ended_config
+            seen = len(daemon.notify.received)
             signalled = trio.current_time()
             daemon.process.send_signal(signal.SIGTERM)
             with trio.fail_after(60):
                 code = await daemon.process.wait()
             exited_s = trio.current_time() - signalled
-            stopping = [t for t, text in daemon.notify[seen:] if "STOPPING=1" in text]
-            ready_notify = [t for t, text in daemon.notify if "READY=1" in text]
+            stopping = [d.at for d in daemon.notify.with_key("STOPPING", since=seen)]
+            ready_notify = [d.at for d in daemon.notify.with_key("READY")]
 
     def phase(name: str, end: str, attr: str) -> float:
         return _rate(samples, marks[name], marks[end], attr)
@@ -572,7 +517,7 @@ async def _run_scenario(scenario: Scenario, tmp: Path) -> dict[str, Any]:
         "flood_achieved_per_s": flooded["achieved_per_s"],
         "flood_statuses": {str(k): v for k, v in flooded["statuses"].items()},
         "flood_late": flooded["late"],
-        "flood_log_lines": daemon.rejected_lines,
+        "flood_log_lines": daemon.counts.rejected_lines,
         "probe_p50_ms": _pct(probe["latencies"], 50) * 1000,
         "probe_p99_ms": _pct(probe["latencies"], 99) * 1000,
         "probe_statuses": {str(k): v for k, v in probe["statuses"].items()},
@@ -585,7 +530,7 @@ async def _run_scenario(scenario: Scenario, tmp: Path) -> dict[str, Any]:
         "replay_capacity": last.replay_capacity,
         "accepted_total": last.outcomes.get("accepted", 0.0),
         "unauthorized_total": last.outcomes.get("unauthorized", 0.0),
-        "reconnects": daemon.connecting - scenario.sessions,
+        "reconnects": daemon.counts.connecting - scenario.sessions,
         "ended_before_stop": ended_before_stop,
         "stopping_ms": (stopping[0] - signalled) * 1000 if stopping else float("nan"),
         "exit_code": code,

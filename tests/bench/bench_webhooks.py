@@ -26,10 +26,7 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -49,50 +46,37 @@ from saynad.protocol.webhooks import (
     encode_webhook_payload,
     sign_webhook,
 )
+from tests.support.processes import DaemonProcess, daemon_process, emulator_process
+from tests.support.samples import LISTEN_ANY, SECRET, STT_YAML, TTS_YAML
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRET = "bench-webhook-secret-0123456789"
-ENV = {"BENCH_WEBHOOK_SECRET": SECRET}
-STT = (
-    "{provider: deepgram, language: en-US, sample_rate: 16000, channels: 1, "
-    "punctuation: true, encoding: linear16, model: nova-3}"
-)
-TTS = "{provider: deepgram, model: aura-2, voice_id: aura-asteria-en, sample_rate: 16000}"
 SENDERS = 32
 SETTLE_S = 5.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _config(
-    *, port: int, sayna: str, max_sessions: int, sessions: int = 0, level: str = "info"
-) -> str:
+def _config(*, sayna: str, max_sessions: int, sessions: int = 0, level: str = "info") -> str:
     lines = [
         f"sayna: {{url: {sayna}}}",
-        f'http: {{listen: "127.0.0.1:{port}"}}',
+        f'http: {{listen: "{LISTEN_ANY}"}}',
         f"logging: {{level: {level}, format: json}}",
         "defaults: {drain_timeout_s: 5, ready_timeout_s: 60}",
         "inbound:",
         "  sip_webhook:",
         "    template: call",
         "    secrets:",
-        "      - ${env:BENCH_WEBHOOK_SECRET}",
+        "      - ${env:SAYNAD_TEST_WEBHOOK_SECRET}",
         f"    max_sessions: {max_sessions}",
         "templates:",
         "  call:",
-        f"    stt: {STT}",
-        f"    tts: {TTS}",
+        f"    stt: {STT_YAML}",
+        f"    tts: {TTS_YAML}",
         "    livekit: {}",
         "    behaviours:",
         '      greeting: {text: "Hello, how can I help?", when: first_participant}',
         "      agent: {kind: echo}",
         "  voice:",
-        f"    stt: {STT}",
-        f"    tts: {TTS}",
+        f"    stt: {STT_YAML}",
+        f"    tts: {TTS_YAML}",
         "    behaviours:",
         '      greeting: {text: "hello"}',
         "sessions:" + ("" if sessions else " []"),
@@ -119,98 +103,50 @@ def _signed(i: int, tag: str) -> tuple[str, dict[str, str], bytes]:
     return f"sip-{event_id}", headers, body
 
 
-def _pin(pid: int, cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(pid, {cpu})
-
-
 def _timestamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 class Daemon:
-    def __init__(self, process: trio.Process, url: str) -> None:
+    """``saynad run`` as the benchmark sees it: its address, and when each session
+    reported ``ready`` (wall clock, from its log line)."""
+
+    def __init__(self, process: DaemonProcess) -> None:
         self.process = process
-        self.url = url
-        self.ready_at: dict[str, float] = {}  # session → wall-clock time of its ready
-        self.changed = trio.Event()
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def ready_at(self) -> dict[str, float]:
+        ready: dict[str, float] = {}
+        for line in self.process.lines:
+            if line.get("event") == "session state" and line.get("new") == "ready":
+                ready.setdefault(line["session"], _timestamp(line["timestamp"]))
+        return ready
 
 
-@asynccontextmanager
-async def _emulator() -> AsyncIterator[str]:
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "saynad", "emulator", "--port", "0"], stdout=subprocess.PIPE
-    )
-    assert process.stdout is not None
-    try:
-        line = b""
-        with trio.fail_after(20):
-            while not line.endswith(b"\n"):
-                line += await process.stdout.receive_some(4096)
-        _pin(process.pid, 1)
-        yield line.decode().rsplit(" ", 1)[1].strip()
-    finally:
-        process.terminate()
-        with trio.CancelScope(shield=True):
-            await process.wait()
+def _ready_line(raw: bytes) -> bool:
+    """Only the lines :attr:`Daemon.ready_at` reads are decoded."""
+    return b'"session state"' in raw and b'"ready"' in raw
 
 
 @asynccontextmanager
 async def _daemon(config_text: str, tmp: Path) -> AsyncIterator[Daemon]:
+    """``saynad run`` on core 0; SIGTERM at the end (SIGKILL 30 s later)."""
     config = tmp / "saynad.yaml"
     config.write_text(config_text)
-    process = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "saynad", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"},
-    )
-    _pin(process.pid, 0)
-    listening = trio.Event()
-    holder: dict[str, str] = {}
-    daemon = Daemon(process, "")
-
-    async def pump() -> None:
-        assert process.stdout is not None
-        buffer = b""
-        async for chunk in process.stdout:
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for raw in lines:
-                try:
-                    line = json.loads(raw)
-                except ValueError:
-                    continue
-                event = line.get("event")
-                if event == "http server listening":
-                    holder["url"] = line["url"]
-                    listening.set()
-                elif event == "session state" and line.get("new") == "ready":
-                    daemon.ready_at.setdefault(line["session"], _timestamp(line["timestamp"]))
-                    daemon.changed.set()
-                    daemon.changed = trio.Event()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump)
-        with trio.fail_after(30):
-            await listening.wait()
-        daemon.url = holder["url"]
-        try:
-            yield daemon
-        finally:
-            process.send_signal(15)
-            with trio.CancelScope(shield=True), trio.move_on_after(30):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                with trio.CancelScope(shield=True):
-                    await process.wait()
-            nursery.cancel_scope.cancel()
+    async with daemon_process(
+        config, cpu=0, parse=_ready_line, keep_raw=False, stop_s=30
+    ) as process:
+        yield Daemon(process)
 
 
 async def _wait_ready(daemon: Daemon, names: set[str], within_s: float) -> None:
     with trio.fail_after(within_s):
         while not names <= daemon.ready_at.keys():
-            await daemon.changed.wait()
+            await daemon.process.changed()
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -296,8 +232,8 @@ async def _post_all(
 async def admission(accept: int, tmp: Path) -> dict[str, Any]:
     calls = [_signed(i, "a") for i in range(accept)]
     surplus = [_signed(i, "s") for i in range(200)]
-    async with _emulator() as sayna:
-        config = _config(port=_free_port(), sayna=sayna, max_sessions=accept)
+    async with emulator_process(cpu=1) as (sayna, _):
+        config = _config(sayna=sayna, max_sessions=accept)
         async with _daemon(config, tmp) as daemon:
             results = await _post_all(daemon.url, calls, SENDERS)
             first = min(sent for _, sent, _ in results)
@@ -320,8 +256,8 @@ async def admission(accept: int, tmp: Path) -> dict[str, Any]:
 async def ready_latency(concurrent: int, tmp: Path) -> dict[str, Any]:
     calls = [_signed(i, "l") for i in range(concurrent)]
     sent_at: dict[str, float] = {}
-    async with _emulator() as sayna:
-        config = _config(port=_free_port(), sayna=sayna, max_sessions=concurrent)
+    async with emulator_process(cpu=1) as (sayna, _):
+        config = _config(sayna=sayna, max_sessions=concurrent)
         async with _daemon(config, tmp) as daemon:
             results = await _post_all(
                 daemon.url, calls, concurrent, on_sent=lambda name, t: sent_at.__setitem__(name, t)
@@ -342,10 +278,8 @@ async def ready_latency(concurrent: int, tmp: Path) -> dict[str, Any]:
 
 async def scrape(sessions: int, tmp: Path) -> dict[str, Any]:
     names = {f"s{i:05d}" for i in range(sessions)}
-    async with _emulator() as sayna:
-        config = _config(
-            port=_free_port(), sayna=sayna, max_sessions=10, sessions=sessions, level="info"
-        )
+    async with emulator_process(cpu=1) as (sayna, _):
+        config = _config(sayna=sayna, max_sessions=10, sessions=sessions, level="info")
         async with _daemon(config, tmp) as daemon:
             await _wait_ready(daemon, names, within_s=300)
             # Let the connection storm settle (greetings spoken), so the scrapes measure

@@ -63,7 +63,6 @@ import math
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -79,6 +78,8 @@ import trio
 
 from saynad.protocol.framing import read_frame
 from tests.faultproxy import Fault, FaultProxy, ProxyConnection
+from tests.support.processes import pin
+from tests.support.samples import CALLER_WAV, LISTEN_ANY, STT_YAML, TTS_YAML
 from tests.timing import HANG_S
 
 FAULTS = (Fault.STALL, Fault.RESET, Fault.CORRUPT, Fault.HALF_CLOSE, Fault.LATENCY, Fault.SLICE)
@@ -92,13 +93,12 @@ exceed it after one cycle)."""
 STALL_RECONNECT_S = 2.0
 """Allowance from dropping a stalled connection to ``ready`` on a new one: the first
 backoff delay (< 0.5 s after a healthy run) plus a handshake."""
-WAV = Path(__file__).resolve().parents[2] / "saynad" / "data" / "demo-caller.wav"
 
 CONFIG = """
 sayna:
   url: "ws://127.0.0.1:{proxy_port}"
 http:
-  listen: "127.0.0.1:{http_port}"
+  listen: "{listen}"
 logging: {{level: info, format: json}}
 defaults:
   keepalive: {{interval_s: {ka_interval}, timeout_s: {ka_timeout}}}
@@ -106,9 +106,8 @@ defaults:
   # but do not count toward the intensity, so no outage leaves a session failed.
 templates:
   caller:
-    stt: {{provider: deepgram, language: en-US, sample_rate: 16000, channels: 1,
-           punctuation: true, encoding: linear16, model: nova-3}}
-    tts: {{provider: deepgram, model: aura-2, voice_id: aura-asteria-en, sample_rate: 16000}}
+    stt: {stt}
+    tts: {tts}
     stream_id: "{{session}}"
     behaviours:
       audio:
@@ -117,12 +116,6 @@ templates:
         - {{kind: jsonl, path: "{sinks}/{{session}}.jsonl", fsync: never}}
 sessions:
 {sessions}"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _iso(ts: str) -> float:
@@ -189,10 +182,11 @@ class SoakProxy(FaultProxy):
 
 
 class Emulator:
-    """``saynad emulator`` on a fixed port; killed and restarted by the scenario."""
+    """``saynad emulator``: the first start binds a free port, the restarts (after the
+    scenario kills it) the same one."""
 
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port = port
+    def __init__(self, workdir: Path) -> None:
+        self.port = 0
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -202,10 +196,12 @@ class Emulator:
         out = self._spawn()
         assert self.proc is not None
         with trio.fail_after(HANG_S):
-            while b"listening on" not in out.read_bytes():
+            while b"listening on" not in (text := out.read_bytes()):
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"emulator exited: {out.read_text()}")
                 await trio.sleep(0.01)
+        url = text.split(b"listening on", 1)[1].split(b"\n", 1)[0].decode().strip()
+        self.port = int(url.rsplit(":", 1)[1])
         return time.time()
 
     def _spawn(self) -> Path:
@@ -220,9 +216,8 @@ class Emulator:
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
-        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(self.proc.pid, {1})
+        with contextlib.suppress(OSError):
+            pin(self.proc.pid, 1)
         return out
 
     def kill(self) -> float:
@@ -255,6 +250,18 @@ class DaemonLog:
             if isinstance(record, dict):
                 record["_t"] = _iso(record["timestamp"]) if "timestamp" in record else time.time()
                 self.records.append(record)
+
+    async def url(self, process: subprocess.Popen[bytes]) -> str:
+        """The HTTP address the daemon bound (its ``http server listening`` line)."""
+        with trio.fail_after(HANG_S):
+            while True:
+                self.poll()
+                for record in self.records:
+                    if record.get("event") == "http server listening":
+                        return str(record["url"])
+                if process.poll() is not None:
+                    raise RuntimeError(f"the daemon exited with {process.returncode}")
+                await trio.sleep(0.05)
 
     def readies(self) -> list[tuple[float, str]]:
         return [(r["_t"], r["session"]) for r in self.records if r.get("new") == "ready"]
@@ -345,9 +352,8 @@ def _start_daemon(config: Path, stdout: Path, stderr: Path) -> subprocess.Popen[
             stdout=out,
             stderr=err,
         )
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(daemon.pid, {0})
+    with contextlib.suppress(OSError):
+        pin(daemon.pid, 0)
     return daemon
 
 
@@ -368,23 +374,25 @@ async def soak(
     with tempfile.TemporaryDirectory(prefix="saynad-soak-") as tmp:
         work = Path(tmp)
         sinks = work / "sinks"
-        emulator = Emulator(free_port(), work)
-        proxy = SoakProxy("127.0.0.1", emulator.port, rng=random.Random(rng.random()))
-        http_port = free_port()
+        emulator = Emulator(work)
+        proxy: SoakProxy | None = None
         daemon: subprocess.Popen[bytes] | None = None
         log = DaemonLog(work / "daemon.jsonl")
         try:
             await emulator.start()
+            proxy = SoakProxy("127.0.0.1", emulator.port, rng=random.Random(rng.random()))
             async with trio.open_nursery() as nursery:
                 proxy_port = await nursery.start(proxy.run)
                 config = work / "soak.yaml"
                 config.write_text(
                     CONFIG.format(
                         proxy_port=proxy_port,
-                        http_port=http_port,
+                        listen=LISTEN_ANY,
+                        stt=STT_YAML,
+                        tts=TTS_YAML,
                         ka_interval=keepalive[0],
                         ka_timeout=keepalive[1],
-                        wav=WAV,
+                        wav=CALLER_WAV,
                         sinks=sinks,
                         sessions="".join(
                             f"  - {{name: s{i:04d}, template: caller}}\n" for i in range(sessions)
@@ -392,9 +400,7 @@ async def soak(
                     )
                 )
                 daemon = _start_daemon(config, log.path, work / "daemon.stderr")
-                async with httpx.AsyncClient(
-                    base_url=f"http://127.0.0.1:{http_port}", timeout=10
-                ) as http:
+                async with httpx.AsyncClient(base_url=await log.url(daemon), timeout=10) as http:
                     await _drive(run, rng, cycles, emulator, proxy, http, daemon, log, fraction)
                     # Final accounting: no server from here on, the sinks flush what they hold.
                     run.final_kill = emulator.kill()
@@ -416,7 +422,7 @@ async def soak(
             run.records = log.records
             with contextlib.suppress(OSError):
                 run.stderr = (work / "daemon.stderr").read_text(errors="replace")
-            run.accept_times = proxy.accept_times
+            run.accept_times = proxy.accept_times if proxy is not None else []
             for path in sorted(sinks.glob("*.jsonl")) if sinks.exists() else []:
                 run.sink_lines[path.stem] = path.read_text().splitlines()
     return run
