@@ -53,7 +53,6 @@ from saynad.actors.plan import build_plan, child_for
 from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
 from saynad.actors.supervisor import Child, ChildControl, Reload, Restart, Supervisor
-from saynad.client.rest import RestClient
 from saynad.config import (
     Config,
     EmulatorSettings,
@@ -245,15 +244,6 @@ class Daemon:
         if admission.max_sessions is not None:
             line += f", {admission.active}/{admission.max_sessions} calls"
         return line
-
-    def rest_client(self) -> RestClient:
-        """A REST client for the configured Sayna server, observed by the metrics."""
-        api_key = self.config.sayna.api_key
-        return RestClient(
-            self.sayna_url,
-            api_key.reveal() if api_key is not None else None,
-            on_response=self.metrics.rest_response,
-        )
 
     async def restart_session(self, name: str) -> bool:
         """Ask the supervisor to restart ``name``; False when no such session runs."""

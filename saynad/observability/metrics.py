@@ -5,8 +5,8 @@ Every name starts with ``saynad_``; no metric carries a per-session or per-room 
 
 Nothing here costs anything per WebSocket frame. Two kinds of metrics live side by side:
 
-- **event counters and histograms** (starts, restarts, failures, webhooks, REST
-  requests, reloads, latencies) are updated when the event happens: each is rare
+- **event counters and histograms** (starts, restarts, failures, webhooks, reloads,
+  latencies) are updated when the event happens: each is rare
   compared with frames (a restart, a webhook, one ``speak``);
 - **scrape-time sums** (frames, bytes, malformed frames, STT results, barge-ins,
   channel drops, transcript sink entries and errors, sessions by state) are computed
@@ -112,7 +112,6 @@ REPLY_BUCKETS: Final = (
     10.0,
     20.0,
 )
-REST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 _ORIGINS: Final = ("config", "inbound")
 _RESTART_REASONS: Final = ("error", "exit")
@@ -337,20 +336,6 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
-        self.rest_requests = Counter(
-            "saynad_rest_requests",
-            "Requests to Sayna's REST API, by endpoint (METHOD /path, parameters folded) "
-            "and HTTP status (0: no response).",
-            ["endpoint", "status"],
-            registry=registry,
-        )
-        self.rest_duration = Histogram(
-            "saynad_rest_request_duration_seconds",
-            "Duration of one REST request attempt, by endpoint.",
-            ["endpoint"],
-            buckets=REST_BUCKETS,
-            registry=registry,
-        )
         self.config_reloads = Counter(
             "saynad_config_reloads",
             "Configuration reloads, by outcome (ok, error).",
@@ -420,11 +405,6 @@ class Metrics:
 
     def webhook(self, outcome: str) -> None:
         self.webhook_requests.labels(outcome=outcome).inc()
-
-    def rest_response(self, endpoint: str, status: int, seconds: float) -> None:
-        """``RestClient(on_response=...)`` hook: one attempt, its status and duration."""
-        self.rest_requests.labels(endpoint=endpoint, status=str(status)).inc()
-        self.rest_duration.labels(endpoint=endpoint).observe(seconds)
 
     def reload_done(self, ok: bool) -> None:
         self.config_reloads.labels(outcome="ok" if ok else "error").inc()
