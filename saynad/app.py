@@ -52,7 +52,7 @@ from saynad.actors.admission import Admission, Ticket, Verdict
 from saynad.actors.plan import build_plan, child_for
 from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
-from saynad.actors.supervisor import Child, ChildControl, Reload, Restart, Supervisor
+from saynad.actors.supervisor import Child, ChildControl, Restart, Supervisor
 from saynad.config import (
     Config,
     EmulatorSettings,
@@ -333,13 +333,12 @@ class Daemon:
 
     async def _reload(self) -> ReloadOutcome:
         await self.notifier.reloading()
-        old = self.config
         try:
-            # Reading, parsing and planning happen in a worker thread, so a large file
-            # never stalls sessions' audio or /healthz; abandoned (left to finish on its
-            # own) when the daemon stops meanwhile, so it never delays the exit.
-            new, new_children, outcome, secrets = await trio.to_thread.run_sync(
-                self._prepare_reload, old, abandon_on_cancel=True
+            # Reading and parsing happen in a worker thread, so a large file never
+            # stalls sessions' audio or /healthz; abandoned (left to finish on its own)
+            # when the daemon stops meanwhile, so it never delays the exit.
+            new, new_children, secrets = await trio.to_thread.run_sync(
+                self._prepare_reload, abandon_on_cancel=True
             )
         except ConfigError as exc:
             self.reloads["error"] += 1
@@ -363,9 +362,10 @@ class Daemon:
         self.admission.configure(new)
         self.config = new
         assert self.supervisor is not None
-        applied = trio.Event()
-        await self.supervisor.send(Reload(new_children, done=applied))
-        await applied.wait()
+        plan = await self.supervisor.reload(new_children)
+        outcome = ReloadOutcome(
+            ok=True, added=len(plan.added), removed=len(plan.removed), changed=len(plan.changed)
+        )
         assert self.gc_policy is not None
         self.gc_policy.request_freeze("reload")
         self.reloads["ok"] += 1
@@ -379,22 +379,11 @@ class Daemon:
         await self.notifier.ready(self.status_line())
         return outcome
 
-    def _prepare_reload(
-        self, old: Config
-    ) -> tuple[Config, dict[str, Child], ReloadOutcome, list[str]]:
-        """Load the file and plan the reload (in a worker thread: touches no live state)."""
+    def _prepare_reload(self) -> tuple[Config, dict[str, Child], list[str]]:
+        """Load the file (in a worker thread: touches no live state). What changes is
+        planned once, by the supervisor, against what runs."""
         new = load_config(self.config_path, env=self.env)
-        old_children = self.always_on(old)
-        new_children = self.always_on(new)
-        outcome = ReloadOutcome(
-            ok=True,
-            added=sum(1 for n in new_children if n not in old_children),
-            removed=sum(1 for n in old_children if n not in new_children),
-            changed=sum(
-                1 for n, c in new_children.items() if n in old_children and old_children[n] != c
-            ),
-        )
-        return new, new_children, outcome, list(iter_secrets(new))
+        return new, self.always_on(new), list(iter_secrets(new))
 
     async def _reloader(self) -> None:
         """Serve ``reload_requested``: one reload at a time, and at most one start per
@@ -572,9 +561,7 @@ class Daemon:
                     return
                 log.info("http server listening", url=self.http_urls[0])
                 # READY=1 (below) reports the fleet: wait until the supervisor holds it.
-                applied = trio.Event()
-                await supervisor.send(Reload(self.always_on(self.config), done=applied))
-                await applied.wait()
+                await supervisor.reload(self.always_on(self.config))
                 assert self.gc_policy is not None
                 nursery.start_soon(self.gc_policy.run, self.registry, name="gc")
                 self.gc_policy.request_freeze("fleet started")

@@ -55,6 +55,7 @@ __all__ = [
     "Ping",
     "Policy",
     "Reload",
+    "ReloadPlan",
     "Restart",
     "RestartPolicy",
     "Runner",
@@ -62,6 +63,7 @@ __all__ = [
     "Stop",
     "Supervisor",
     "is_unreachable",
+    "plan_reload",
 ]
 
 log = structlog.get_logger("saynad.supervisor")
@@ -165,6 +167,31 @@ class Ping:
 
 
 @dataclass(frozen=True)
+class ReloadPlan:
+    """What converging on a set of children does, by name: start ``added``, stop
+    ``removed``, restart ``changed`` (compared by value); ``unchanged`` keep running."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+def plan_reload(current: Mapping[str, Child], wanted: Mapping[str, Child]) -> ReloadPlan:
+    """The one place a reload is planned: ``wanted`` against what runs (``current``).
+
+    A child that is wanted but not running is added, even when the configuration did
+    not change it (a ``transient`` session that ended normally starts again).
+    """
+    return ReloadPlan(
+        added=tuple(n for n in wanted if n not in current),
+        removed=tuple(n for n in current if n not in wanted),
+        changed=tuple(n for n in wanted if n in current and wanted[n] != current[n]),
+        unchanged=tuple(n for n in wanted if n in current and wanted[n] == current[n]),
+    )
+
+
+@dataclass
 class Reload:
     """Converge on ``children`` (the always-on sessions of a new configuration)."""
 
@@ -172,6 +199,8 @@ class Reload:
     origin: str = "config"
     done: trio.Event | None = field(default=None, compare=False)
     """Set once the plan is applied: removed and changed sessions stopped, new ones spawned."""
+    plan: ReloadPlan | None = field(default=None, compare=False)
+    """The plan applied, set before ``done``."""
 
 
 Command = Start | Stop | Restart | Reload | Ping
@@ -245,6 +274,15 @@ class Supervisor:
                 async for command in self._receive:
                     await self._apply(command)
 
+    async def reload(self, children: Mapping[str, Child], *, origin: str = "config") -> ReloadPlan:
+        """Converge on ``children`` and return once applied, with what was done."""
+        command = Reload(children, origin, done=trio.Event())
+        await self._send.send(command)
+        assert command.done is not None
+        await command.done.wait()
+        assert command.plan is not None
+        return command.plan
+
     async def ping(self) -> None:
         """Return once the inbox loop has answered (callers bound it with a deadline)."""
         command = Ping()
@@ -300,20 +338,18 @@ class Supervisor:
     async def _reload(self, command: Reload) -> None:
         current = {n: e.child for n, e in self._entries.items() if e.child.origin == command.origin}
         wanted = command.children
-        removed = [n for n in current if n not in wanted]
-        added = [n for n in wanted if n not in current]
-        changed = [n for n in wanted if n in current and wanted[n] != current[n]]
+        plan = command.plan = plan_reload(current, wanted)
         log.info(
             "reload plan",
-            added=sorted(added),
-            removed=sorted(removed),
-            changed=sorted(changed),
-            unchanged=len(current) - len(removed) - len(changed),
+            added=sorted(plan.added),
+            removed=sorted(plan.removed),
+            changed=sorted(plan.changed),
+            unchanged=len(plan.unchanged),
         )
         async with trio.open_nursery() as stops:
-            for name in removed + changed:
+            for name in plan.removed + plan.changed:
                 stops.start_soon(self._stop, name)
-        for name in added + changed:
+        for name in plan.added + plan.changed:
             if self.admitting:
                 self._spawn(wanted[name])
 

@@ -28,7 +28,7 @@ Secret fields (API keys, tokens, webhook secrets) accept nothing else and hold a
 
 Sessions are resolved at load: defaults ← template ← session overrides become one
 :class:`SessionSpec` per always-on session. Specs compare by value, so a reload can
-restart exactly the sessions whose spec changed (:func:`diff_sessions`).
+restart exactly the sessions whose spec changed.
 
 The package, one concern a module (everything public is imported from here):
 
@@ -37,7 +37,7 @@ The package, one concern a module (everything public is imported from here):
                     and the checks of a single value
 ``_schema``         the base of every Struct and the daemon-wide sections
 ``_templates``      what a session is made of: templates, session entries, behaviours
-``_specs``          resolved sessions (:class:`SessionSpec`), :class:`Config`, diffs
+``_specs``          resolved sessions (:class:`SessionSpec`), :class:`Config`
 ``_checks``         checks across a resolved session (providers, rooms, WAV files)
 ``_secrets``        ``${…}`` references and the careful file reads behind them
 ``_yaml``           YAML text to plain values, every line recorded
@@ -69,7 +69,7 @@ from saynad.config._schema import (
     SaynaSettings,
     SipWebhookSettings,
 )
-from saynad.config._specs import Config, SessionDiff, SessionPolicy, SessionSpec, diff_sessions
+from saynad.config._specs import Config, SessionPolicy, SessionSpec
 from saynad.config._summary import summarize
 from saynad.config._templates import (
     AgentSettings,
@@ -132,7 +132,6 @@ __all__ = [
     "RuntimeSettings",
     "SaynaSettings",
     "Secret",
-    "SessionDiff",
     "SessionPolicy",
     "SessionSpec",
     "SipWebhookSettings",
@@ -140,7 +139,6 @@ __all__ = [
     "Template",
     "TranscriptSinkSettings",
     "TtsSettings",
-    "diff_sessions",
     "load_config",
     "load_config_text",
     "render_placeholders",

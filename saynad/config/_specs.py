@@ -3,12 +3,13 @@
 A :class:`SessionSpec` is everything one session needs: defaults ← template ← session
 entry resolved by :func:`build_spec`, ``{session}`` rendered, paths absolute. Specs are
 frozen, hashable and compare by value, so a reload restarts exactly the sessions whose
-spec changed (:func:`diff_sessions`). :class:`Config` is a whole loaded file.
+spec changed (the supervisor compares them: :func:`saynad.actors.supervisor.plan_reload`).
+:class:`Config` is a whole loaded file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -44,11 +45,9 @@ from saynad.protocol.messages import (
 
 __all__ = [
     "Config",
-    "SessionDiff",
     "SessionPolicy",
     "SessionSpec",
     "build_spec",
-    "diff_sessions",
 ]
 
 
@@ -110,31 +109,6 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
             livekit=unset(self.wire_livekit()),
             loading_audio=unset(self.wire_loading_audio()),
         )
-
-
-class SessionDiff(msgspec.Struct, frozen=True, kw_only=True):
-    """What a reload has to do: start ``added``, stop ``removed``, restart ``changed``."""
-
-    added: tuple[SessionSpec, ...]
-    removed: tuple[str, ...]
-    changed: tuple[SessionSpec, ...]
-    unchanged: tuple[str, ...]
-
-
-def diff_sessions(old: Iterable[SessionSpec], new: Iterable[SessionSpec]) -> SessionDiff:
-    """Compare two generations of always-on sessions by name and by value."""
-    before = {spec.name: spec for spec in old}
-    after = {spec.name: spec for spec in new}
-    return SessionDiff(
-        added=tuple(spec for name, spec in after.items() if name not in before),
-        removed=tuple(name for name in before if name not in after),
-        changed=tuple(
-            spec for name, spec in after.items() if name in before and before[name] != spec
-        ),
-        unchanged=tuple(
-            name for name, spec in after.items() if name in before and before[name] == spec
-        ),
-    )
 
 
 class Config(msgspec.Struct, frozen=True, kw_only=True):

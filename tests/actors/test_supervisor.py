@@ -16,11 +16,13 @@ from saynad.actors.supervisor import (
     ChildControl,
     Policy,
     Reload,
+    ReloadPlan,
     Restart,
     RestartPolicy,
     Start,
     Stop,
     Supervisor,
+    plan_reload,
 )
 
 
@@ -187,6 +189,42 @@ async def test_reload_touches_only_what_changed(autojump_clock: trio.testing.Moc
         assert sup.registry.get("keep").stream_id == keep_stream  # type: ignore[union-attr]
         assert sup.children()["change"].spec == ("change", "v2")
         assert sup.registry.get("drop") is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_reload_returns_the_plan_it_applied_against_what_runs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    script = Script()
+    script.mode["ended"] = "exit"
+    async with trio.open_nursery() as nursery:
+        sup = await start_supervisor(nursery, script)
+        first = {
+            "keep": child("keep"),
+            "change": child("change"),
+            "drop": child("drop"),
+            "ended": child("ended", restart=RestartPolicy.TRANSIENT),
+        }
+        plan = await sup.reload(first)
+        assert plan == ReloadPlan(added=("keep", "change", "drop", "ended"))
+        await trio.sleep(1)
+        assert not sup.running("ended")  # transient, ended normally: not restarted
+        second = {
+            "keep": child("keep"),
+            "change": Child(name="change", spec=("change", "v2")),
+            "ended": child("ended", restart=RestartPolicy.TRANSIENT),
+            "add": child("add"),
+        }
+        # Planned against what runs, not against the previous set: the session that
+        # ended is started again, and counted as added.
+        plan = await sup.reload(second)
+        assert plan == ReloadPlan(
+            added=("ended", "add"), removed=("drop",), changed=("change",), unchanged=("keep",)
+        )
+        assert plan == plan_reload(
+            {"keep": first["keep"], "change": first["change"], "drop": first["drop"]}, second
+        )
+        assert set(sup.children()) == {"keep", "change", "ended", "add"}
         nursery.cancel_scope.cancel()
 
 

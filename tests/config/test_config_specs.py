@@ -1,4 +1,5 @@
-"""SessionSpec equality: what a reload compares to restart only the changed sessions."""
+"""SessionSpec equality: what a reload compares to restart only the changed sessions
+(the supervisor plans it on the sessions' child specs, built from the SessionSpecs)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import textwrap
 import msgspec
 import pytest
 
-from saynad.config import Config, SessionSpec, diff_sessions, load_config_text
+from saynad.actors.plan import child_for
+from saynad.actors.supervisor import ReloadPlan, plan_reload
+from saynad.config import Config, SessionSpec, load_config_text
 
 BASE = """\
 defaults:
@@ -29,6 +32,14 @@ sessions:
   - {name: b, template: voice, behaviours: {greeting: {text: Hi from b}}}
   - {name: c, template: room}
 """
+
+
+def diff_sessions(before: tuple[SessionSpec, ...], after: tuple[SessionSpec, ...]) -> ReloadPlan:
+    """What a reload from ``before`` to ``after`` does, as the supervisor plans it."""
+    return plan_reload(
+        {spec.name: child_for(spec) for spec in before},
+        {spec.name: child_for(spec) for spec in after},
+    )
 
 
 def load(text: str = BASE, **env: str) -> Config:
@@ -57,28 +68,28 @@ def test_changing_one_sessions_override_changes_only_that_spec() -> None:
     before = load()
     after = load(BASE.replace("Hi from b", "Hello from b"))
     diff = diff_sessions(before.sessions, after.sessions)
-    assert [s.name for s in diff.changed] == ["b"]
+    assert list(diff.changed) == ["b"]
     assert diff.unchanged == ("a", "c")
 
 
 def test_changing_a_template_changes_every_session_using_it() -> None:
     after = load(BASE.replace("aura-asteria-en", "aura-luna-en"))
     diff = diff_sessions(load().sessions, after.sessions)
-    assert [s.name for s in diff.changed] == ["a", "b"]
+    assert list(diff.changed) == ["a", "b"]
     assert diff.unchanged == ("c",)
 
 
 def test_changing_defaults_changes_every_session() -> None:
     after = load(BASE.replace("ready_timeout_s: 30", "ready_timeout_s: 31"))
     diff = diff_sessions(load().sessions, after.sessions)
-    assert [s.name for s in diff.changed] == ["a", "b", "c"]
+    assert list(diff.changed) == ["a", "b", "c"]
 
 
 def test_a_rotated_secret_changes_the_spec_without_showing_it() -> None:
     before, after = load(), load(TTS_KEY="key-2")
     diff = diff_sessions(before.sessions, after.sessions)
-    assert [s.name for s in diff.changed] == ["a", "b"]
-    assert "key-2" not in repr(diff)
+    assert list(diff.changed) == ["a", "b"]
+    assert "key-2" not in repr(after.sessions)
 
 
 def test_added_removed_and_renamed_sessions() -> None:
@@ -87,7 +98,7 @@ def test_added_removed_and_renamed_sessions() -> None:
         + "  - {name: d, template: room}\n"
     )
     diff = diff_sessions(load().sessions, after.sessions)
-    assert [s.name for s in diff.added] == ["a2", "d"]
+    assert list(diff.added) == ["a2", "d"]
     assert diff.removed == ("a",)
     assert diff.changed == ()
     assert diff.unchanged == ("b", "c")
