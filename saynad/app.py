@@ -71,7 +71,7 @@ from saynad.errors import (
     SessionConfigError,
     TransportError,
 )
-from saynad.http import METRICS_CACHE_S, HttpApp, serve_http
+from saynad.http import METRICS_CACHE_S, HttpApp, ReloadOutcome, serve_http
 from saynad.observability.logs import register_secrets
 from saynad.observability.metrics import DaemonSnapshot, Metrics
 from saynad.protocol.webhooks import VerifiedSipWebhook, WebhookVerifier
@@ -138,15 +138,6 @@ def emulator_options(sayna: SaynaSettings) -> EmulatorOptions:
     if sayna.api_key is not None:
         options["tenants"] = (Tenant(id="saynad", secret=sayna.api_key.reveal()),)
     return EmulatorOptions(**options)
-
-
-@dataclass
-class ReloadOutcome:
-    ok: bool
-    error: str | None = None
-    added: int = 0
-    removed: int = 0
-    changed: int = 0
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -65,7 +66,7 @@ from saynad.errors import (
 from saynad.observability.metrics import Metrics
 from saynad.protocol.webhooks import VerifiedSipWebhook, WebhookVerifier
 
-__all__ = ["DaemonSurface", "HttpApp", "ReloadReport", "serve_http"]
+__all__ = ["DaemonSurface", "HttpApp", "ReloadOutcome", "serve_http"]
 
 log = structlog.get_logger("saynad.http")
 
@@ -116,19 +117,15 @@ _json: Final = msgspec.json.Encoder()
 _CLOSE: Final = {"connection": "close"}
 
 
-class ReloadReport(Protocol):
-    """What ``POST /reload`` answers with."""
+@dataclass
+class ReloadOutcome:
+    """What a reload did, as ``POST /reload`` answers it (``Daemon.reload`` returns one)."""
 
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def added(self) -> int: ...
-    @property
-    def removed(self) -> int: ...
-    @property
-    def changed(self) -> int: ...
+    ok: bool
+    error: str | None = None
+    added: int = 0
+    removed: int = 0
+    changed: int = 0
 
 
 class DaemonSurface(Protocol):
@@ -179,7 +176,7 @@ class DaemonSurface(Protocol):
         """Restart ``name``; False when no such session runs."""
         ...
 
-    async def reload(self) -> ReloadReport:
+    async def reload(self) -> ReloadOutcome:
         """Load the configuration file again and converge on it."""
         ...
 

@@ -76,6 +76,49 @@ TTS_YAML: Final = tts_yaml()
 # --------------------------------------------------------------------------- configurations
 
 
+def _head(*, emulator: str, listen: str, drain_s: float, control: bool = False) -> list[str]:
+    """The sections before the templates: the embedded emulator with ``emulator`` (a
+    YAML flow mapping), the HTTP server, JSON logs, quick backoff, the drain."""
+    lines = ["sayna:", f"  emulator: {emulator}", "http:", f'  listen: "{listen}"']
+    if control:
+        lines.append("  control_token: ${env:SAYNAD_TEST_CONTROL_TOKEN}")
+    return [
+        *lines,
+        "logging: {level: info, format: json}",
+        "defaults:",
+        "  backoff: {initial_s: 0.1, max_s: 1}",
+        f"  drain_timeout_s: {drain_s}",
+    ]
+
+
+def _inbound(
+    *, max_sessions: int = 5, max_duration_s: float = 3600, max_body_bytes: int = 65536
+) -> list[str]:
+    """A SIP webhook (the sample secret) starting sessions of template ``call``."""
+    return [
+        "inbound:",
+        "  sip_webhook:",
+        "    template: call",
+        "    secrets:",
+        "      - ${env:SAYNAD_TEST_WEBHOOK_SECRET}",
+        f"    max_sessions: {max_sessions}",
+        f"    max_duration_s: {max_duration_s}",
+        f"    max_body_bytes: {max_body_bytes}",
+    ]
+
+
+def _call_template(behaviours: str = "") -> list[str]:
+    """Template ``call``: joins the caller's LiveKit room and greets."""
+    return [
+        "  call:",
+        f"    stt: {STT_YAML}",
+        f"    tts: {TTS_YAML}",
+        "    livekit: {}",
+        "    behaviours:",
+        '      greeting: {text: "hello caller"}' + behaviours,
+    ]
+
+
 def daemon_config(
     *,
     listen: str = LISTEN_ANY,
@@ -103,31 +146,18 @@ def daemon_config(
             "\n      agent: {kind: echo}"
             f"\n      audio: {{source: {{path: {json.dumps(str(CALLER_WAV))}, loop: true}}}}"
         )
-    lines = [
-        "sayna:",
-        "  emulator: {utterance_ms: 500, interim_ms: 250, tts_ms_per_char: 20}",
-        "http:",
-        f'  listen: "{listen}"',
-    ]
-    if control:
-        lines.append("  control_token: ${env:SAYNAD_TEST_CONTROL_TOKEN}")
-    lines += [
-        "logging: {level: info, format: json}",
-        "defaults:",
-        "  backoff: {initial_s: 0.1, max_s: 1}",
-        f"  drain_timeout_s: {drain_s}",
-    ]
+    lines = _head(
+        emulator="{utterance_ms: 500, interim_ms: 250, tts_ms_per_char: 20}",
+        listen=listen,
+        drain_s=drain_s,
+        control=control,
+    )
     if inbound:
-        lines += [
-            "inbound:",
-            "  sip_webhook:",
-            "    template: call",
-            "    secrets:",
-            "      - ${env:SAYNAD_TEST_WEBHOOK_SECRET}",
-            f"    max_sessions: {max_sessions}",
-            f"    max_duration_s: {max_duration_s}",
-            f"    max_body_bytes: {max_body_bytes}",
-        ]
+        lines += _inbound(
+            max_sessions=max_sessions,
+            max_duration_s=max_duration_s,
+            max_body_bytes=max_body_bytes,
+        )
     lines += [
         "templates:",
         "  voice:",
@@ -135,12 +165,7 @@ def daemon_config(
         f"    tts: {TTS_YAML}",
         "    behaviours:",
         '      greeting: {text: "hello"}' + end,
-        "  call:",
-        f"    stt: {STT_YAML}",
-        f"    tts: {TTS_YAML}",
-        "    livekit: {}",
-        "    behaviours:",
-        '      greeting: {text: "hello caller"}' + call_end,
+        *_call_template(call_end),
         "sessions:" + ("" if sessions else " []"),
     ]
     lines += [f"  - {{name: {name}, template: voice}}" for name in sessions]
@@ -197,25 +222,14 @@ def talking_fleet(
     emulator, which numbers its final transcripts (``"1: …"``); an echo agent answers;
     every line goes to ``transcripts/{session}.jsonl``."""
     goodbye_line = f"\n      end: {{goodbye_text: {json.dumps(goodbye)}}}" if goodbye else ""
-    lines = [
-        "sayna:",
-        f"  emulator: {{utterance_ms: {utterance_ms}, interim_ms: {utterance_ms // 2},"
+    lines = _head(
+        emulator=f"{{utterance_ms: {utterance_ms}, interim_ms: {utterance_ms // 2},"
         " tts_ms_per_char: 20, numbered: true}",
-        "http:",
-        f'  listen: "{listen}"',
-        "logging: {level: info, format: json}",
-        "defaults:",
-        "  backoff: {initial_s: 0.1, max_s: 1}",
-        f"  drain_timeout_s: {drain_s}",
-    ]
+        listen=listen,
+        drain_s=drain_s,
+    )
     if inbound:
-        lines += [
-            "inbound:",
-            "  sip_webhook:",
-            "    template: call",
-            "    secrets: ['${env:SAYNAD_TEST_WEBHOOK_SECRET}']",
-            "    max_sessions: 5",
-        ]
+        lines += _inbound()
     lines += [
         "templates:",
         "  voice:",
@@ -227,12 +241,7 @@ def talking_fleet(
         "      transcripts:",
         f"        - {{kind: jsonl, path: {json.dumps(str(transcripts / '{session}.jsonl'))},"
         f" fsync: {fsync}}}" + goodbye_line,
-        "  call:",
-        f"    stt: {STT_YAML}",
-        f"    tts: {TTS_YAML}",
-        "    livekit: {}",
-        "    behaviours:",
-        '      greeting: {text: "hello caller"}',
+        *_call_template(),
         "sessions:",
     ]
     lines += [f"  - {{name: {name}, template: voice}}" for name in sessions]
