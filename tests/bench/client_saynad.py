@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 import trio
 
 from saynad import STTConfig, STTResult, TTSAudio, TTSConfig, TTSPlaybackComplete, open_session
-from saynad.client import pacing, session
-from saynad.client.transport import connect_websocket
+from saynad.client import pacing
+from saynad.client.transport import Implementation
 from tests.bench import common
 
 STT = STTConfig(**common.STT)  # type: ignore[arg-type]
@@ -30,6 +29,7 @@ TTS = TTSConfig(**common.TTS)  # type: ignore[arg-type]
 
 sleep_until: Callable[[float], Awaitable[None]] = pacing.sleep_until
 PACED = True  # stream_audio (the default) rather than a loop
+TRANSPORT: Implementation = "wsproto"
 CHUNKS = [common.CHUNK] * common.CHUNKS
 
 
@@ -43,6 +43,7 @@ async def one_session(url: str, c: common.Collector) -> None:
         tts=TTS,
         connect_timeout_s=common.SESSION_DEADLINE_S,
         ready_timeout_s=common.SESSION_DEADLINE_S,
+        transport=TRANSPORT,
     ) as s:
         c.ready_at.append(trio.current_time())
 
@@ -98,10 +99,7 @@ if __name__ == "__main__":
     parser.add_argument("--pacing", choices=("stream", "saynad", "trio"), default="stream")
     parser.add_argument("--stagger-ms", type=float, default=0.0)
     args = parser.parse_args()
-    if args.transport != "wsproto":
-        session.connect_websocket = partial(  # type: ignore[assignment]
-            connect_websocket, implementation=args.transport
-        )
+    TRANSPORT = args.transport
     PACED = args.pacing == "stream"
     if args.pacing == "trio":
         sleep_until = trio.sleep_until

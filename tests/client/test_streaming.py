@@ -28,7 +28,7 @@ from saynad._io.sockets import FastSocketStream
 from saynad.client import pacing
 from saynad.client._wsproto import WsprotoTransport, handshake
 from saynad.client.session import open_session
-from saynad.client.transport import Implementation, connect_websocket
+from saynad.client.transport import Implementation
 from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError, SessionClosedError, ValidationError
 from saynad.protocol import framing
@@ -305,18 +305,11 @@ async def test_stream_after_close_raises() -> None:
 
 @pytest.mark.parametrize("implementation", ["wsproto", "trio-websocket"])
 async def test_stream_audio_yields_transcripts_and_counts_frames(
-    emulator: Emulator, implementation: Implementation, monkeypatch: pytest.MonkeyPatch
+    emulator: Emulator, implementation: Implementation
 ) -> None:
-    from saynad.client import session as session_module
-
-    monkeypatch.setattr(
-        session_module,
-        "connect_websocket",
-        partial(connect_websocket, implementation=implementation),
-    )
     audio = [b"\x00\x00" * 320] * 100  # 2 s of 16 kHz mono in 20 ms chunks
     lags: list[float] = []
-    async with open_session(emulator.url, stt=STT, tts=TTS) as session:
+    async with open_session(emulator.url, stt=STT, tts=TTS, transport=implementation) as session:
         # 1 ms apart: paced like real time, without taking 2 s of it.
         await session.stream_audio(audio, 0.001, on_sent=lambda _, lag: lags.append(lag))
         finals = []
