@@ -355,11 +355,24 @@ class Session:
         on_sent: pacing.OnSent | None = None,
     ) -> None:
         """Stream audio at a steady pace: ``chunks[i]`` goes out as one binary frame at
-        ``start + i * interval_s`` on trio's clock (``start`` defaults to now).
+        ``start + i * interval_s`` on trio's clock (``start`` defaults to the moment of
+        the call).
 
         Real-time 16 kHz mono ``linear16`` in 20 ms chunks is 640-byte chunks with the
         default ``interval_s``; ``interval_s=0`` sends as fast as the socket takes them.
-        Frames never leave early; overdue ones (after a stall) go out back to back.
+        Frames never leave early, and each is due on the absolute schedule: a frame
+        written late (the process was busy) does not delay the ones after it. What is
+        already due when the call starts — chunk 0, and every chunk whose time has
+        passed when ``start`` lies in the past — is written at once, back to back, by
+        the calling task; overdue frames after a stall go out back to back too.
+
+        ``start``: where the schedule begins. Leave it out when the call itself marks
+        the start of the audio. When the schedule began earlier — the audio is due from
+        the moment a ``speak`` was sent, but the stream runs in a task started later (a
+        task started in a busy process may run a scheduler batch or two after
+        ``start_soon``) — take ``t0 = trio.current_time()`` at that moment and pass
+        ``start=t0``: the stream then catches up on what it missed instead of shifting
+        the whole stream by the delay.
         ``on_sent(i, lag_s)`` runs after chunk ``i`` was written, ``lag_s`` after its due
         time; it must be quick and is called from saynad's pacing timer (an exception
         from it stops the stream and is raised here).

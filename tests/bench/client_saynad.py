@@ -46,33 +46,29 @@ async def one_session(url: str, c: common.Collector) -> None:
         transport=TRANSPORT,
     ) as s:
         c.ready_at.append(trio.current_time())
+        lags = common.SessionLags(c)
 
-        async def stream() -> None:
+        async def stream(t0: float) -> None:
+            # Chunk i is due at t0 + i × 20 ms, t0 being the moment speak returned: the
+            # SDK client's schedule, and its definition of lateness.
             if PACED:
-                await s.stream_audio(
-                    CHUNKS,
-                    common.CHUNK_MS / 1000,
-                    on_sent=lambda _, lag: c.send_lags.append(lag),
-                )
+                await s.stream_audio(CHUNKS, common.CHUNK_MS / 1000, start=t0, on_sent=lags.sent)
                 return
-            start = trio.current_time()
             for i in range(common.CHUNKS):
-                due = start + i * common.CHUNK_MS / 1000
+                due = t0 + i * common.CHUNK_MS / 1000
                 await sleep_until(due)
                 await s.send_audio(common.CHUNK)
-                c.send_lags.append(trio.current_time() - due)
+                lags.sent(i, trio.current_time() - due)
 
         finals = 0
         complete = False
-        # The nursery's exit waits for the stream task; the event loop below only waits
-        # for what the server sends (the last final needs the last chunk anyway).
         stream_id = s.ready.stream_id
-        async with trio.open_nursery() as nursery:
-            spoke = trio.current_time()
-            c.spoke(stream_id, began)
-            await s.speak(common.SENTENCE)
+
+        async def receive(spoke: float) -> None:
+            # Waits only for what the server sends (the last final needs the last chunk
+            # anyway); the nursery waits for the stream.
+            nonlocal finals, complete
             first_audio = False
-            nursery.start_soon(stream)
             async for event in s.events():
                 if isinstance(event, TTSAudio):
                     if not first_audio:
@@ -85,6 +81,16 @@ async def one_session(url: str, c: common.Collector) -> None:
                     finals += 1
                 if complete and finals >= common.FINALS_EXPECTED:
                     break
+
+        # As the SDK client does: speak, then stream from this task (its first chunk goes
+        # out in the call), while another task handles the events.
+        async with trio.open_nursery() as nursery:
+            spoke = trio.current_time()
+            nursery.start_soon(receive, spoke)
+            c.spoke(stream_id, began)
+            await s.speak(common.SENTENCE)
+            await stream(trio.current_time())
+        lags.done()
 
 
 async def main(url: str, n: int, stagger: float) -> None:

@@ -183,6 +183,46 @@ async def test_overdue_chunks_catch_up_a_burst_per_timer_pass(
     assert per_pass[step_of_send[16]] >= 4
 
 
+async def _busy(clock: trio.testing.MockClock, step_s: float) -> None:
+    """Another session's work: each scheduler batch it takes ``step_s`` of CPU."""
+    while True:
+        clock.jump(step_s)
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_stream_started_in_a_busy_process_writes_its_due_chunks_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Four other tasks take 5 ms each per scheduler batch: 20 ms between two passes of
+    # the pacing timer. The chunks due when the stream starts must not wait for one.
+    async with socket_pair() as (transport, received, _), trio.open_nursery() as busy:
+        for _ in range(4):
+            busy.start_soon(_busy, autojump_clock, 0.005)
+        await trio.lowlevel.checkpoint()
+        begun = trio.current_time()
+        at: list[float] = []
+        await transport.stream_bytes(
+            chunks(10), 0.02, start=begun, on_sent=lambda i, _: at.append(trio.current_time())
+        )
+        assert at[0] == begun  # chunk 0 left in the call, not a timer pass later
+
+        # A stream whose schedule began earlier (the speak before it, a late task start):
+        # what is overdue goes out back to back at once, then the schedule holds.
+        sent: list[tuple[int, float]] = []
+        start = trio.current_time() - 0.045  # chunks 0, 1 and 2 are overdue
+        begun = trio.current_time()
+        await transport.stream_bytes(
+            chunks(10),
+            0.02,
+            start=start,
+            on_sent=lambda i, lag: sent.append((i, trio.current_time() - begun)),
+        )
+        assert [t for _, t in sent[:3]] == [0, 0, 0]
+        busy.cancel_scope.cancel()
+        await received.until(lambda r: len(r.binary) == 20)
+    assert [i for i, _ in sent] == list(range(10))
+
+
 async def test_commands_from_other_tasks_go_out_between_intact_frames(
     autojump_clock: trio.abc.Clock,
 ) -> None:
