@@ -268,9 +268,8 @@ class LoadingStopFrame(_ClientFrame, frozen=True, tag="loading_stop"):
     """``loading_stop``: fade the loading clip out."""
 
 
-ClientFrame = (
-    ConfigFrame
-    | SpeakFrame
+_CommandFrame = (
+    SpeakFrame
     | ClearFrame
     | SendMessageFrame
     | SipTransferFrame
@@ -278,6 +277,8 @@ ClientFrame = (
     | LoadingStartFrame
     | LoadingStopFrame
 )
+
+ClientFrame = ConfigFrame | _CommandFrame
 """Every JSON frame a client sends."""
 
 
@@ -288,16 +289,7 @@ class AudioFrame(msgspec.Struct, frozen=True):
     data: bytes
 
 
-SessionCommand = (
-    SpeakFrame
-    | ClearFrame
-    | SendMessageFrame
-    | SipTransferFrame
-    | UpdateConfigFrame
-    | LoadingStartFrame
-    | LoadingStopFrame
-    | AudioFrame
-)
+SessionCommand = _CommandFrame | AudioFrame
 """Everything a client sends once the session is open: every :data:`ClientFrame` but
 ``config`` (sent once, first; a second one is never sent, §3), and binary audio."""
 
