@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from saynad.errors import SaynadError
     from saynad.protocol.messages import (
         ApiKeyAuth,
+        AudioFrame,
         AzureAuth,
         ClearFrame,
         ClientFrame,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         RoomMessage,
         SendMessageFrame,
         ServerEvent,
+        SessionCommand,
         SipTransferError,
         SipTransferFrame,
         SpeakFrame,
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiKeyAuth",
+    "AudioFrame",
     "AzureAuth",
     "ClearFrame",
     "ClientFrame",
@@ -113,6 +116,7 @@ __all__ = [
     "SendMessageFrame",
     "ServerEvent",
     "Session",
+    "SessionCommand",
     "SipCallResponse",
     "SipCallSipConfig",
     "SipHook",
@@ -148,6 +152,7 @@ _WHERE: dict[str, str] = {
     "open_session": "saynad.client.session",
     "SaynadError": "saynad.errors",
     "ApiKeyAuth": "saynad.protocol.messages",
+    "AudioFrame": "saynad.protocol.messages",
     "AzureAuth": "saynad.protocol.messages",
     "ClearFrame": "saynad.protocol.messages",
     "ClientFrame": "saynad.protocol.messages",
@@ -168,6 +173,7 @@ _WHERE: dict[str, str] = {
     "RoomMessage": "saynad.protocol.messages",
     "SendMessageFrame": "saynad.protocol.messages",
     "ServerEvent": "saynad.protocol.messages",
+    "SessionCommand": "saynad.protocol.messages",
     "SipTransferError": "saynad.protocol.messages",
     "SipTransferFrame": "saynad.protocol.messages",
     "SpeakFrame": "saynad.protocol.messages",

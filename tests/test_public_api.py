@@ -7,13 +7,15 @@ import pytest
 import saynad
 
 PINNED = {
-    "ApiKeyAuth", "AzureAuth", "ClearFrame", "ClientFrame", "ConfigFrame", "Error", "GoogleAuth",
+    "ApiKeyAuth", "AudioFrame", "AzureAuth", "ClearFrame", "ClientFrame", "ConfigFrame", "Error",
+    "GoogleAuth",
     "HealthResponse", "LiveKitConfig", "LiveKitParticipantInfo", "LiveKitRoomDetails",
     "LiveKitRoomSummary", "LiveKitRoomsResponse", "LiveKitTokenResponse", "LoadingAudioConfig",
     "LoadingStartFrame", "LoadingStopFrame", "Message", "MuteParticipantResponse", "Participant",
     "ParticipantConnected", "ParticipantDisconnected", "Pronunciation", "ProviderAuth", "Ready",
     "RemoveParticipantResponse", "RestClient", "RoomMessage", "STTConfig", "STTResult",
-    "SaynadError", "SendMessageFrame", "ServerEvent", "Session", "SipCallResponse",
+    "SaynadError", "SendMessageFrame", "ServerEvent", "Session", "SessionCommand",
+    "SipCallResponse",
     "SipCallSipConfig", "SipHook", "SipHooksResponse", "SipTransferError", "SipTransferFrame",
     "SipTransferResponse", "SipWebhook", "SpeakFrame", "TTSAudio", "TTSConfig",
     "TTSPlaybackComplete", "Track", "TrackSubscribed", "TurnDetectSettings", "UpdateConfigFrame",

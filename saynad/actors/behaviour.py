@@ -3,7 +3,11 @@
 A behaviour is one task in its session's nursery. It receives the session's events
 through its own bounded channel and acts through an :class:`Outbox`, which queues
 commands for the session's single writer task (one writer per socket: frames never
-interleave mid-message and a slow behaviour never holds the socket). The writer's inbox
+interleave mid-message and a slow behaviour never holds the socket). A command is the
+frame itself, a :data:`~saynad.protocol.messages.SessionCommand` (``SpeakFrame``,
+``AudioFrame``, …), or a :class:`ReplyStart` (a reply's first ``speak`` and the turn it
+answers, for the latency metric); the writer hands each to
+:meth:`~saynad.client.session.Session.send`. The writer's inbox
 is a :class:`CommandQueue` with two lanes: control commands (``speak``, ``clear``, …)
 are written before queued audio, so a reply or a barge-in never waits behind seconds of
 caller audio when the socket is slow. Both lanes block their producers when full.
@@ -28,13 +32,25 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import trio
 import trio.lowlevel
 
 from saynad.client.session import SessionEvent
-from saynad.protocol.messages import STTResult, TTSAudio
+from saynad.protocol.messages import (
+    AudioFrame,
+    ClearFrame,
+    LoadingStartFrame,
+    LoadingStopFrame,
+    SessionCommand,
+    SpeakFrame,
+    STTResult,
+    TTSAudio,
+    send_message_frame,
+    sip_transfer_frame,
+    speak_frame,
+)
 
 __all__ = [
     "Behaviour",
@@ -42,6 +58,7 @@ __all__ = [
     "Command",
     "CommandQueue",
     "Outbox",
+    "ReplyStart",
     "SessionCounters",
     "SessionIdentity",
     "is_media",
@@ -135,18 +152,24 @@ class SessionCounters:
             self.on_first_speak(latency_s)
 
 
-@dataclass(frozen=True)
-class Command:
-    """One frame for the writer: ``kind`` names a :class:`~saynad.client.session.Session`
-    method and ``args`` its keyword arguments (``send_audio`` carries raw PCM).
+@dataclass(frozen=True, slots=True)
+class ReplyStart:
+    """The first ``speak`` of a reply, and when the turn it answers ended (trio time):
+    the writer sends ``frame`` and records the latency once it is sent."""
 
-    ``turn_end_at``, on the first ``speak`` of a reply, is when the turn it answers
-    ended (trio time): the writer records the latency once the frame is sent.
-    """
+    frame: SpeakFrame
+    turn_end_at: float
 
-    kind: str
-    args: Mapping[str, Any] = field(default_factory=dict)
-    turn_end_at: float | None = None
+
+Command = SessionCommand | ReplyStart
+"""One entry of the writer's inbox: a frame to send as it is, or a :class:`ReplyStart`.
+:class:`~saynad.protocol.messages.AudioFrame` goes to the media lane, all else to the
+control lane."""
+
+# Built once: every clear, loading_start and loading_stop is the same frame.
+_CLEAR: Final = ClearFrame()
+_LOADING_START: Final = LoadingStartFrame()
+_LOADING_STOP: Final = LoadingStopFrame()
 
 
 class CommandQueue:
@@ -251,37 +274,34 @@ class Outbox:
     async def speak(
         self, text: str, *, allow_interruption: bool = True, turn_end_at: float | None = None
     ) -> None:
-        """Queue ``speak``. ``turn_end_at``: see :class:`Command` (agents set it once per
-        reply, on its first sentence)."""
-        await self._queue.put(
-            Command("speak", {"text": text, "allow_interruption": allow_interruption}, turn_end_at)
-        )
+        """Queue ``speak``. ``turn_end_at``: see :class:`ReplyStart` (agents set it once
+        per reply, on its first sentence)."""
+        frame = speak_frame(text, allow_interruption=allow_interruption)
+        await self._queue.put(frame if turn_end_at is None else ReplyStart(frame, turn_end_at))
 
     async def clear(self) -> None:
-        await self._queue.put(Command("clear"))
+        await self._queue.put(_CLEAR)
 
     async def send_audio(self, pcm: bytes) -> None:
         """Queue caller audio (the media lane: written after any pending control command)."""
-        await self._queue.put(Command("send_audio", {"pcm": pcm}), media=True)
+        await self._queue.put(AudioFrame(pcm), media=True)
 
     async def send(self, command: Command) -> None:
-        """Queue a prepared command (``send_audio`` goes to the media lane). A source that
-        repeats itself builds its commands once."""
-        await self._queue.put(command, media=command.kind == "send_audio")
+        """Queue a prepared command (an ``AudioFrame`` goes to the media lane). A source
+        that repeats itself builds its frames once."""
+        await self._queue.put(command, media=type(command) is AudioFrame)
 
     async def send_message(self, message: str, role: str, *, topic: str | None = None) -> None:
-        await self._queue.put(
-            Command("send_message", {"message": message, "role": role, "topic": topic})
-        )
+        await self._queue.put(send_message_frame(message, role, topic))
 
     async def sip_transfer(self, transfer_to: str) -> None:
-        await self._queue.put(Command("sip_transfer", {"transfer_to": transfer_to}))
+        await self._queue.put(sip_transfer_frame(transfer_to))
 
     async def loading_start(self) -> None:
-        await self._queue.put(Command("loading_start"))
+        await self._queue.put(_LOADING_START)
 
     async def loading_stop(self) -> None:
-        await self._queue.put(Command("loading_stop"))
+        await self._queue.put(_LOADING_STOP)
 
     def end(self, reason: str) -> None:
         """Ask the session to end (normally) as soon as possible."""

@@ -47,6 +47,7 @@ from saynad.actors.behaviour import (
     Command,
     CommandQueue,
     Outbox,
+    ReplyStart,
     SessionCounters,
     SessionIdentity,
     is_media,
@@ -57,10 +58,14 @@ from saynad.client.session import SessionEvent, SessionStats, open_session
 from saynad.errors import BehaviourOverloadError, ConnectionClosedError, SessionClosedError
 from saynad.protocol.messages import (
     UNSET,
+    AudioFrame,
+    ClearFrame,
     LiveKitConfig,
     LoadingAudioConfig,
     ParticipantDisconnected,
     Ready,
+    SessionCommand,
+    SpeakFrame,
     STTConfig,
     STTResult,
     TTSAudio,
@@ -106,23 +111,7 @@ class SessionPort(Protocol):
     @property
     def stats(self) -> Any: ...
 
-    async def speak(
-        self, text: str, flush: bool = True, allow_interruption: bool = True
-    ) -> None: ...
-
-    async def send_audio(self, pcm: bytes) -> None: ...
-
-    async def clear(self) -> None: ...
-
-    async def send_message(
-        self, message: str, role: str, topic: str | None = None, debug: Any = None
-    ) -> None: ...
-
-    async def sip_transfer(self, transfer_to: str) -> None: ...
-
-    async def loading_start(self) -> None: ...
-
-    async def loading_stop(self) -> None: ...
+    async def send(self, frame: SessionCommand) -> None: ...
 
     def events(self) -> AsyncIterator[SessionEvent]: ...
 
@@ -371,8 +360,8 @@ async def _goodbye(run: _Run, commands: CommandQueue, journal: Journal) -> None:
     if not text or run.end_reason in ("server closed", "participant left"):
         return
     with trio.move_on_after(run.plan.end.goodbye_timeout_s):
-        await commands.put(Command("clear"))  # the agent's queued speech would come first
-        await commands.put(Command("speak", {"text": text, "allow_interruption": False}))
+        await commands.put(ClearFrame())  # the agent's queued speech would come first
+        await commands.put(SpeakFrame(text=text, allow_interruption=False))
         journal.record("agent", text)
         async for event in run.session.events():
             if type(event) is TTSPlaybackComplete:
@@ -399,33 +388,32 @@ async def _write(run: _Run, commands: CommandQueue) -> None:
                     command = await commands.get()
                 except trio.EndOfChannel:
                     return
-            kind = command.kind
-            if kind == "send_audio":
-                await session.send_audio(command.args["pcm"])
-            elif kind == "speak":
-                await session.speak(**command.args)
-                counters.spoken += 1
-                now = trio.current_time()
-                if command.turn_end_at is not None:
-                    counters.observe_first_speak(now - command.turn_end_at)
-                if run.speak_at is None and command.args["text"].strip():
-                    run.speak_at = now
-            elif kind == "clear":
-                await session.clear()
+            if type(command) is AudioFrame:  # the common case first
+                await session.send(command)
+            elif isinstance(command, ReplyStart):
+                await session.send(command.frame)
+                now = _spoken(run, command.frame)
+                counters.observe_first_speak(now - command.turn_end_at)
+            elif type(command) is SpeakFrame:
+                await session.send(command)
+                _spoken(run, command)
+            elif type(command) is ClearFrame:
+                await session.send(command)
                 run.speak_at = None  # what was queued may never produce audio
-            elif kind == "send_message":
-                await session.send_message(**command.args)
-            elif kind == "sip_transfer":
-                await session.sip_transfer(**command.args)
-            elif kind == "loading_start":
-                await session.loading_start()
-            elif kind == "loading_stop":
-                await session.loading_stop()
-            else:  # pragma: no cover - programming error
-                raise ValueError(f"unknown command {kind!r}")
+            else:
+                await session.send(command)
             command = commands.get_nowait()
     finally:
         commands.close_receiving()
+
+
+def _spoken(run: _Run, frame: SpeakFrame) -> float:
+    """Count a ``speak`` just sent; returns the time (trio's clock)."""
+    run.counters.spoken += 1
+    now = trio.current_time()
+    if run.speak_at is None and frame.text.strip():
+        run.speak_at = now
+    return now
 
 
 async def _reader(run: _Run, subscribers: list[_Subscriber]) -> None:

@@ -496,11 +496,14 @@ class WsprotoTransport:
 class _PacedFrames:
     """One :meth:`WsprotoTransport.stream_bytes` call.
 
-    :meth:`__call__` runs in the pacing timer's task at each due time: it writes every frame
-    that is due (at most :data:`_BURST` per timer pass, so a stream far behind schedule
-    catches up without holding the timer) and re-arms the timer for the next one. It
-    never awaits and never raises; what it cannot do, it leaves to the streaming task
-    (:meth:`run`), which it wakes with one of:
+    :meth:`run` first writes, from the streaming task itself, every frame already due
+    when the stream starts (chunk 0, and the backlog of a stream whose ``start`` has
+    passed), so a stream started while the process is busy loses no scheduler pass
+    before its first frame. After that, :meth:`__call__` runs in the pacing timer's task
+    at each due time: it writes every frame that is due (at most :data:`_BURST` per
+    pass, so a stream far behind schedule catches up without holding the timer) and
+    re-arms the timer for the next one. It never awaits and never raises; what it cannot
+    do, it leaves to the streaming task (:meth:`run`), which it wakes with one of:
 
     - ``_DONE``: every frame is written;
     - ``_OWNER``: the next frame needs an ``await``: another writer holds the socket
@@ -517,6 +520,7 @@ class _PacedFrames:
         "_interval_s",
         "_on_sent",
         "_owner",
+        "_parked",
         "_partial",
         "_progress",
         "_spent",
@@ -547,17 +551,27 @@ class _PacedFrames:
         self._entry: pacing.TimerEntry | None = None  # armed, in the timer's heap
         self._spent: pacing.TimerEntry | None = None  # the entry to re-arm, once run
         self._owner: trio.lowlevel.Task | None = None
+        self._parked = False  # the owner waits in _wait() (else _wake only sets the state)
         self._state = _WAITING
         self._error: BaseException | None = None
         self._partial: tuple[bytes, int] | None = None  # (frame, bytes already sent)
 
     async def run(self) -> None:
         transport = self._transport
-        self._arm(self._start)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._owner = trio.lowlevel.current_task()
+        # What is due now goes out now (the timer's next pass may be a whole scheduler
+        # batch away); the rest is armed on the timer.
+        self._write_due()
+        waited = False
         while True:
-            await self._wait()
+            if self._state is _WAITING:
+                await self._wait()
+                waited = True
             state = self._state
             if state is _DONE:
+                if not waited:  # everything was due at once: still a schedule point
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             if state is _FAILED:
                 assert self._error is not None
@@ -579,9 +593,8 @@ class _PacedFrames:
             else:
                 await transport.send_bytes(chunk)
             self._sent(index, chunk, due)
-            if self.index >= len(self._chunks):
-                return
-            self._arm(self._start + self.index * self._interval_s)
+            waited = True  # the send above was a checkpoint
+            self._write_due()  # what came due meanwhile, then the timer
 
     def cancel(self) -> None:
         if self._entry is not None:
@@ -647,16 +660,18 @@ class _PacedFrames:
 
     def _wake(self, state: object) -> None:
         self._state = state
-        assert self._owner is not None
-        trio.lowlevel.reschedule(self._owner)
+        if self._parked:
+            self._parked = False
+            assert self._owner is not None
+            trio.lowlevel.reschedule(self._owner)
 
     async def _wait(self) -> None:
-        self._owner = trio.lowlevel.current_task()
-
         def abort(_: Any) -> trio.lowlevel.Abort:
+            self._parked = False
             self.cancel()
             return trio.lowlevel.Abort.SUCCEEDED
 
+        self._parked = True
         await trio.lowlevel.wait_task_rescheduled(abort)
 
 

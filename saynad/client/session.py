@@ -23,6 +23,12 @@ never end the session. Frames that do not decode (not JSON, unknown ``type``, ba
 fields) are counted in :attr:`Session.stats`, logged (rate-limited) and skipped.
 There is a single consumer; commands may be sent from any task.
 
+Commands. Each command method (:meth:`Session.speak`, :meth:`Session.clear`, …) checks
+its arguments, builds the frame (a frozen struct of :mod:`saynad.protocol.messages`) and
+sends it; :meth:`Session.send` sends a frame you built (any
+:data:`~saynad.protocol.messages.SessionCommand`, :class:`~saynad.protocol.messages.AudioFrame`
+for raw audio). Same bytes on the wire either way.
+
 How the iterator ends when the connection closes:
 
 - it **ends normally** when this side closed the session (:meth:`Session.aclose`), when
@@ -64,6 +70,7 @@ from saynad.client.transport import (
     DEFAULT_CLOSE_TIMEOUT_S,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_RECEIVE_QUEUE_SIZE,
+    Implementation,
     WebSocketTransport,
     connect_websocket,
 )
@@ -77,6 +84,7 @@ from saynad.errors import (
 )
 from saynad.protocol.messages import (
     UNSET,
+    AudioFrame,
     ClearFrame,
     ClientFrame,
     ConfigFrame,
@@ -91,6 +99,7 @@ from saynad.protocol.messages import (
     Ready,
     SendMessageFrame,
     ServerEvent,
+    SessionCommand,
     SipTransferError,
     SipTransferFrame,
     SpeakFrame,
@@ -107,6 +116,9 @@ from saynad.protocol.messages import (
     VadSettings,
     decode_server_event,
     encode_client_frame,
+    send_message_frame,
+    sip_transfer_frame,
+    speak_frame,
 )
 from saynad.protocol.urls import websocket_url
 
@@ -181,19 +193,24 @@ _IN_KIND: Final[dict[type[Any], str]] = {
         SipTransferError,
     )
 }
-_OUT_KIND: Final[dict[type[Any], str]] = {
-    cls: cls.__struct_config__.tag  # type: ignore[misc]
-    for cls in (
-        ConfigFrame,
-        SpeakFrame,
-        ClearFrame,
-        SendMessageFrame,
-        SipTransferFrame,
-        UpdateConfigFrame,
-        LoadingStartFrame,
-        LoadingStopFrame,
-    )
+# What Session.send takes, by class: the frame's ``type`` (``audio`` for binary frames),
+# the key of SessionStats.out_by_kind. ``config`` is not among them: open_session sends it.
+_COMMAND_KIND: Final[dict[type[Any], str]] = {
+    **{
+        cls: cls.__struct_config__.tag  # type: ignore[misc]
+        for cls in (
+            SpeakFrame,
+            ClearFrame,
+            SendMessageFrame,
+            SipTransferFrame,
+            UpdateConfigFrame,
+            LoadingStartFrame,
+            LoadingStopFrame,
+        )
+    },
+    AudioFrame: "audio",
 }
+_OUT_KIND: Final[dict[type[Any], str]] = {**_COMMAND_KIND, ConfigFrame: "config"}
 
 
 @dataclass(slots=True)
@@ -276,6 +293,39 @@ class Session:
 
     # ------------------------------------------------------------------ commands
 
+    async def send(self, frame: SessionCommand) -> None:
+        """Send one command, built as its frame: any
+        :data:`~saynad.protocol.messages.SessionCommand` (``SpeakFrame``, ``ClearFrame``,
+        ``SendMessageFrame``, ``SipTransferFrame``, ``UpdateConfigFrame``,
+        ``LoadingStartFrame``, ``LoadingStopFrame``, or an ``AudioFrame`` of raw audio).
+
+        The methods below build these frames for you and check their arguments;
+        :meth:`send` sends a frame exactly as built (msgspec does not check field types
+        when a frame is constructed), so a program that queues commands, or builds them
+        once and sends them many times, can keep the frames themselves. The bytes on the
+        wire are the same either way. ``ConfigFrame`` is refused with
+        :class:`~saynad.errors.ValidationError`: :func:`open_session` sends the one
+        ``config`` of a session (a second one would rebuild the server's pipeline).
+        """
+        kind = _COMMAND_KIND.get(type(frame))
+        if kind is None:
+            if isinstance(frame, ConfigFrame):
+                raise ValidationError("config is sent by open_session, once per session")
+            raise ValidationError(f"not a session command: {type(frame).__name__}")
+        if self._closing:
+            raise SessionClosedError("the session is closed")
+        stats = self.stats
+        if type(frame) is AudioFrame:
+            pcm = frame.data
+            data = pcm if type(pcm) is bytes else bytes(pcm)
+            await self._transport.send_bytes(data)
+        else:
+            data = encode_client_frame(frame)  # type: ignore[arg-type]
+            await self._transport.send_text(data)
+        stats.frames_out += 1
+        stats.bytes_out += len(data)
+        stats.out_by_kind[kind] = stats.out_by_kind.get(kind, 0) + 1
+
     async def speak(self, text: str, flush: bool = True, allow_interruption: bool = True) -> None:
         """Queue ``text`` for synthesis. Both flags are always sent.
 
@@ -283,9 +333,7 @@ class Session:
         nothing, not even ``tts_playback_complete``. ``allow_interruption=False`` makes
         :meth:`clear` a no-op while this utterance plays.
         """
-        if not isinstance(text, str):
-            raise ValidationError("text must be a string")
-        await self._send(SpeakFrame(text=text, flush=flush, allow_interruption=allow_interruption))
+        await self._send(speak_frame(text, flush, allow_interruption))
 
     async def send_audio(self, pcm: bytes | bytearray | memoryview) -> None:
         """Send raw audio for STT, in the ``stt_config`` format (one binary frame)."""
@@ -307,11 +355,24 @@ class Session:
         on_sent: pacing.OnSent | None = None,
     ) -> None:
         """Stream audio at a steady pace: ``chunks[i]`` goes out as one binary frame at
-        ``start + i * interval_s`` on trio's clock (``start`` defaults to now).
+        ``start + i * interval_s`` on trio's clock (``start`` defaults to the moment of
+        the call).
 
         Real-time 16 kHz mono ``linear16`` in 20 ms chunks is 640-byte chunks with the
         default ``interval_s``; ``interval_s=0`` sends as fast as the socket takes them.
-        Frames never leave early; overdue ones (after a stall) go out back to back.
+        Frames never leave early, and each is due on the absolute schedule: a frame
+        written late (the process was busy) does not delay the ones after it. What is
+        already due when the call starts — chunk 0, and every chunk whose time has
+        passed when ``start`` lies in the past — is written at once, back to back, by
+        the calling task; overdue frames after a stall go out back to back too.
+
+        ``start``: where the schedule begins. Leave it out when the call itself marks
+        the start of the audio. When the schedule began earlier — the audio is due from
+        the moment a ``speak`` was sent, but the stream runs in a task started later (a
+        task started in a busy process may run a scheduler batch or two after
+        ``start_soon``) — take ``t0 = trio.current_time()`` at that moment and pass
+        ``start=t0``: the stream then catches up on what it missed instead of shifting
+        the whole stream by the delay.
         ``on_sent(i, lag_s)`` runs after chunk ``i`` was written, ``lag_s`` after its due
         time; it must be quick and is called from saynad's pacing timer (an exception
         from it stops the stream and is raised here).
@@ -359,25 +420,14 @@ class Session:
     ) -> None:
         """Publish a data message to the LiveKit room; ``topic``/``debug`` are omitted when
         ``None`` (the server then uses topic ``messages``)."""
-        if not isinstance(message, str) or not isinstance(role, str):
-            raise ValidationError("message and role must be strings")
-        await self._send(
-            SendMessageFrame(
-                message=message,
-                role=role,
-                topic=UNSET if topic is None else topic,
-                debug=UNSET if debug is None else debug,
-            )
-        )
+        await self._send(send_message_frame(message, role, topic, debug))
 
     async def sip_transfer(self, transfer_to: str) -> None:
         """Transfer the room's SIP caller to ``transfer_to`` (sent stripped).
 
         Failures arrive later as :class:`~saynad.protocol.messages.SipTransferError`.
         """
-        if not isinstance(transfer_to, str) or not transfer_to.strip():
-            raise ValidationError("transfer_to must be a non-empty string")
-        await self._send(SipTransferFrame(transfer_to=transfer_to.strip()))
+        await self._send(sip_transfer_frame(transfer_to))
 
     async def update_config(
         self, *, vad: VadSettings | None = None, turn_detect: TurnDetectSettings | None = None
@@ -406,6 +456,7 @@ class Session:
         await self._transport.aclose(1000)
 
     async def _send(self, frame: ClientFrame) -> None:
+        """Send a JSON frame (``config`` too: open_session's way)."""
         if self._closing:
             raise SessionClosedError("the session is closed")
         data = encode_client_frame(frame)
@@ -574,14 +625,23 @@ async def open_session(
     ssl_context: ssl.SSLContext | None = None,
     keepalive_interval_s: float | None = None,
     keepalive_timeout_s: float = 10.0,
+    transport: Implementation = "wsproto",
 ) -> AsyncIterator[Session]:
     """Open a Sayna session; the block runs once ``ready`` has arrived.
 
     ``url``: ``http(s)://host[:port]`` (``/ws`` is appended) or ``ws(s)://…`` (used as
     given). ``api_key`` (else the ``SAYNA_API_KEY`` environment variable) is sent as
-    ``Authorization: Bearer …`` on the upgrade. ``audio`` left unset is omitted from
-    ``config`` (the server's default is ``true``); with audio enabled, ``stt`` and
-    ``tts`` are required. Every ``config`` field the caller did not pass is omitted.
+    ``Authorization: Bearer …`` on the upgrade. Every ``config`` field the caller did
+    not pass is omitted, so the server applies its own default.
+
+    ``audio``: by default nothing is sent — ``config`` carries no ``audio`` key, and the
+    server reads an absent (or ``null``) ``audio`` as ``true`` (§3.3 of the protocol
+    reference): a voice session, with ``stt`` and ``tts`` required, exactly what the
+    official SDK gets by always sending ``"audio": true``. saynad omits it by the same
+    rule as every other field (what you did not choose is the server's to decide), and
+    still checks that ``stt`` and ``tts`` are given, as the server would. Pass
+    ``audio=True`` to send the key anyway, or ``audio=False`` for a session without
+    media (data messages and participant events only; ``stt``/``tts`` not needed).
 
     Raises :class:`~saynad.errors.ValidationError` (bad arguments, nothing sent),
     :class:`~saynad.errors.TransportError` (cannot connect),
@@ -597,6 +657,20 @@ async def open_session(
     stalled peer is therefore noticed within ``interval + timeout``. The server answers
     pings itself (it sends none); the answer is read by whoever iterates
     :meth:`Session.events`, so keep reading (the daemon's session reader always does).
+
+    ``transport`` chooses the WebSocket implementation under the session; both speak
+    the same protocol and raise the same errors:
+
+    - ``"wsproto"`` (the default): saynad's thin trio shell over wsproto's sans-IO
+      protocol. No background task; it reads only while :meth:`Session.events` waits
+      (at most one 64 KiB read ahead), writes each frame with one socket call, and
+      :meth:`Session.stream_audio` writes paced audio straight from the pacing timer.
+    - ``"trio-websocket"``: the `trio-websocket <https://trio-websocket.readthedocs.io>`_
+      library: a reader task per connection that reads ahead up to
+      ``receive_queue_size`` messages (the option applies to it alone), and a lock and a
+      task switch per frame — several times the CPU per audio frame (``make bench``
+      compares the two). A fallback, should the default ever misbehave with a proxy in
+      between.
     """
     frame = _build_config(
         stt=stt,
@@ -617,6 +691,8 @@ async def open_session(
         raise ValidationError("max_message_bytes must be a positive integer")
     if not isinstance(receive_queue_size, int) or receive_queue_size <= 0:
         raise ValidationError("receive_queue_size must be a positive integer")
+    if transport not in ("wsproto", "trio-websocket"):
+        raise ValidationError("transport must be 'wsproto' or 'trio-websocket'")
     key = os.environ.get("SAYNA_API_KEY") if api_key is None else api_key
     headers = {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -631,8 +707,9 @@ async def open_session(
             receive_queue_size=receive_queue_size,
             close_timeout_s=close_timeout_s,
             ssl_context=ssl_context,
-        ) as transport:
-            session = Session(transport, url=ws_url)
+            implementation=transport,
+        ) as connection:
+            session = Session(connection, url=ws_url)
             try:
                 await session._send(frame)
                 try:
@@ -648,7 +725,7 @@ async def open_session(
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(
                             _keepalive,
-                            transport,
+                            connection,
                             keepalive_interval_s,
                             keepalive_timeout_s,
                             name="keepalive",

@@ -44,7 +44,10 @@ class EmulatorOptions(msgspec.Struct, frozen=True):
     final transcript with its sequence number on the connection (``"1: …"``), so tests
     can count loss. ``livekit``: whether the server has LiveKit credentials.
     ``recordings``: whether recording storage is configured. ``sip``: whether SIP is
-    configured (hooks can be cached).
+    configured (hooks can be cached). TTS pacing: speech is ``tts_ms_per_char`` of audio
+    per character, sent in ``tts_chunk_ms`` chunks at real-time pace, the first one
+    ``tts_first_audio_ms`` after the ``speak`` is handled (a real provider's time to
+    its first byte; 0, the default, sends it at once).
     """
 
     tenants: tuple[Tenant, ...] = ()
@@ -54,6 +57,7 @@ class EmulatorOptions(msgspec.Struct, frozen=True):
     numbered: bool = False
     tts_ms_per_char: int = 20
     tts_chunk_ms: int = 100
+    tts_first_audio_ms: int = 0
     livekit: bool = True
     livekit_url: str = "http://localhost:7880"
     recordings: bool = True

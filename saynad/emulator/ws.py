@@ -258,7 +258,7 @@ class _Session:
                     rate = self.pipeline.tts_sample_rate
                     pcm = synthesize(job.text, rate, ms_per_char)
                     chunk_bytes = max(2, rate * self.options.tts_chunk_ms // 1000 * 2)
-                    start = trio.current_time()
+                    start = trio.current_time() + self.options.tts_first_audio_ms / 1000
                     if not job.allow_interruption:
                         self.no_interrupt_until = start + len(pcm) / (2 * rate)
                     for index, offset in enumerate(range(0, len(pcm), chunk_bytes)):

@@ -26,11 +26,12 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from saynad.errors import FrameDecodeError
+from saynad.errors import FrameDecodeError, ValidationError
 
 __all__ = [
     "UNSET",
     "ApiKeyAuth",
+    "AudioFrame",
     "AzureAuth",
     "ClearFrame",
     "ClientFrame",
@@ -53,6 +54,7 @@ __all__ = [
     "STTResult",
     "SendMessageFrame",
     "ServerEvent",
+    "SessionCommand",
     "SipTransferError",
     "SipTransferFrame",
     "SpeakFrame",
@@ -68,6 +70,9 @@ __all__ = [
     "VadSettings",
     "decode_server_event",
     "encode_client_frame",
+    "send_message_frame",
+    "sip_transfer_frame",
+    "speak_frame",
 ]
 
 # --------------------------------------------------------------------------- provider auth
@@ -263,9 +268,8 @@ class LoadingStopFrame(_ClientFrame, frozen=True, tag="loading_stop"):
     """``loading_stop``: fade the loading clip out."""
 
 
-ClientFrame = (
-    ConfigFrame
-    | SpeakFrame
+_CommandFrame = (
+    SpeakFrame
     | ClearFrame
     | SendMessageFrame
     | SipTransferFrame
@@ -273,7 +277,50 @@ ClientFrame = (
     | LoadingStartFrame
     | LoadingStopFrame
 )
+
+ClientFrame = ConfigFrame | _CommandFrame
 """Every JSON frame a client sends."""
+
+
+class AudioFrame(msgspec.Struct, frozen=True):
+    """A binary frame to the server: raw audio for STT, in the format of the session's
+    ``stt_config`` (never JSON-encoded; the counterpart of :class:`TTSAudio`)."""
+
+    data: bytes
+
+
+SessionCommand = _CommandFrame | AudioFrame
+"""Everything a client sends once the session is open: every :data:`ClientFrame` but
+``config`` (sent once, first; a second one is never sent, §3), and binary audio."""
+
+
+def speak_frame(text: str, flush: bool = True, allow_interruption: bool = True) -> SpeakFrame:
+    """A checked ``speak`` frame (both flags are always sent)."""
+    if not isinstance(text, str):
+        raise ValidationError("text must be a string")
+    return SpeakFrame(text=text, flush=flush, allow_interruption=allow_interruption)
+
+
+def send_message_frame(
+    message: str, role: str, topic: str | None = None, debug: Any = None
+) -> SendMessageFrame:
+    """A checked ``send_message`` frame; ``topic``/``debug`` are omitted when ``None``."""
+    if not isinstance(message, str) or not isinstance(role, str):
+        raise ValidationError("message and role must be strings")
+    return SendMessageFrame(
+        message=message,
+        role=role,
+        topic=UNSET if topic is None else topic,
+        debug=UNSET if debug is None else debug,
+    )
+
+
+def sip_transfer_frame(transfer_to: str) -> SipTransferFrame:
+    """A checked ``sip_transfer`` frame, its target stripped of surrounding blanks."""
+    if not isinstance(transfer_to, str) or not transfer_to.strip():
+        raise ValidationError("transfer_to must be a non-empty string")
+    return SipTransferFrame(transfer_to=transfer_to.strip())
+
 
 # --------------------------------------------------------------------------- server → client
 

@@ -111,18 +111,19 @@ async def one_session(url: str, c: common.Collector) -> None:
                     break
             c.ready_at.append(trio.current_time())
 
-            async def stream_audio() -> None:
-                start = trio.current_time()
+            async def stream_audio(start: float) -> None:
+                lags = common.SessionLags(c)
                 for i in range(common.CHUNKS):
                     due = start + i * common.CHUNK_MS / 1000
                     await trio.sleep_until(due)
                     await sock.send(BytesMessage(data=common.CHUNK))
-                    c.send_lags.append(trio.current_time() - due)
+                    lags.sent(i, trio.current_time() - due)
+                lags.done()
 
             spoke = trio.current_time()
             c.spoke(stream_id, began)
             await sock.send(TextMessage(data=SPEAK))
-            nursery.start_soon(stream_audio)
+            nursery.start_soon(stream_audio, trio.current_time())
             first_audio = complete = False
             finals = 0
             async for message in sock.receive_channel:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 import trio
 
 from saynad import STTConfig, STTResult, TTSAudio, TTSConfig, TTSPlaybackComplete, open_session
-from saynad.client import pacing, session
-from saynad.client.transport import connect_websocket
+from saynad.client import pacing
+from saynad.client.transport import Implementation
 from tests.bench import common
 
 STT = STTConfig(**common.STT)  # type: ignore[arg-type]
@@ -30,6 +29,7 @@ TTS = TTSConfig(**common.TTS)  # type: ignore[arg-type]
 
 sleep_until: Callable[[float], Awaitable[None]] = pacing.sleep_until
 PACED = True  # stream_audio (the default) rather than a loop
+TRANSPORT: Implementation = "wsproto"
 CHUNKS = [common.CHUNK] * common.CHUNKS
 
 
@@ -43,35 +43,32 @@ async def one_session(url: str, c: common.Collector) -> None:
         tts=TTS,
         connect_timeout_s=common.SESSION_DEADLINE_S,
         ready_timeout_s=common.SESSION_DEADLINE_S,
+        transport=TRANSPORT,
     ) as s:
         c.ready_at.append(trio.current_time())
+        lags = common.SessionLags(c)
 
-        async def stream() -> None:
+        async def stream(t0: float) -> None:
+            # Chunk i is due at t0 + i × 20 ms, t0 being the moment speak returned: the
+            # SDK client's schedule, and its definition of lateness.
             if PACED:
-                await s.stream_audio(
-                    CHUNKS,
-                    common.CHUNK_MS / 1000,
-                    on_sent=lambda _, lag: c.send_lags.append(lag),
-                )
+                await s.stream_audio(CHUNKS, common.CHUNK_MS / 1000, start=t0, on_sent=lags.sent)
                 return
-            start = trio.current_time()
             for i in range(common.CHUNKS):
-                due = start + i * common.CHUNK_MS / 1000
+                due = t0 + i * common.CHUNK_MS / 1000
                 await sleep_until(due)
                 await s.send_audio(common.CHUNK)
-                c.send_lags.append(trio.current_time() - due)
+                lags.sent(i, trio.current_time() - due)
 
         finals = 0
         complete = False
-        # The nursery's exit waits for the stream task; the event loop below only waits
-        # for what the server sends (the last final needs the last chunk anyway).
         stream_id = s.ready.stream_id
-        async with trio.open_nursery() as nursery:
-            spoke = trio.current_time()
-            c.spoke(stream_id, began)
-            await s.speak(common.SENTENCE)
+
+        async def receive(spoke: float) -> None:
+            # Waits only for what the server sends (the last final needs the last chunk
+            # anyway); the nursery waits for the stream.
+            nonlocal finals, complete
             first_audio = False
-            nursery.start_soon(stream)
             async for event in s.events():
                 if isinstance(event, TTSAudio):
                     if not first_audio:
@@ -84,6 +81,16 @@ async def one_session(url: str, c: common.Collector) -> None:
                     finals += 1
                 if complete and finals >= common.FINALS_EXPECTED:
                     break
+
+        # As the SDK client does: speak, then stream from this task (its first chunk goes
+        # out in the call), while another task handles the events.
+        async with trio.open_nursery() as nursery:
+            spoke = trio.current_time()
+            nursery.start_soon(receive, spoke)
+            c.spoke(stream_id, began)
+            await s.speak(common.SENTENCE)
+            await stream(trio.current_time())
+        lags.done()
 
 
 async def main(url: str, n: int, stagger: float) -> None:
@@ -98,10 +105,7 @@ if __name__ == "__main__":
     parser.add_argument("--pacing", choices=("stream", "saynad", "trio"), default="stream")
     parser.add_argument("--stagger-ms", type=float, default=0.0)
     args = parser.parse_args()
-    if args.transport != "wsproto":
-        session.connect_websocket = partial(  # type: ignore[assignment]
-            connect_websocket, implementation=args.transport
-        )
+    TRANSPORT = args.transport
     PACED = args.pacing == "stream"
     if args.pacing == "trio":
         sleep_until = trio.sleep_until

@@ -59,6 +59,7 @@ async def one_session(url: str, c: common.Collector) -> None:
         state["spoke"] = loop.time()
         c.spoke(stream_id[0], began)
         await client.speak(common.SENTENCE)
+        lags = common.SessionLags(c)
         start = loop.time()
         for i in range(common.CHUNKS):
             due = start + i * common.CHUNK_MS / 1000
@@ -66,7 +67,8 @@ async def one_session(url: str, c: common.Collector) -> None:
             if delay > 0:
                 await asyncio.sleep(delay)
             await client.on_audio_input(common.CHUNK)
-            c.send_lags.append(loop.time() - due)
+            lags.sent(i, loop.time() - due)
+        lags.done()
         state["streamed"] = True
         check()
         await done.wait()

@@ -60,7 +60,11 @@ class Collector:
     """What one client process measures across its N sessions."""
 
     n: int
+    # How late each chunk was written against its absolute schedule, chunk i due at
+    # t0 + i × 20 ms with t0 the moment speak returned (the official SDK client's own
+    # measure); and each session's latest chunk.
     send_lags: list[float] = field(default_factory=list)
+    worst_lags: list[float] = field(default_factory=list)
     first_audio: list[float] = field(default_factory=list)
     ready_at: list[float] = field(default_factory=list)
     failures: int = 0
@@ -91,6 +95,26 @@ class Collector:
         self.peak_rss_kb = max(self.peak_rss_kb, rss_kb())
 
 
+class SessionLags:
+    """One session's send lags: ``sent(i, lag)`` per chunk (an ``on_sent`` callback),
+    ``done()`` once streamed (records the session's worst chunk)."""
+
+    __slots__ = ("_collector", "worst")
+
+    def __init__(self, collector: Collector) -> None:
+        self._collector = collector
+        self.worst = -math.inf
+
+    def sent(self, _index: int, lag: float) -> None:
+        self._collector.send_lags.append(lag)
+        if lag > self.worst:
+            self.worst = lag
+
+    def done(self) -> None:
+        if self.worst > -math.inf:
+            self._collector.worst_lags.append(self.worst)
+
+
 @dataclass
 class Result:
     client: str
@@ -102,6 +126,8 @@ class Result:
     rss_kb_per_session: float
     send_lag_p50_s: float
     send_lag_p99_s: float
+    send_lag_worst_p50_s: float
+    send_lag_worst_p99_s: float
     first_audio_p50_s: float
     first_audio_p99_s: float
     failures: int
@@ -124,6 +150,8 @@ def finish(
         rss_kb_per_session=max(0, c.peak_rss_kb - rss0) / c.n,
         send_lag_p50_s=statistics.median(c.send_lags) if c.send_lags else float("nan"),
         send_lag_p99_s=percentile(c.send_lags, 99),
+        send_lag_worst_p50_s=statistics.median(c.worst_lags) if c.worst_lags else math.nan,
+        send_lag_worst_p99_s=percentile(c.worst_lags, 99),
         first_audio_p50_s=statistics.median(c.first_audio) if c.first_audio else float("nan"),
         first_audio_p99_s=percentile(c.first_audio, 99),
         failures=c.failures + (c.n - len(c.ready_at) if c.failures == 0 else 0),

@@ -3,9 +3,10 @@
 Like ``saynad emulator --port 0`` (prints ``... listening on URL`` and serves until
 SIGTERM), with the choice of front server: ``direct`` (the default, WebSocket sessions
 served straight over wsproto) or ``hypercorn`` (hypercorn serves everything; kept to
-measure what the direct server saves), and ``--collector off`` to run without CPython's
+measure what the direct server saves), ``--collector off`` to run without CPython's
 cyclic garbage collector (the session benchmark's setting, see
-:func:`tests.bench.sessions.emulator_process`).
+:func:`tests.bench.sessions.emulator_process`), and the TTS pacing of a differently
+paced server (``--tts-first-audio-ms``, ``--tts-chunk-ms``).
 """
 
 from __future__ import annotations
@@ -69,10 +70,20 @@ def main() -> None:
         help="CPython's cyclic garbage collector in this process (see sessions.py)",
     )
     parser.add_argument("--timings", type=Path, help="write per-session speech timings here")
+    parser.add_argument(
+        "--tts-first-audio-ms",
+        type=int,
+        default=0,
+        help="delay before the first TTS chunk of each speak (a real provider's latency)",
+    )
+    parser.add_argument("--tts-chunk-ms", type=int, default=EmulatorOptions().tts_chunk_ms)
     args = parser.parse_args()
     if args.collector == "off":
         gc.disable()
-    serve_until_signal(EmulatorOptions(), server=args.server, timings=args.timings)
+    options = EmulatorOptions(
+        tts_first_audio_ms=args.tts_first_audio_ms, tts_chunk_ms=args.tts_chunk_ms
+    )
+    serve_until_signal(options, server=args.server, timings=args.timings)
 
 
 if __name__ == "__main__":

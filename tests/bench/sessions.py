@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,7 +62,10 @@ class EmulatorProcess:
 
 @contextmanager
 def emulator_process(
-    *extra: str, server: str = "direct", timings: Path | None = None
+    *extra: str,
+    server: str = "direct",
+    timings: Path | None = None,
+    pacing: tuple[str, ...] = (),
 ) -> Iterator[EmulatorProcess]:
     """Start the emulator on a free loopback port, pinned to core 1.
 
@@ -76,7 +80,9 @@ def emulator_process(
     landed in whichever client's first-audio and send-lag tails they happened to hit.
 
     ``timings``: where the emulator writes, when it stops, each session's speech
-    timings (see :func:`speech_split`).
+    timings (see :func:`speech_split`). ``pacing``: TTS pacing options of
+    ``tests.bench.emulator`` (e.g. ``--tts-first-audio-ms 100``), for a server paced
+    unlike the default emulator.
     """
     if extra and timings is not None:
         raise ValueError("saynad emulator records no speech timings; pass extra or timings")
@@ -87,6 +93,7 @@ def emulator_process(
             sys.executable,
             *("-m", "tests.bench.emulator", "--server", server, "--collector", "off"),
             *(("--timings", str(timings)) if timings is not None else ()),
+            *pacing,
         ]
     with listening_process(command, cpu=1) as (url, pid):
         yield EmulatorProcess(url=url, pid=pid)
@@ -124,13 +131,16 @@ def run_once(
     timeout_s: float = 900,
     server: str = "direct",
     stagger_ms: float = 0.0,
+    pacing: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One client process with ``n`` sessions against a fresh emulator (session ``i``
-    started ``i * stagger_ms`` after the first; all at once by default)."""
+    started ``i * stagger_ms`` after the first; all at once by default; ``pacing``: see
+    :func:`emulator_process`)."""
     with tempfile.TemporaryDirectory() as tmp:
         timings = Path(tmp) / "speech-timings.json"
-        with emulator_process(server=server, timings=timings) as emu:
+        with emulator_process(server=server, timings=timings, pacing=pacing) as emu:
             cpu0 = emu.cpu_s()
+            driver0 = _own_cpu_s()
             started = time.monotonic()
             out = subprocess.run(
                 [sys.executable, *CLIENTS[client], emu.url, str(n)]
@@ -150,10 +160,19 @@ def run_once(
             result["emulator_cpu_s"] = emu.cpu_s() - cpu0
             result["emulator_cpu_ms_per_session"] = result["emulator_cpu_s"] * 1000 / n
             result["process_wall_s"] = time.monotonic() - started
+            # How busy the emulator's core was while the client ran (100 %: the emulator,
+            # not the client, would set the pace), and this driver's own CPU meanwhile.
+            result["emulator_busy"] = result["emulator_cpu_s"] / result["process_wall_s"]
+            result["driver_cpu_s"] = _own_cpu_s() - driver0
         # The emulator writes its side when it stops (at the end of the block above).
         emulator_side = json.loads(timings.read_text()) if timings.exists() else {}
     result.update(speech_split(result.pop("speech", {}), emulator_side))
     return result
+
+
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 SPLIT = ("to_emulator", "in_emulator", "to_client", "since_start")
@@ -206,10 +225,14 @@ METRICS = (
     "rss_kb_per_session",
     "send_lag_p50_s",
     "send_lag_p99_s",
+    "send_lag_worst_p50_s",
+    "send_lag_worst_p99_s",
     "first_audio_p50_s",
     "first_audio_p99_s",
     "emulator_cpu_s",
     "emulator_cpu_ms_per_session",
+    "emulator_busy",
+    "driver_cpu_s",
     "failures",
     "first_audio_matched",
     "speak_spread_s",
@@ -235,19 +258,21 @@ def run_matrix(
     *,
     server: str = "direct",
     stagger_ms: float = 0.0,
+    pacing: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """Every client at every size, ``reps`` times, interleaved so drift hits all alike."""
     raw: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for n in sizes:
         for rep in range(reps):
             for client in clients:
-                result = run_once(client, n, server=server, stagger_ms=stagger_ms)
+                result = run_once(client, n, server=server, stagger_ms=stagger_ms, pacing=pacing)
                 raw.setdefault((client, n), []).append(result)
                 log(
                     f"  {client:22s} N={n:5d} rep={rep + 1}: "
                     f"cpu {result['cpu_ms_per_session']:.2f} ms/session, "
                     f"rss {result['rss_kb_per_session']:.0f} KB/session, "
-                    f"lag p99 {result['send_lag_p99_s'] * 1000:.1f} ms, "
+                    f"lag p99 {result['send_lag_p99_s'] * 1000:.1f} ms "
+                    f"(worst chunk p99 {result['send_lag_worst_p99_s'] * 1000:.1f}), "
                     f"first audio p99 {result['first_audio_p99_s'] * 1000:.0f} ms, "
                     f"ready {result['all_ready_s']:.2f} s, "
                     f"emulator {result['emulator_cpu_s']:.1f} s, failures {result['failures']}"
@@ -263,17 +288,24 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The table of medians, one row per client and N."""
     head = (
         "| N | client | CPU (ms/session) | peak RSS (KB/session) | send lag p50 / p99 (ms) "
+        "| worst chunk per session p50 / p99 (ms) "
         "| speak→first audio p50 / p99 (ms) | all ready (s) | wall (s) "
-        "| emulator CPU (s; ms/session) | failures (all runs) |\n"
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| emulator CPU (s; ms/session; % of its core) | driver CPU (s) "
+        "| failures (all runs) |\n"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
+    nan = math.nan
     body = "".join(
         f"| {r['n']} | {r['client']} | {r['cpu_ms_per_session']:.2f} "
         f"| {r['rss_kb_per_session']:.0f} "
         f"| {_ms(r['send_lag_p50_s'])} / {_ms(r['send_lag_p99_s'])} "
+        f"| {_ms(r.get('send_lag_worst_p50_s', nan))} / "
+        f"{_ms(r.get('send_lag_worst_p99_s', nan))} "
         f"| {_ms(r['first_audio_p50_s'])} / {_ms(r['first_audio_p99_s'])} "
         f"| {r['all_ready_s']:.2f} | {r['wall_s']:.1f} "
-        f"| {r['emulator_cpu_s']:.1f}; {r['emulator_cpu_ms_per_session']:.2f} "
+        f"| {r['emulator_cpu_s']:.1f}; {r['emulator_cpu_ms_per_session']:.2f}; "
+        f"{r.get('emulator_busy', nan) * 100:.0f} % "
+        f"| {r.get('driver_cpu_s', nan):.2f} "
         f"| {r['failures_total']} |\n"
         for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
     )

@@ -45,16 +45,25 @@ from saynad.errors import (
 )
 from saynad.protocol.messages import (
     ApiKeyAuth,
+    AudioFrame,
+    ClearFrame,
+    ConfigFrame,
     Error,
     LiveKitConfig,
     LoadingAudioConfig,
+    LoadingStartFrame,
+    LoadingStopFrame,
     Message,
     ParticipantConnected,
     ParticipantDisconnected,
     Pronunciation,
     Ready,
     RoomMessage,
+    SendMessageFrame,
+    SessionCommand,
     SipTransferError,
+    SipTransferFrame,
+    SpeakFrame,
     STTConfig,
     STTResult,
     TrackSubscribed,
@@ -62,6 +71,7 @@ from saynad.protocol.messages import (
     TTSConfig,
     TTSPlaybackComplete,
     TurnDetectSettings,
+    UpdateConfigFrame,
     VadSettings,
 )
 from tests.timing import HANG_S
@@ -233,6 +243,73 @@ async def test_every_command_on_the_wire(emulator: Emulator) -> None:
         ]
         assert session.stats.out_by_kind["speak"] == 4
         assert session.stats.out_by_kind["config"] == 1
+
+
+async def test_send_takes_the_frames_and_writes_what_the_methods_write(
+    emulator: Emulator,
+) -> None:
+    frames: list[SessionCommand] = [
+        SpeakFrame(text="Hello"),
+        SpeakFrame(text="Hi", flush=False, allow_interruption=False),
+        ClearFrame(),
+        SendMessageFrame(message="m", role="assistant", topic="chat", debug={"step": 1}),
+        SipTransferFrame(transfer_to="+15551234567"),
+        UpdateConfigFrame(turn_detect=TurnDetectSettings(threshold=0.5)),
+        LoadingStartFrame(),
+        LoadingStopFrame(),
+    ]
+    async with open_session(
+        emulator.url, stt=STT, tts=TTS, livekit=LiveKitConfig(room_name="cmd")
+    ) as session:
+        await session.speak("Hello")
+        await session.speak("Hi", flush=False, allow_interruption=False)
+        await session.clear()
+        await session.send_message("m", "assistant", topic="chat", debug={"step": 1})
+        await session.sip_transfer("+15551234567")
+        await session.update_config(turn_detect=TurnDetectSettings(threshold=0.5))
+        await session.loading_start()
+        await session.loading_stop()
+        for frame in frames:
+            await session.send(frame)
+        await session.send(AudioFrame(b"\x01\x00" * 320))
+        await session.send(AudioFrame(bytearray(b"\x01\x00" * 160)))  # type: ignore[arg-type]
+        await barrier(session)
+        sent = wire(emulator)[1:]
+        assert sent[: len(frames)] == sent[len(frames) :]
+        assert len(sent) == 2 * len(frames)
+        stats = session.stats
+        assert stats.out_by_kind["speak"] == 4
+        assert stats.out_by_kind["audio"] == 2
+        assert stats.out_by_kind["config"] == 1
+        # config is open_session's to send, once; anything else is not a command.
+        with pytest.raises(ValidationError):
+            await session.send(ConfigFrame())  # type: ignore[arg-type]
+        with pytest.raises(ValidationError):
+            await session.send(TTSAudio(b"\x00\x00"))  # type: ignore[arg-type]
+        before = stats.frames_out
+    assert stats.frames_out == before
+    with pytest.raises(SessionClosedError):
+        await session.send(AudioFrame(b"\x00\x00"))
+
+
+@pytest.mark.parametrize("transport", ["wsproto", "trio-websocket"])
+async def test_transport_is_chosen_by_open_session(emulator: Emulator, transport: str) -> None:
+    async with open_session(
+        emulator.url,
+        stt=STT,
+        tts=TTS,
+        transport=transport,  # type: ignore[arg-type]
+    ) as session:
+        kind = type(session._transport).__name__
+        assert kind == ("WsprotoTransport" if transport == "wsproto" else "_TrioWebSocketTransport")
+        await session.speak("Hi")
+        with trio.fail_after(HANG_S):
+            async for event in session.events():
+                if isinstance(event, TTSPlaybackComplete):
+                    break
+    with pytest.raises(ValidationError):
+        async with open_session(emulator.url, stt=STT, tts=TTS, transport="aiohttp"):  # type: ignore[arg-type]
+            pass
 
 
 async def test_api_key_argument_and_environment() -> None:

@@ -28,7 +28,7 @@ from saynad._io.sockets import FastSocketStream
 from saynad.client import pacing
 from saynad.client._wsproto import WsprotoTransport, handshake
 from saynad.client.session import open_session
-from saynad.client.transport import Implementation, connect_websocket
+from saynad.client.transport import Implementation
 from saynad.emulator import Emulator
 from saynad.errors import ConnectionClosedError, SessionClosedError, ValidationError
 from saynad.protocol import framing
@@ -184,6 +184,46 @@ async def test_overdue_chunks_catch_up_a_burst_per_timer_pass(
     assert per_pass[step_of_send[16]] >= 4
 
 
+async def _busy(clock: trio.testing.MockClock, step_s: float) -> None:
+    """Another session's work: each scheduler batch it takes ``step_s`` of CPU."""
+    while True:
+        clock.jump(step_s)
+        await trio.lowlevel.checkpoint()
+
+
+async def test_a_stream_started_in_a_busy_process_writes_its_due_chunks_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Four other tasks take 5 ms each per scheduler batch: 20 ms between two passes of
+    # the pacing timer. The chunks due when the stream starts must not wait for one.
+    async with socket_pair() as (transport, received, _), trio.open_nursery() as busy:
+        for _ in range(4):
+            busy.start_soon(_busy, autojump_clock, 0.005)
+        await trio.lowlevel.checkpoint()
+        begun = trio.current_time()
+        at: list[float] = []
+        await transport.stream_bytes(
+            chunks(10), 0.02, start=begun, on_sent=lambda i, _: at.append(trio.current_time())
+        )
+        assert at[0] == begun  # chunk 0 left in the call, not a timer pass later
+
+        # A stream whose schedule began earlier (the speak before it, a late task start):
+        # what is overdue goes out back to back at once, then the schedule holds.
+        sent: list[tuple[int, float]] = []
+        start = trio.current_time() - 0.045  # chunks 0, 1 and 2 are overdue
+        begun = trio.current_time()
+        await transport.stream_bytes(
+            chunks(10),
+            0.02,
+            start=start,
+            on_sent=lambda i, lag: sent.append((i, trio.current_time() - begun)),
+        )
+        assert [t for _, t in sent[:3]] == [0, 0, 0]
+        busy.cancel_scope.cancel()
+        await received.until(lambda r: len(r.binary) == 20)
+    assert [i for i, _ in sent] == list(range(10))
+
+
 async def test_commands_from_other_tasks_go_out_between_intact_frames(
     autojump_clock: trio.abc.Clock,
 ) -> None:
@@ -306,18 +346,11 @@ async def test_stream_after_close_raises() -> None:
 
 @pytest.mark.parametrize("implementation", ["wsproto", "trio-websocket"])
 async def test_stream_audio_yields_transcripts_and_counts_frames(
-    emulator: Emulator, implementation: Implementation, monkeypatch: pytest.MonkeyPatch
+    emulator: Emulator, implementation: Implementation
 ) -> None:
-    from saynad.client import session as session_module
-
-    monkeypatch.setattr(
-        session_module,
-        "connect_websocket",
-        partial(connect_websocket, implementation=implementation),
-    )
     audio = [b"\x00\x00" * 320] * 100  # 2 s of 16 kHz mono in 20 ms chunks
     lags: list[float] = []
-    async with open_session(emulator.url, stt=STT, tts=TTS) as session:
+    async with open_session(emulator.url, stt=STT, tts=TTS, transport=implementation) as session:
         # 1 ms apart: paced like real time, without taking 2 s of it.
         await session.stream_audio(audio, 0.001, on_sent=lambda _, lag: lags.append(lag))
         finals = []

@@ -511,6 +511,22 @@ async def test_clear_is_ignored_inside_a_non_interruptible_utterance() -> None:
         assert json.loads(frame)["type"] == "tts_playback_complete"
 
 
+async def test_first_tts_audio_comes_after_the_configured_provider_latency() -> None:
+    options = EmulatorOptions(tts_first_audio_ms=150, tts_chunk_ms=20, tts_ms_per_char=10)
+    async with open_emulator(options) as emu, raw(emu) as ws:
+        await ws.config()
+        spoke = trio.current_time()
+        await ws.send({"type": "speak", "text": "hello"})  # 50 ms of audio
+        first = await ws.recv()
+        assert trio.current_time() - spoke >= 0.150
+        audio = [first]
+        while isinstance(frame := await ws.recv(), bytes):
+            audio.append(frame)
+        assert b"".join(audio) == synthesize("hello", 24000, 10)
+        assert len(audio) == 3  # 20 ms chunks
+        assert json.loads(frame)["type"] == "tts_playback_complete"
+
+
 async def test_speak_and_clear_in_a_data_only_session(emulator: Emulator) -> None:
     async with raw(emulator) as ws:
         await ws.send({"type": "config", "audio": False, "livekit": {"room_name": "d"}})

@@ -14,12 +14,12 @@ import structlog
 import trio
 import trio.lowlevel
 
-from saynad.actors.behaviour import BehaviourContext, Command
+from saynad.actors.behaviour import BehaviourContext
 from saynad.actors.behaviours.transcripts import ErrorLog, render_path
 from saynad.client.pacing import sleep_until
 from saynad.client.session import SessionEvent
 from saynad.paths import PathEscapeError, open_regular, safe_component
-from saynad.protocol.messages import TTSAudio, TTSPlaybackComplete
+from saynad.protocol.messages import AudioFrame, TTSAudio, TTSPlaybackComplete
 
 __all__ = ["AUDIO_ERROR_LOG_INTERVAL_S", "AudioSink", "AudioSource", "load_pcm"]
 
@@ -63,10 +63,7 @@ class AudioSource:
         step = max(2 * channels, rate * channels * 2 * self.chunk_ms // 1000)
         period = self.chunk_ms / 1000
         # Built once: a looping source allocates nothing per chunk.
-        chunks = [
-            Command("send_audio", {"pcm": pcm[offset : offset + step]})
-            for offset in range(0, len(pcm), step)
-        ]
+        chunks = [AudioFrame(pcm[offset : offset + step]) for offset in range(0, len(pcm), step)]
         if not chunks:
             return
         # Real time: chunk i of the whole (looped) stream leaves at start + i * period, so

@@ -25,9 +25,18 @@ from saynad.actors.supervisor import ChildControl
 from saynad.client.session import SessionEvent, SessionStats
 from saynad.errors import SessionClosedError
 from saynad.protocol.messages import (
+    UNSET,
+    AudioFrame,
+    ClearFrame,
+    LoadingStartFrame,
+    LoadingStopFrame,
     Participant,
     ParticipantConnected,
     Ready,
+    SendMessageFrame,
+    SessionCommand,
+    SipTransferFrame,
+    SpeakFrame,
     STTResult,
     TTSAudio,
     TTSPlaybackComplete,
@@ -150,6 +159,27 @@ class FakeSession:
     async def loading_stop(self) -> None:
         self._record("loading_stop")
         await trio.lowlevel.checkpoint()
+
+    async def send(self, frame: SessionCommand) -> None:
+        """The actor's writer sends every command here, as the real session's ``send``;
+        each is recorded under its frame type, like the methods above."""
+        if type(frame) is AudioFrame:
+            await self.send_audio(frame.data)
+        elif type(frame) is SpeakFrame:
+            await self.speak(frame.text, frame.flush, frame.allow_interruption)
+        elif type(frame) is ClearFrame:
+            await self.clear()
+        elif type(frame) is SendMessageFrame:
+            topic = None if frame.topic is UNSET else frame.topic
+            await self.send_message(frame.message, frame.role, topic)  # type: ignore[arg-type]
+        elif type(frame) is SipTransferFrame:
+            await self.sip_transfer(frame.transfer_to)
+        elif type(frame) is LoadingStartFrame:
+            await self.loading_start()
+        elif type(frame) is LoadingStopFrame:
+            await self.loading_stop()
+        else:
+            raise AssertionError(f"unexpected frame {frame!r}")
 
     def events(self) -> AsyncIterator[SessionEvent]:
         return self._events

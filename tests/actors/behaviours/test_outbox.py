@@ -14,45 +14,53 @@ from saynad.actors.behaviours.agent import Agent, EchoBackend
 from saynad.actors.behaviours.audio import AudioSource
 from saynad.actors.behaviours.transcripts import Journal
 from saynad.actors.session import EndPolicy, serve_session
+from saynad.protocol.messages import AudioFrame, ClearFrame, SpeakFrame
 from tests.actors.behaviours.fakes import FakeSession, control, fake_session, plan
+
+SPEAK = SpeakFrame(text="hi")
+CLEAR = ClearFrame()
+
+
+def audio(n: int) -> AudioFrame:
+    return AudioFrame(bytes([n]) * 2)
 
 
 async def test_control_lane_is_served_first_and_lanes_block_when_full(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     queue = CommandQueue(control_capacity=2, media_capacity=2)
-    await queue.put(Command("send_audio", {"n": 1}), media=True)
-    await queue.put(Command("send_audio", {"n": 2}), media=True)
+    await queue.put(audio(1), media=True)
+    await queue.put(audio(2), media=True)
     with trio.move_on_after(1) as blocked:
-        await queue.put(Command("send_audio", {"n": 3}), media=True)
+        await queue.put(audio(3), media=True)
     assert blocked.cancelled_caught  # the media lane is full: the producer waits
-    await queue.put(Command("speak"))  # the control lane is not
+    await queue.put(SPEAK)  # the control lane is not
     assert queue.statistics() == (1, 2)
-    assert [(await queue.get()).kind for _ in range(3)] == ["speak", "send_audio", "send_audio"]
+    assert [await queue.get() for _ in range(3)] == [SPEAK, audio(1), audio(2)]
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(queue.put, Command("clear"))
-        nursery.start_soon(partial(queue.put, Command("send_audio"), media=True))
+        nursery.start_soon(queue.put, CLEAR)
+        nursery.start_soon(partial(queue.put, audio(4), media=True))
         await trio.testing.wait_all_tasks_blocked()
         queue.close()
-    assert (await queue.get()).kind == "clear"  # queued commands are still written
-    assert (await queue.get()).kind == "send_audio"
+    assert await queue.get() == CLEAR  # queued commands are still written
+    assert await queue.get() == audio(4)
     with pytest.raises(trio.EndOfChannel):
         await queue.get()
     with pytest.raises(trio.ClosedResourceError):
-        await queue.put(Command("speak"))
+        await queue.put(SPEAK)
 
 
 async def test_producers_fail_once_the_writer_is_gone(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     queue = CommandQueue(control_capacity=1)
-    await queue.put(Command("speak"))
+    await queue.put(SPEAK)
     async with trio.open_nursery() as nursery:
 
         async def blocked_producer() -> None:
             with pytest.raises(trio.BrokenResourceError):
-                await queue.put(Command("speak"))
+                await queue.put(SPEAK)
 
         nursery.start_soon(blocked_producer)
         await trio.testing.wait_all_tasks_blocked()
@@ -122,11 +130,11 @@ async def test_a_waiting_writer_gets_its_command_in_the_step_that_wakes_it(
             await trio.testing.wait_all_tasks_blocked()  # the writer waits in get()
             assert steps.steps[writer[0]] == 1
             assert not got
-            await queue.put(Command("speak"))
+            await queue.put(SPEAK)
     finally:
         trio.lowlevel.remove_instrument(steps)
     # Woken once, and that very step returned the command (the wait was its checkpoint).
-    assert [c.kind for c in got] == ["speak"]
+    assert got == [SPEAK]
     assert steps.steps[writer[0]] == 2
 
 
