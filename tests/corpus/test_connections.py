@@ -270,6 +270,23 @@ async def test_connection_fault(item: dict[str, Any], client: str, ca: trustme.C
     assert re.search(expect["match"], str(error)), str(error)
     if "status_code" in expect:
         assert getattr(error, "status_code", None) == expect["status_code"]
+    if "verify_code" in expect:
+        # Why the certificate was refused, as OpenSSL's X509_V_ERR number (stable across
+        # releases, unlike its wording): 9 not yet valid, 10 expired, 20 untrusted issuer,
+        # 64 IP address mismatch (the test servers are reached as 127.0.0.1).
+        assert _verify_code(error) == expect["verify_code"]
+
+
+def _verify_code(error: BaseException) -> int | None:
+    """The ``verify_code`` of the certificate error behind ``error`` (its cause chain)."""
+    seen: set[int] = set()
+    node: BaseException | None = error
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, ssl.SSLCertVerificationError):
+            return node.verify_code
+        node = node.__cause__ or node.__context__
+    return None
 
 
 # --------------------------------------------------------------------------- mid-session
