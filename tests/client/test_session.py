@@ -13,8 +13,7 @@ import base64
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 
 import pytest
@@ -22,9 +21,6 @@ import trio
 import trio_websocket
 import trustme
 from structlog.testing import capture_logs
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
-from wsproto.frame_protocol import CloseReason
 
 from saynad.client.session import (
     Session,
@@ -74,18 +70,12 @@ from saynad.protocol.messages import (
     UpdateConfigFrame,
     VadSettings,
 )
+from tests.support.samples import STT_CONFIG, TTS_CONFIG
+from tests.support.wspeer import Script, ScriptedPeer, ws_server
 from tests.timing import HANG_S
 
-STT = STTConfig(
-    provider="deepgram",
-    language="en-US",
-    sample_rate=16000,
-    channels=1,
-    punctuation=True,
-    encoding="linear16",
-    model="nova-3",
-)
-TTS = TTSConfig(provider="deepgram", model="aura-asteria-en")
+STT = STT_CONFIG
+TTS = TTS_CONFIG
 MINIMAL_CONFIG = (
     '{"type":"config","stt_config":{"provider":"deepgram","language":"en-US","sample_rate":'
     '16000,"channels":1,"punctuation":true,"encoding":"linear16","model":"nova-3"},'
@@ -661,68 +651,10 @@ async def test_blank_transfer_target_is_rejected_client_side(emulator: Emulator)
 # --------------------------------------------------------------------------- scripted servers
 
 
-class ScriptedPeer:
-    """The server side of one connection, driven by a test with wsproto directly: it
-    can send any frame, close with any code or none, or drop the TCP connection."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.ws = WSConnection(ConnectionType.SERVER)
-
-    async def _events(self) -> list[object]:
-        data = await self.stream.receive_some()
-        if not data:
-            raise trio.BrokenResourceError("client went away")
-        self.ws.receive_data(data)
-        return list(self.ws.events())
-
-    async def accept(self) -> None:
-        for _ in range(100):
-            for event in await self._events():
-                if isinstance(event, Request):
-                    await self.stream.send_all(self.ws.send(AcceptConnection()))
-                    return
-        raise AssertionError("no upgrade request")
-
-    async def receive_text(self) -> str:
-        for _ in range(100):
-            for event in await self._events():
-                if isinstance(event, TextMessage):
-                    return event.data
-        raise AssertionError("no text frame")
-
-    async def send_text(self, text: str) -> None:
-        await self.stream.send_all(self.ws.send(TextMessage(data=text)))
-
-    async def close(self, code: int | None, reason: str = "") -> None:
-        close_code = CloseReason.NO_STATUS_RCVD if code is None else code
-        await self.stream.send_all(self.ws.send(CloseConnection(code=close_code, reason=reason)))
-
-
-Script = Callable[[ScriptedPeer], Awaitable[None]]
-
-
-@asynccontextmanager
-async def scripted_server(script: Script) -> AsyncIterator[str]:
+def scripted_server(script: Script) -> AbstractAsyncContextManager[str]:
     """A WebSocket server on 127.0.0.1:0 that accepts, reads ``config`` and runs
-    ``script``; the TCP connection is dropped when the script returns."""
-
-    async def handler(stream: trio.SocketStream) -> None:
-        peer = ScriptedPeer(stream)
-        try:
-            await peer.accept()
-            await peer.receive_text()
-            await script(peer)
-            await trio.sleep(0.05)  # let the client read before the TCP close
-        except trio.BrokenResourceError:
-            pass
-        finally:
-            await trio.aclose_forcefully(stream)
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-        yield f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/ws"
-        nursery.cancel_scope.cancel()
+    ``script``; the TCP connection is dropped soon after the script returns."""
+    return ws_server(script, linger_s=0.05)
 
 
 async def run_scripted(script: Script) -> tuple[list[SessionEvent], Session]:

@@ -40,6 +40,7 @@ from saynad.protocol.messages import (
     decode_server_event,
     encode_client_frame,
 )
+from tests.support.samples import STT_CONFIG, TTS_CONFIG
 
 # §10.1, verbatim.
 FULL_CONFIG = (
@@ -69,16 +70,8 @@ READY_PLAIN = (
     b'"livekit_url":"http://localhost:7880"}'
 )
 
-STT_16K = STTConfig(
-    provider="deepgram",
-    language="en-US",
-    sample_rate=16000,
-    channels=1,
-    punctuation=True,
-    encoding="linear16",
-    model="nova-3",
-)
-TTS_DEEPGRAM = TTSConfig(provider="deepgram", model="aura-asteria-en")
+STT_16K = STT_CONFIG
+TTS_DEEPGRAM = TTS_CONFIG
 
 
 def full_config_frame() -> ConfigFrame:
