@@ -14,11 +14,26 @@ from typing import Any
 
 import yaml
 
+from saynad.config._schema import SECTIONS
 from saynad.shipped import example_file, example_names, read_shipped
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
 UNIT_NAME = "systemd/saynad.service"
+TEMPLATE_NAME = "systemd/saynad@.service"
+
+SHARDED_EXAMPLES = frozenset({"sharded-host"})
+"""Examples written for a sharded fleet (``sharding``, ``http.port_per_shard``,
+``http.webhooks``): they load only where the configuration knows those keys."""
+
+SHARDING_KNOWN = "sharding" in SECTIONS
+
+
+def loadable_examples() -> list[str]:
+    """The shipped examples this saynad loads: all of them once it knows ``sharding``."""
+    return [name for name in example_names() if SHARDING_KNOWN or name not in SHARDED_EXAMPLES]
+
+
 CREDSTORE = "/etc/credstore"
 
 _REFERENCE = re.compile(r"\$\{credential:([^}]*)\}")

@@ -1,0 +1,82 @@
+"""The files of a sharded host: the sharded-host example and the Prometheus targets.
+
+The example uses the keys of sharding (``sharding``, ``http.port_per_shard``,
+``http.webhooks``); everything else in it is checked by the real ``saynad check`` here,
+and the whole file by the tests over every example once this saynad knows those keys.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from saynad.shipped import example_file, read_shipped, shipped_path
+from tests.deploy._files import SHARDED_EXAMPLES, SHARDING_KNOWN, loadable_examples, unit_settings
+
+TIMEOUT_S = 120  # hang guard for saynad check
+
+
+def _example() -> dict[str, object]:
+    (name,) = SHARDED_EXAMPLES
+    document = yaml.safe_load(read_shipped(example_file(name)))
+    assert isinstance(document, dict)
+    return document
+
+
+def test_the_sharded_example_checks_but_for_the_sharding_keys(tmp_path: Path) -> None:
+    document = _example()
+    http = document["http"]
+    assert isinstance(http, dict)
+    assert document.pop("sharding") == {"count": 4}
+    assert http.pop("port_per_shard") is True
+    assert http.pop("webhooks") == {"listen": "127.0.0.1:8081", "reuse_port": True}
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for name in re.findall(r"\$\{credential:([^}]*)\}", json.dumps(document)):
+        (credentials / name).write_text(f"{name}-value-0123456789abcdef\n")
+    path = tmp_path / "saynad.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = subprocess.run(
+        [sys.executable, "-m", "saynad", "check", "--config", str(path)],
+        env={"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": str(credentials)},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "8 always-on" in result.stdout
+    # Once this saynad knows sharding, the whole file is among the examples checked.
+    assert (set(SHARDED_EXAMPLES) <= set(loadable_examples())) == SHARDING_KNOWN
+
+
+def test_the_example_and_the_template_agree_on_the_shard_count() -> None:
+    template = unit_settings(shipped_path("systemd/saynad@.service").read_text())
+    assert "SAYNAD_SHARD=%i" in template["Environment"]  # the index only: the count is here
+    sharding = _example()["sharding"]
+    assert isinstance(sharding, dict)
+    assert set(sharding) == {"count"}
+
+
+def test_the_prometheus_targets_list_one_daemon_and_show_the_shards() -> None:
+    scrape = yaml.safe_load(shipped_path("prometheus/prometheus.yml").read_text())
+    (job,) = scrape["scrape_configs"]
+    assert job["job_name"] == "saynad"  # what the alerts select
+    (discovery,) = job["file_sd_configs"]
+    assert discovery["files"] == ["saynad-targets.yml"]
+    targets_text = shipped_path("prometheus/saynad-targets.yml").read_text()
+    (group,) = yaml.safe_load(targets_text)
+    assert group["targets"] == ["127.0.0.1:9464"]
+    # The commented list for the sharded example: http.listen's port + I, I < count.
+    http = _example()["http"]
+    sharding = _example()["sharding"]
+    assert isinstance(http, dict)
+    assert isinstance(sharding, dict)
+    host, _, port = str(http["listen"]).rpartition(":")
+    shards = [f'"{host}:{int(port) + index}"' for index in range(int(sharding["count"]))]
+    assert f"#   - targets: [{', '.join(shards)}]" in targets_text
