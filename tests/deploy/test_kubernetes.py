@@ -319,3 +319,18 @@ async def test_the_probes_ask_real_routes_of_a_running_daemon(tmp_path: Path) ->
             assert response.status_code == 200, (kind, response.text)
         # A path the daemon does not serve would fail every probe.
         assert (await client.get("/health")).status_code == 404
+
+
+def test_the_image_runs_as_the_user_the_pods_run_as() -> None:
+    # The image is not built here (no container engine in the test suite): its recipe is
+    # held to what the StatefulSet expects of it.
+    dockerfile = (ROOT / "deploy" / "container" / "Dockerfile").read_text()
+    pod = _one(_render("base"), "StatefulSet")["spec"]["template"]["spec"]
+    user = pod["securityContext"]["runAsUser"]
+    assert f"USER {user}:{pod['securityContext']['runAsGroup']}" in dockerfile.splitlines()
+    assert "--require-hashes -r /tmp/saynad/run.txt" in dockerfile
+    entrypoint = re.search(r"^ENTRYPOINT (.*)$", dockerfile, re.MULTILINE)
+    assert entrypoint is not None
+    command = [*json.loads(entrypoint.group(1)), *_container(_render("base"))["args"]]
+    assert command == ["/opt/saynad/bin/saynad", "run", "--config", "/etc/saynad/saynad.yaml"]
+    assert f"WORKDIR {_container(_render('base'))['workingDir']}" in dockerfile
