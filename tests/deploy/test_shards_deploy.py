@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import trio
 import yaml
 
 from saynad.shipped import example_file, read_shipped, shipped_path
 from tests.deploy._files import SHARDED_EXAMPLES, SHARDING_KNOWN, loadable_examples, unit_settings
+from tests.observability.test_prometheus import prometheus, query
+from tests.support.daemon import running_daemon
+from tests.timing import HANG_S
 
 TIMEOUT_S = 120  # hang guard for saynad check
 
@@ -80,3 +86,39 @@ def test_the_prometheus_targets_list_one_daemon_and_show_the_shards() -> None:
     host, _, port = str(http["listen"]).rpartition(":")
     shards = [f'"{host}:{int(port) + index}"' for index in range(int(sharding["count"]))]
     assert f"#   - targets: [{', '.join(shards)}]" in targets_text
+
+
+async def test_a_real_prometheus_scrapes_every_target_of_the_targets_file(tmp_path: Path) -> None:
+    # The shipped prometheus.yml (at a 1 s interval) with the targets file written as its
+    # comment says for shards: one port per daemon. Two daemons stand in for two shards.
+    directory = tmp_path / "prometheus"
+    shutil.copytree(shipped_path("prometheus/prometheus.yml").parent, directory)
+    config = directory / "prometheus.yml"
+    config.write_text(
+        config.read_text()
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("scrape_timeout: 5s", "scrape_timeout: 1s")
+    )
+    for shard in ("shard0", "shard1"):
+        (tmp_path / shard).mkdir()
+    async with (
+        running_daemon(tmp_path / "shard0", sessions=("lobby",)) as (first, _),
+        running_daemon(tmp_path / "shard1", sessions=("desk",)) as (second, _),
+    ):
+        addresses = [d.http_urls[0].removeprefix("http://") for d in (first, second)]
+        targets = ", ".join(f'"{address}"' for address in addresses)
+        (directory / "saynad-targets.yml").write_text(
+            f"- targets: [{targets}]\n  labels:\n    service: saynad\n"
+        )
+        async with (
+            prometheus(tmp_path / "data", config=config) as url,
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            with trio.fail_after(HANG_S):
+                while True:
+                    result = await query(client, 'up{job="saynad",service="saynad"} == 1')
+                    if sorted(series["metric"]["instance"] for series in result) == sorted(
+                        addresses
+                    ):
+                        break
+                    await trio.sleep(0.25)
