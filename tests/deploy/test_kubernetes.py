@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from saynad.app import STOP_GRACE_S
 from saynad.config import Defaults
 from saynad.config._values import parse_listen
 from saynad.http import HEALTH_TIMEOUT_S
-from tests.deploy._files import ROOT, SHARDING_KNOWN
+from tests.deploy._files import ROOT, SHARDING_KNOWN, credential_names, saynad_check
 from tests.support.daemon import running_daemon, states, wait_until
 from tests.support.processes import require_tool
 
@@ -42,7 +41,7 @@ OLDEST_KUBERNETES = "1.30.0"
 in 1.28) and the preStop ``sleep`` action (beta, on by default, in 1.30)."""
 
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"
-TIMEOUT_S = 120  # hang guard for kubectl and saynad check
+TIMEOUT_S = 120  # hang guard for kubectl
 
 
 @cache
@@ -95,11 +94,6 @@ def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 def _expand(text: str, values: dict[str, str]) -> str:
     """``$(NAME)`` replaced as the kubelet does in an environment variable's value."""
     return re.sub(r"\$\((\w+)\)", lambda match: values[match.group(1)], text)
-
-
-def _credentials(config: dict[str, Any]) -> set[str]:
-    """The ``${credential:NAME}`` names in the configuration's values (not its comments)."""
-    return set(re.findall(r"\$\{credential:([^}]*)\}", json.dumps(config)))
 
 
 @pytest.mark.parametrize("tree", sorted(TREES))
@@ -244,7 +238,7 @@ def test_the_credentials_are_mounted_where_the_configuration_reads_them() -> Non
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
     # The overlay's instructions create every key the configuration reads.
     _, config = _config(objects)
-    used = _credentials(config)
+    used = credential_names(config)
     created = set(
         re.findall(r"--from-file=([\w-]+)=", (OVERLAY / "kustomization.yaml").read_text())
     )
@@ -257,30 +251,10 @@ def test_the_credentials_are_mounted_where_the_configuration_reads_them() -> Non
     assert container["workingDir"] == "/var/lib/saynad"
 
 
-def _check(
-    config_text: str, tmp_path: Path, credentials: set[str]
-) -> subprocess.CompletedProcess[str]:
-    """The real ``saynad check`` on ``config_text``, credentials laid out as the Secret."""
-    directory = tmp_path / "credentials"
-    directory.mkdir()
-    for name in credentials:
-        (directory / name).write_text(f"{name}-value-0123456789abcdef\n")
-    path = tmp_path / "saynad.yaml"
-    path.write_text(config_text)
-    return subprocess.run(
-        [sys.executable, "-m", "saynad", "check", "--config", str(path)],
-        env={"PATH": "/usr/bin:/bin", CREDENTIALS_ENV: str(directory)},
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-
-
 @pytest.mark.skipif(not SHARDING_KNOWN, reason="this saynad has no http.webhooks listener yet")
 def test_the_configmap_passes_saynad_check(tmp_path: Path) -> None:
-    text, config = _config(_render("overlay"))
-    result = _check(text, tmp_path, _credentials(config))
+    text, _ = _config(_render("overlay"))
+    result = saynad_check(text, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
 
@@ -289,13 +263,13 @@ def test_the_configmap_passes_saynad_check_but_for_the_webhook_listener(tmp_path
     # Everything but http.webhooks (the listener of the shards' release) loads today.
     _, config = _config(_render("overlay"))
     del config["http"]["webhooks"]
-    result = _check(yaml.safe_dump(config), tmp_path, _credentials(config))
+    result = saynad_check(yaml.safe_dump(config), tmp_path)
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
-    # …and a missing credential is what it would catch.
+    # …and a credential the Secret lacks is what it would catch.
     missing = tmp_path / "missing"
     missing.mkdir()
-    refused = _check(yaml.safe_dump(config), missing, set())
+    refused = saynad_check(yaml.safe_dump(config), missing, withhold="sayna-api-key")
     assert refused.returncode != 0
     assert "${credential:sayna-api-key}" in refused.stderr
 

@@ -7,11 +7,7 @@ and the whole file by the tests over every example once this saynad knows those 
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -19,12 +15,16 @@ import trio
 import yaml
 
 from saynad.shipped import example_file, read_shipped, shipped_path
-from tests.deploy._files import SHARDED_EXAMPLES, SHARDING_KNOWN, loadable_examples, unit_settings
+from tests.deploy._files import (
+    SHARDED_EXAMPLES,
+    SHARDING_KNOWN,
+    loadable_examples,
+    saynad_check,
+    unit_settings,
+)
 from tests.observability.test_prometheus import prometheus, query
 from tests.support.daemon import running_daemon
 from tests.timing import HANG_S
-
-TIMEOUT_S = 120  # hang guard for saynad check
 
 
 def _example() -> dict[str, object]:
@@ -41,20 +41,7 @@ def test_the_sharded_example_checks_but_for_the_sharding_keys(tmp_path: Path) ->
     assert document.pop("sharding") == {"count": 4}
     assert http.pop("port_per_shard") is True
     assert http.pop("webhooks") == {"listen": "127.0.0.1:8081", "reuse_port": True}
-    credentials = tmp_path / "credentials"
-    credentials.mkdir()
-    for name in re.findall(r"\$\{credential:([^}]*)\}", json.dumps(document)):
-        (credentials / name).write_text(f"{name}-value-0123456789abcdef\n")
-    path = tmp_path / "saynad.yaml"
-    path.write_text(yaml.safe_dump(document))
-    result = subprocess.run(
-        [sys.executable, "-m", "saynad", "check", "--config", str(path)],
-        env={"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": str(credentials)},
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
+    result = saynad_check(yaml.safe_dump(document), tmp_path)
     assert result.returncode == 0, result.stderr
     assert "8 always-on" in result.stdout
     # Once this saynad knows sharding, the whole file is among the examples checked.
