@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import kubernetes_validate
 import pytest
+import trio
 import yaml
 
 from saynad.app import STOP_GRACE_S
@@ -29,7 +32,9 @@ from saynad.config._values import parse_listen
 from saynad.http import HEALTH_TIMEOUT_S
 from tests.deploy._files import ROOT, SHARDING_KNOWN, credential_names, saynad_check
 from tests.support.daemon import running_daemon, states, wait_until
-from tests.support.processes import require_tool
+from tests.support.processes import daemon_process, require_tool
+from tests.support.samples import SECRET, signed_call
+from tests.timing import HANG_S
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
@@ -308,3 +313,68 @@ def test_the_image_runs_as_the_user_the_pods_run_as() -> None:
     command = [*json.loads(entrypoint.group(1)), *_container(_render("base"))["args"]]
     assert command == ["/opt/saynad/bin/saynad", "run", "--config", "/etc/saynad/saynad.yaml"]
     assert f"WORKDIR {_container(_render('base'))['workingDir']}" in dockerfile
+
+
+async def _until_ok(client: httpx.AsyncClient, path: str) -> None:
+    """Ask ``path`` until it answers 200, as a probe does until it succeeds."""
+    with trio.fail_after(HANG_S):
+        while (await client.get(path)).status_code != 200:  # noqa: ASYNC110 - another process
+            await trio.sleep(0.1)
+
+
+@pytest.mark.skipif(not SHARDING_KNOWN, reason="this saynad has no shards yet")
+async def test_the_configmap_runs_as_the_last_pod_of_the_statefulset(tmp_path: Path) -> None:
+    # The rendered configuration and environment of the last pod, run for real: the
+    # shard that exists only at this replica count. The embedded
+    # emulator stands in for Sayna, port 0 for the pod's fixed ports (both are free in a
+    # pod's own network, not on a shared test machine), the sinks write under tmp_path.
+    import saynad.sharding  # present only once saynad has shards
+
+    objects = _render("overlay")
+    replicas = _one(objects, "StatefulSet")["spec"]["replicas"]
+    container = _container(objects)
+    env = _env(container)
+    _, config = _config(objects)
+    del config["sayna"]["url"]
+    config["http"]["listen"] = "127.0.0.1:0"
+    config["http"]["webhooks"]["listen"] = "127.0.0.1:0"
+    for sink in config["templates"]["phone-agent"]["behaviours"]["transcripts"]:
+        sink["path"] = str(tmp_path / "transcripts" / "{session}.jsonl")
+    path = tmp_path / "saynad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for name in credential_names(config):
+        value = SECRET if name == "sip-webhook-secret" else f"{name}-value-0123456789"
+        (credentials / name).write_text(value + "\n")
+    index = replicas - 1
+    values = {"POD_INDEX": str(index), "SHARD_COUNT": env["SHARD_COUNT"]["value"]}
+    pod_env = {
+        "SAYNAD_SHARD": _expand(env["SAYNAD_SHARD"]["value"], values),
+        CREDENTIALS_ENV: str(credentials),
+    }
+    async with daemon_process(path, env=pod_env, stop_s=HANG_S) as daemon:
+        hook = await daemon.event("webhook listener listening")
+        async with httpx.AsyncClient(base_url=daemon.url, timeout=HANG_S) as client:
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                await _until_ok(client, container[probe]["httpGet"]["path"])
+            listed = (await client.get("/sessions")).json()
+            mine = {
+                name
+                for name, shard in saynad.sharding.assign(
+                    [s["name"] for s in config["sessions"]], replicas
+                ).items()
+                if shard == index
+            }
+            assert mine, "the example fleet leaves the last pod without always-on sessions"
+            assert {row["name"] for row in listed["sessions"]} == mine
+            headers, body = signed_call("sip-last-pod", "EV_last_pod")
+            answer = await client.post(
+                str(hook["url"]) + config["inbound"]["sip_webhook"]["path"],
+                headers=headers,
+                content=body,
+            )
+            assert answer.status_code == 202, answer.text
+        daemon.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(HANG_S):
+            assert await daemon.process.wait() == 0
