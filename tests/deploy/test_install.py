@@ -135,6 +135,7 @@ def test_the_wheel_carries_the_package_its_data_and_nothing_of_the_tests(
         "systemd/saynad@.service",
         "systemd/saynad.target",
         "examples/sharded-host.yaml",
+        "kubernetes/base/kustomization.yaml",
         "prometheus/alerts.yml",
         "grafana/saynad.json",
     ):

@@ -249,6 +249,9 @@ def test_the_credentials_are_mounted_where_the_configuration_reads_them() -> Non
     )
     assert used
     assert used == created
+    # …and so do the operations guide's.
+    docs = (ROOT / "docs" / "operations.md").read_text()
+    assert set(re.findall(r"--from-file=([\w-]+)=", docs)) == used
     assert volume["secret"]["secretName"] == "saynad-credentials"
     # The writable places are volumes: the root filesystem is read-only.
     mounted = {m["mountPath"] for m in container["volumeMounts"]}
