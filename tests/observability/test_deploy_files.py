@@ -78,6 +78,7 @@ def _installed_copy(tmp_path: Path) -> Path:
     Returns the directory holding them, as systemd would find them in /etc/systemd/system.
     """
     saynad = Path(sys.executable).with_name("saynad")
+    tmp_path.mkdir(exist_ok=True)
     for source in (UNIT, TEMPLATE, TARGET):
         text = source.read_text().replace("/opt/saynad/bin/saynad", str(saynad))
         (tmp_path / source.name).write_text(text)
@@ -211,3 +212,34 @@ def test_the_transcript_sink_alert_watches_the_sink_error_counter() -> None:
         "rate(saynad_transcript_sink_errors_total[5m]) > 0"
         in (ROOT / "docs" / "operations.md").read_text()
     )
+
+
+async def test_the_target_pulls_in_every_enabled_shard(tmp_path: Path) -> None:
+    # `systemctl enable saynad@{0..2}.service` links each instance into the target's
+    # .wants directory; verifying the target loads each of them from the template.
+    tool = require_tool("systemd-analyze")
+
+    async def verify(name: str, canary: str) -> str:
+        directory = _installed_copy(tmp_path / name)
+        template = directory / TEMPLATE.name
+        template.write_text(template.read_text() + canary)
+        wants = directory / "saynad.target.wants"
+        wants.mkdir()
+        for index in range(3):
+            (wants / f"saynad@{index}.service").symlink_to(f"../{TEMPLATE.name}")
+        result = await trio.run_process(
+            [tool, "verify", str(directory / "saynad.target")],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        output = (result.stdout + result.stderr).decode()
+        assert result.returncode == 0, output
+        return output
+
+    assert "saynad" not in await verify("clean", "")  # three clean shards
+    # A key systemd does not know, appended to the template, is warned about once per
+    # enabled instance: the target really loaded the three.
+    warned = await verify("canary", "SaynadCanaryKey=1\n")
+    lines = [x for x in warned.splitlines() if TEMPLATE.name in x and "SaynadCanaryKey" in x]
+    assert len(lines) == 3, warned
