@@ -11,9 +11,11 @@
 #      (0644) from a shipped example (--example, default: demo, which needs nothing else);
 #   3. /etc/credstore (0700, root): systemd's credential store, where the secrets go as
 #      /etc/credstore/saynad.NAME (the docs create them; this script creates none);
-#   4. the unit /etc/systemd/system/saynad.service (0644), then `systemctl daemon-reload`.
-# Running it again upgrades saynad and the unit and keeps the configuration and secrets.
-# It never starts the service: `systemctl enable --now saynad` does, once you are ready.
+#   4. the units in /etc/systemd/system (0644): saynad.service, and saynad@.service with
+#      saynad.target for several shards on one host; then `systemctl daemon-reload`.
+# Running it again upgrades saynad and the units and keeps the configuration and secrets.
+# It never starts a service: `systemctl enable --now saynad` does, once you are ready
+# (or, sharded, `systemctl enable --now saynad@{0..N-1}.service saynad.target`).
 #
 # Options:
 #   --root DIR      install under DIR instead of / (a staging tree, for inspection and
@@ -85,13 +87,15 @@ fi
 # 3. systemd's credential store: root-only.
 install -d -m 0700 "$ROOT/etc/credstore"
 
-# 4. The unit, pointing at this virtual environment.
-step "unit /etc/systemd/system/saynad.service"
+# 4. The units, pointing at this virtual environment.
 install -d -m 0755 "$ROOT/etc/systemd/system"
-"$SAYNAD" files systemd/saynad.service | sed "s#/opt/saynad/#$PREFIX/#g" \
-    > "$ROOT/etc/systemd/system/saynad.service.new"
-chmod 0644 "$ROOT/etc/systemd/system/saynad.service.new"
-mv "$ROOT/etc/systemd/system/saynad.service.new" "$ROOT/etc/systemd/system/saynad.service"
+for unit in saynad.service saynad@.service saynad.target; do
+    step "unit /etc/systemd/system/$unit"
+    "$SAYNAD" files "systemd/$unit" | sed "s#/opt/saynad/#$PREFIX/#g" \
+        > "$ROOT/etc/systemd/system/$unit.new"
+    chmod 0644 "$ROOT/etc/systemd/system/$unit.new"
+    mv "$ROOT/etc/systemd/system/$unit.new" "$ROOT/etc/systemd/system/$unit"
+done
 if [ -z "$ROOT" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
     systemctl daemon-reload
 fi
@@ -103,4 +107,5 @@ Next:
     /etc/credstore/saynad.NAME (mode 0600; docs/operations.md lists them);
   - edit /etc/saynad/saynad.yaml (\`$SAYNAD config example\` lists the examples);
   - systemctl enable --now saynad && systemctl status saynad
+    (several shards on this host: docs/operations.md, "Several shards on one host")
 NEXT

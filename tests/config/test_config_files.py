@@ -15,12 +15,13 @@ import pytest
 from saynad.app import emulator_options
 from saynad.config import Config, load_config, summarize
 from saynad.errors import ConfigError
-from saynad.shipped import DEMO_CONFIG, example_file, example_names, shipped_path
+from saynad.shipped import DEMO_CONFIG, example_file, shipped_path
+from tests.deploy._files import loadable_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS_DIR = ROOT / "tests" / "corpus" / "configs"
 
-EXAMPLES = {name: shipped_path(example_file(name)) for name in example_names()}
+EXAMPLES = {name: shipped_path(example_file(name)) for name in loadable_examples()}
 CORPUS_FILES = sorted(CORPUS_DIR.glob("*.yaml"))
 
 # Every ${credential:…} of the examples (the unit loads the same names, see

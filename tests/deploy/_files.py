@@ -8,17 +8,35 @@ references of every example.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from saynad.config._schema import SECTIONS
 from saynad.shipped import example_file, example_names, read_shipped
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATIONS = ROOT / "docs" / "operations.md"
 UNIT_NAME = "systemd/saynad.service"
+TEMPLATE_NAME = "systemd/saynad@.service"
+
+SHARDED_EXAMPLES = frozenset({"sharded-host"})
+"""Examples written for a sharded fleet (``sharding``, ``http.port_per_shard``,
+``http.webhooks``): they load only where the configuration knows those keys."""
+
+SHARDING_KNOWN = "sharding" in SECTIONS
+
+
+def loadable_examples() -> list[str]:
+    """The shipped examples this saynad loads: all of them once it knows ``sharding``."""
+    return [name for name in example_names() if SHARDING_KNOWN or name not in SHARDED_EXAMPLES]
+
+
 CREDSTORE = "/etc/credstore"
 
 _REFERENCE = re.compile(r"\$\{credential:([^}]*)\}")
@@ -86,3 +104,37 @@ def write_docs_credentials(directory: Path) -> dict[str, str]:
         (directory / name).write_text(value + "\n")
         written[name] = value
     return written
+
+
+CHECK_TIMEOUT_S = 120
+"""A hang guard for ``saynad check`` (it takes about a second)."""
+
+
+def credential_names(document: Any) -> set[str]:
+    """The ``${credential:NAME}`` names in a parsed configuration's values."""
+    return set(_REFERENCE.findall(json.dumps(document)))
+
+
+def saynad_check(
+    config_text: str, directory: Path, *, withhold: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real ``saynad check`` on ``config_text``, in a process of its own.
+
+    Every credential the text names but ``withhold`` is laid out under
+    ``directory/credentials`` (as systemd or a Kubernetes Secret would); nothing else of
+    this environment leaks in.
+    """
+    credentials = directory / "credentials"
+    credentials.mkdir()
+    for name in credential_names(yaml.safe_load(config_text)) - {withhold}:
+        (credentials / name).write_text(f"{name}-value-0123456789abcdef\n")
+    path = directory / "saynad.yaml"
+    path.write_text(config_text)
+    return subprocess.run(
+        [sys.executable, "-m", "saynad", "check", "--config", str(path)],
+        env={"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": str(credentials)},
+        capture_output=True,
+        text=True,
+        timeout=CHECK_TIMEOUT_S,
+        check=False,
+    )

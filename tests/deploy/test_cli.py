@@ -50,7 +50,7 @@ def test_config_example_lists_and_prints_each_shipped_example() -> None:
     listing = saynad("config", "example")
     assert listing.returncode == 0
     names = [line.split()[0] for line in listing.stdout.decode().splitlines()]
-    assert names == ["demo", "livekit-phone-agent", "websocket-only"]
+    assert names == ["demo", "livekit-phone-agent", "sharded-host", "websocket-only"]
     for name in names:
         shown = saynad("config", "example", name)
         assert shown.returncode == 0

@@ -25,8 +25,7 @@ import trio
 
 from saynad._version import __version__
 from saynad.config import DEFAULT_CONFIG_PATH
-from saynad.shipped import example_names
-from tests.deploy._files import ROOT, unit_settings, write_docs_credentials
+from tests.deploy._files import ROOT, loadable_examples, unit_settings, write_docs_credentials
 from tests.support.processes import daemon_process
 
 pytestmark = pytest.mark.slow
@@ -133,6 +132,10 @@ def test_the_wheel_carries_the_package_its_data_and_nothing_of_the_tests(
         "examples/livekit-phone-agent.yaml",
         "examples/websocket-only.yaml",
         "systemd/saynad.service",
+        "systemd/saynad@.service",
+        "systemd/saynad.target",
+        "examples/sharded-host.yaml",
+        "kubernetes/base/kustomization.yaml",
         "prometheus/alerts.yml",
         "grafana/saynad.json",
     ):
@@ -193,7 +196,7 @@ async def test_run_on_the_embedded_default_stops_cleanly_on_sigterm(installed: I
     assert not [line for line in daemon.lines if line.get("level") == "error"]
 
 
-@pytest.mark.parametrize("name", example_names())
+@pytest.mark.parametrize("name", loadable_examples())
 def test_every_example_checks_with_the_credentials_the_docs_create(
     installed: Installed, name: str, tmp_path: Path
 ) -> None:
@@ -224,6 +227,11 @@ def test_the_install_lays_out_etc_as_the_unit_and_the_docs_expect(installed: Ins
     assert mode(unit) == 0o644
     assert not list((etc / "credstore").iterdir())  # the docs create the secrets
     assert settings["ExecStart"] == ["/opt/saynad/bin/saynad run --config /etc/saynad/saynad.yaml"]
+    # The shards' template and their target, beside it, as shipped.
+    for name in ("saynad@.service", "saynad.target"):
+        installed_unit = etc / "systemd" / "system" / name
+        assert mode(installed_unit) == 0o644
+        assert installed_unit.read_text() == installed.run("files", f"systemd/{name}").stdout
     demo = installed.run("config", "example", "demo")
     assert (etc / "saynad" / "saynad.yaml").read_text() == demo.stdout
 

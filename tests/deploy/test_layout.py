@@ -1,6 +1,6 @@
 """The repository's files of record and what the package ships are the same files.
 
-``config/``, ``systemd/`` and ``deploy/{prometheus,grafana}`` are where operators and
+``config/``, ``systemd/`` and ``deploy/{prometheus,grafana,kubernetes}`` are where operators and
 reviewers look; ``saynad/data/`` links to them so that the package carries them. A file
 added at the top without its link would silently not ship: these tests catch it.
 """
@@ -21,6 +21,7 @@ SHIPPED_DIRECTORIES = {
     "systemd": "systemd",
     "deploy/prometheus": "prometheus",
     "deploy/grafana": "grafana",
+    "deploy/kubernetes": "kubernetes",
 }
 
 

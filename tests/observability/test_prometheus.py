@@ -46,10 +46,15 @@ def _prometheus_config(directory: Path, target: str) -> Path:
 
 
 @asynccontextmanager
-async def prometheus(tmp_path: Path, target: str) -> AsyncIterator[str]:
-    """Prometheus on a free loopback port scraping ``target`` every second."""
+async def prometheus(
+    tmp_path: Path, target: str | None = None, *, config: Path | None = None
+) -> AsyncIterator[str]:
+    """Prometheus on a free loopback port scraping ``target`` every second, or running
+    the configuration file ``config`` (its data under ``tmp_path``)."""
     binary = require_tool("prometheus")
-    config = _prometheus_config(tmp_path, target)
+    if config is None:
+        assert target is not None
+        config = _prometheus_config(tmp_path, target)
     port = free_port()
     process = await trio.lowlevel.open_process(
         [
