@@ -297,6 +297,20 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
+        self.shard_info = Gauge(
+            "saynad_shard_info",
+            "Always 1; the labels carry this process's place in a sharded fleet: shard "
+            "index of count (0 of 1: not sharded).",
+            ["index", "count"],
+            registry=registry,
+        )
+        self.shard_info.labels(index="0", count="1").set(1)
+        self.webhook_listener_open = Gauge(
+            "saynad_webhook_listener_open",
+            "1 while the SIP webhook listener of http.webhooks accepts calls; 0 while it has "
+            "stepped aside (full or draining) and without http.webhooks.",
+            registry=registry,
+        )
 
         self.session_starts = Counter(
             "saynad_session_starts",
@@ -402,6 +416,11 @@ class Metrics:
         self.session_failures.labels(origin=origin, reason=reason).inc()
 
     # ----------------------------------------------------------------- daemon
+
+    def shard(self, index: int, count: int) -> None:
+        """This process is shard ``index`` of ``count`` (at start and after a reload)."""
+        self.shard_info.clear()
+        self.shard_info.labels(index=str(index), count=str(count)).set(1)
 
     def webhook(self, outcome: str) -> None:
         self.webhook_requests.labels(outcome=outcome).inc()
