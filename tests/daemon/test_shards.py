@@ -12,8 +12,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
+from saynad.cli import main
 from saynad.sharding import assign
 from tests.support.processes import DaemonProcess, daemon_process
 from tests.support.samples import greeting_fleet
@@ -47,7 +49,7 @@ async def settled(url: str, expected: set[str]) -> Rows:
         return set(found) == expected and all(r["state"] == "ready" for r in found.values())
 
     with trio.fail_after(HANG_S):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - another process
             await trio.sleep(0.05)
     return found
 
@@ -107,3 +109,40 @@ async def test_three_shards_cover_the_fleet_survive_a_kill_and_reshard_to_four(
         for process in shards[:3]:
             changed = await process.event("shard changed")
             assert changed["configured"].endswith("/4")
+
+
+def test_saynad_shards_prints_the_table_and_what_moves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "saynad.yaml"
+    write(config, 3)
+    assert main(["shards", "--config", str(config), "--count", "4", "--previous", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in out[1 : len(NAMES) + 1]}
+    assert {name: int(row[0]) for name, row in rows.items()} == assign(NAMES, 4)
+    moves = {name for name, row in rows.items() if row[-1:] == ["moves"]}
+    assert moves == owned(4, 3)
+    assert out[-1] == f"{len(moves)} of {len(NAMES)} move going from 3 to 4 shards"
+    assert main(["shards", "--config", str(config), "--count", "0"]) == 1
+
+
+def test_saynad_check_shows_the_shard_and_says_which_source_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "saynad.yaml"
+    write(config, 3)
+    assert main(["check", "--config", str(config), "--shard", "2/3"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    mine = sorted(owned(3, 2))
+    assert (
+        line
+        == f"  shard:     2/3 (from --shard): runs {len(mine)} of 24 always-on: " + ", ".join(mine)
+    )
+    monkeypatch.setenv("SAYNAD_SHARD", "1")  # the index; the count is the file's
+    assert main(["check", "--config", str(config)]) == 0
+    assert "shard:     1/3 (from SAYNAD_SHARD)" in capsys.readouterr().out
+    monkeypatch.setenv("SAYNAD_SHARD", "3")
+    assert main(["check", "--config", str(config)]) == 1
+    assert capsys.readouterr().err.startswith("saynad: SAYNAD_SHARD with sharding.count")
+    assert main(["check", "--config", str(config), "--shard", "0/2"]) == 0  # CLI wins
+    assert "shard:     0/2 (from --shard)" in capsys.readouterr().out
