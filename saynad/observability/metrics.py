@@ -164,6 +164,8 @@ class CountersLike(Protocol):
     def sink_errors(self) -> int: ...
     @property
     def audio_sink_errors(self) -> int: ...
+    @property
+    def audio_chunks_late(self) -> int: ...
 
 
 class RunLike(Protocol):
@@ -210,6 +212,7 @@ class _Totals:
     sink_written: int = 0
     sink_errors: int = 0
     audio_sink_errors: int = 0
+    audio_chunks_late: int = 0
 
     def copy(self) -> _Totals:
         return _Totals(
@@ -228,6 +231,7 @@ class _Totals:
             sink_written=self.sink_written,
             sink_errors=self.sink_errors,
             audio_sink_errors=self.audio_sink_errors,
+            audio_chunks_late=self.audio_chunks_late,
         )
 
     def add(self, run: RunLike) -> None:
@@ -260,6 +264,7 @@ class _Totals:
         self.sink_written += counters.sink_written
         self.sink_errors += counters.sink_errors
         self.audio_sink_errors += counters.audio_sink_errors
+        self.audio_chunks_late += counters.audio_chunks_late
 
 
 class Metrics:
@@ -554,6 +559,11 @@ class _LiveCollector(Collector):
             "TTS utterances an audio sink could not write (directory, disk or I/O error); "
             "each is lost, the session goes on.",
         )
+        audio_late = CounterMetricFamily(
+            "saynad_audio_chunks_late",
+            "Audio chunks an audio source sent more than 50 ms after their real-time due "
+            'time (an overloaded process); out of saynad_ws_frames{type="audio"}.',
+        )
         replay_size = GaugeMetricFamily(
             "saynad_webhook_replay_cache_entries",
             "Webhook event ids remembered to refuse replays.",
@@ -591,6 +601,7 @@ class _LiveCollector(Collector):
             sink_entries.add_metric(["dropped"], t.drops["transcript_sink"])
             sink_errors.add_metric([], t.sink_errors)
             audio_sink_errors.add_metric([], t.audio_sink_errors)
+            audio_late.add_metric([], t.audio_chunks_late)
             replay_size.add_metric([], snap.replay_cache_size)
             replay_capacity.add_metric([], snap.replay_cache_capacity)
             tasks.add_metric([], trio_task_count())
@@ -611,6 +622,7 @@ class _LiveCollector(Collector):
             sink_entries,
             sink_errors,
             audio_sink_errors,
+            audio_late,
             replay_size,
             replay_capacity,
             tasks,
