@@ -17,7 +17,8 @@ import trio
 
 from saynad.cli import main
 from saynad.sharding import assign
-from tests.support.processes import DaemonProcess, daemon_process
+from tests.support.daemon import daemon_in_process
+from tests.support.processes import DaemonProcess, daemon_process, free_port
 from tests.support.samples import greeting_fleet
 from tests.timing import HANG_S
 
@@ -61,7 +62,7 @@ async def shard(config: Path, index: int) -> AsyncIterator[DaemonProcess]:
 
 
 def owned(count: int, index: int) -> set[str]:
-    return {name for name, owner in assign(NAMES, count).items() if owner == index}
+    return owned_of(NAMES, count, index)
 
 
 async def test_three_shards_cover_the_fleet_survive_a_kill_and_reshard_to_four(
@@ -146,3 +147,22 @@ def test_saynad_check_shows_the_shard_and_says_which_source_is_wrong(
     assert capsys.readouterr().err.startswith("saynad: SAYNAD_SHARD with sharding.count")
     assert main(["check", "--config", str(config), "--shard", "0/2"]) == 0  # CLI wins
     assert "shard:     0/2 (from --shard)" in capsys.readouterr().out
+
+
+async def test_port_per_shard_puts_shard_i_on_the_base_port_plus_i(tmp_path: Path) -> None:
+    base = free_port()
+    config = tmp_path / "saynad.yaml"
+    text = greeting_fleet(dict.fromkeys(NAMES[:4], "hello"), listen=f"127.0.0.1:{base}")
+    config.write_text(text.replace("http:\n", "http:\n  port_per_shard: true\n", 1))
+    async with daemon_in_process(config, shard_override=(1, 2)) as daemon:
+        assert daemon.http_urls[0] == f"http://127.0.0.1:{base + 1}"
+        assert daemon.placement() == {"index": 1, "count": 2}
+        assert set(daemon.always_on(daemon.config)) == owned_of(NAMES[:4], 2, 1)
+        metrics = daemon.metrics_registry.get_sample_value(
+            "saynad_shard_info", {"index": "1", "count": "2"}
+        )
+        assert metrics == 1
+
+
+def owned_of(names: tuple[str, ...], count: int, index: int) -> set[str]:
+    return {name for name, owner in assign(names, count).items() if owner == index}
