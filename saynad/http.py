@@ -576,6 +576,10 @@ _TRANSIENT_ACCEPT_ERRORS: Final = frozenset({errno.ECONNABORTED, errno.EPROTO, e
 _RESOURCE_ACCEPT_ERRORS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 )
+WEBHOOK_CONNECTION_S: Final = BODY_TIMEOUT_S
+"""How long a connection to the listener of ``http.webhooks`` may last (Sayna gives up
+on a delivery after 5 s): until then it counts among the calls not yet decided."""
+
 ACCEPT_RETRY_S: Final = 0.1
 """How long the webhook listener waits after running out of file descriptors or memory."""
 
@@ -701,11 +705,16 @@ class WebhookServer:
         self._nursery.start_soon(self._connection, conn, _Pending(self))
 
     async def _connection(self, conn: socket.socket, pending: _Pending) -> None:
+        # One request per connection, within WEBHOOK_CONNECTION_S: a connection that
+        # sends nothing holds a place among the undecided calls for that long at most.
         try:
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
-            state = ConnectionState({})
-            app = ASGIWrapper(_Deciding(self.app, pending))  # type: ignore[arg-type]
-            await TCPServer(app, self._config, self._context, state, stream).run()  # type: ignore[arg-type]
+            with trio.move_on_after(WEBHOOK_CONNECTION_S):
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+                state = ConnectionState({})
+                app = ASGIWrapper(_Deciding(self.app, pending))  # type: ignore[arg-type]
+                await TCPServer(app, self._config, self._context, state, stream).run()  # type: ignore[arg-type]
+        except OSError:
+            pass  # the caller went away before its answer
         finally:
             conn.close()
             pending.decide()
