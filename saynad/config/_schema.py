@@ -120,7 +120,23 @@ class SaynaSettings(Settings, frozen=True, kw_only=True):
             )
 
 
-class WebhookListenerSettings(Settings, frozen=True, kw_only=True):
+class _Listening(Settings, frozen=True, kw_only=True):
+    """A section with a ``listen`` address."""
+
+    listen: ListenAddress
+
+    @property
+    def host(self) -> str:
+        """The host part of ``listen`` (brackets removed for IPv6)."""
+        return parse_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        """The port part of ``listen``."""
+        return parse_listen(self.listen)[1]
+
+
+class WebhookListenerSettings(_Listening, frozen=True, kw_only=True):
     """``http.webhooks``: the SIP webhook route on a listener of its own.
 
     ``reuse_port``: bind with ``SO_REUSEPORT``, so every shard of one host listens on the
@@ -139,16 +155,6 @@ class WebhookListenerSettings(Settings, frozen=True, kw_only=True):
         """True when a full or draining shard stops listening instead of answering 503."""
         return self.when_full == "close" or (self.when_full is None and self.reuse_port)
 
-    @property
-    def host(self) -> str:
-        """The host part of ``listen`` (brackets removed for IPv6)."""
-        return parse_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        """The port part of ``listen``."""
-        return parse_listen(self.listen)[1]
-
     def _problems(self) -> Problems:
         if self.when_full == "close" and not self.reuse_port:
             yield (
@@ -163,7 +169,7 @@ class WebhookListenerSettings(Settings, frozen=True, kw_only=True):
             )
 
 
-class HttpSettings(Settings, frozen=True, kw_only=True):
+class HttpSettings(_Listening, frozen=True, kw_only=True):
     """``http``: the daemon's own HTTP server (metrics, health, sessions, webhooks).
 
     ``port_per_shard``: shard I of a sharded fleet listens on ``listen``'s port + I
@@ -179,16 +185,6 @@ class HttpSettings(Settings, frozen=True, kw_only=True):
         hook = self.webhooks
         if hook is not None and hook.port != 0 and (hook.host, hook.port) == (self.host, self.port):
             yield (("webhooks", "listen"), "must differ from http.listen")
-
-    @property
-    def host(self) -> str:
-        """The host part of ``listen`` (brackets removed for IPv6)."""
-        return parse_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        """The port part of ``listen``."""
-        return parse_listen(self.listen)[1]
 
 
 class LoggingSettings(Settings, frozen=True, kw_only=True):

@@ -98,6 +98,12 @@ def test_the_command_line_wins_over_the_environment_which_wins_over_the_file() -
         ("sharding: {count: 0}\n", "sharding.count"),
         (f"sharding: {{count: {MAX_SHARDS + 1}}}\n", "sharding.count"),
         ('http: {webhooks: {listen: "127.0.0.1:9000"}}\n', "http.webhooks"),
+        ('http: {webhooks: {listen: "127.0.0.1:9000", when_full: close}}\n', "when_full"),
+        ('http: {webhooks: {listen: "127.0.0.1:0", reuse_port: true}}\n', "webhooks.listen"),
+        (
+            'http: {listen: "127.0.0.1:9000", webhooks: {listen: "127.0.0.1:9000"}}\n',
+            "webhooks.listen",
+        ),
     ],
 )
 def test_the_file_refuses_a_bad_place(text: str, where: str) -> None:
