@@ -28,13 +28,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
+from saynad._io.listener import MIGRATE_SYSCTL
 from tests.bench.__main__ import machine
 from tests.support.processes import daemon_process, free_port
 from tests.support.samples import daemon_config, signed_call
@@ -98,12 +100,36 @@ async def _webhook_run(mode: str, concurrency: int, run: int) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _migration(on: bool) -> Iterator[bool]:
+    """``net.ipv4.tcp_migrate_req`` set to ``on`` for the block (restored after); yields
+    False when it cannot be set (not root, no such sysctl)."""
+    try:
+        before = MIGRATE_SYSCTL.read_text()
+        MIGRATE_SYSCTL.write_text("1\n" if on else "0\n")
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        MIGRATE_SYSCTL.write_text(before)
+
+
 def webhooks(reps: int) -> dict[str, Any]:
     cells: dict[str, Any] = {}
-    for mode in ("refuse", "close"):
+    for label, mode, migrate in (
+        ("refuse", "refuse", False),
+        ("close", "close", False),
+        ("close, tcp_migrate_req = 1", "close", True),
+    ):
         for concurrency in CONCURRENCY:
-            runs = [trio.run(_webhook_run, mode, concurrency, rep) for rep in range(reps)]
-            key = f"{mode}/{concurrency}"
+            with _migration(migrate) as applied:
+                if not applied:
+                    print(f"{label}: cannot set {MIGRATE_SYSCTL}; skipped", flush=True)
+                    continue
+                runs = [trio.run(_webhook_run, mode, concurrency, rep) for rep in range(reps)]
+            key = f"{label}/{concurrency}"
             cells[key] = {
                 field: statistics.median(r[field] for r in runs)
                 for field in ("admitted", "refused", "lost", "other", "small", "large")
@@ -133,7 +159,7 @@ def _webhooks_section(data: dict[str, Any] | None) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for key, cell in data["cells"].items():
-        mode, concurrency = key.split("/")
+        mode, concurrency = key.rsplit("/", 1)
         lines.append(
             f"| `{mode}` | {concurrency} | {cell['admitted']:g} | {cell['refused']:g} | "
             f"{cell['lost']:g} | {cell['small']:g} / {cell['large']:g} | "

@@ -38,7 +38,7 @@ from tests.support.http import metric_value
 from tests.support.processes import daemon_process
 from tests.support.samples import CALLER_WAV, LISTEN_ANY, STT_YAML, tts_yaml
 
-WINDOW_S = float(os.environ.get("SCALE_WINDOW_S", "15"))
+WINDOW_S = float(os.environ.get("SCALE_WINDOW_S", "10"))
 SETTLE_S = float(os.environ.get("SCALE_SETTLE_S", "3"))
 LATE_FRACTION = 0.01
 RESOLUTION = 0.05

@@ -11,9 +11,11 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from saynad._io.listener import ReusePortListener
+from tests.support.daemon import daemon_in_process, wait_until
 from tests.support.http import metric_value
 from tests.support.processes import daemon_process, free_port
 from tests.support.samples import daemon_config, signed_call
@@ -108,3 +110,43 @@ async def test_closing_the_listener_hands_back_the_connections_queued_on_it() ->
     finally:
         for sock in clients + queued:
             sock.close()
+
+
+async def test_a_full_shard_listens_again_when_a_call_ends_and_steps_aside_when_draining(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhooks/sip"
+    config = tmp_path / "saynad.yaml"
+    config.write_text(
+        daemon_config(
+            sessions=(),
+            max_sessions=2,
+            max_duration_s=1,
+            webhooks=f'{{listen: "127.0.0.1:{port}", reuse_port: true}}',
+        )
+    )
+
+    def listening() -> float | None:
+        return daemon.metrics_registry.get_sample_value("saynad_webhook_listener_open")
+
+    async with (
+        daemon_in_process(config) as daemon,
+        httpx.AsyncClient(timeout=HANG_S) as client,
+        trio.open_nursery() as nursery,
+    ):
+        assert daemon.webhook_url == f"http://127.0.0.1:{port}"
+        assert [await call(client, url, 1), await call(client, url, 2)] == [202, 202]
+        # Full: nothing listens on the port any more (this shard is alone on it).
+        assert listening() == 0
+        with pytest.raises(httpx.ConnectError):
+            await call(client, url, 3)
+        # The calls end (max_duration_s): the shard listens again and takes the next.
+        await wait_until(lambda: listening() == 1)
+        assert await call(client, url, 4) == 202
+        # Draining, with that call still on: the listener closes at once.
+        nursery.start_soon(daemon.drain)
+        await wait_until(lambda: daemon.draining)
+        assert listening() == 0
+        with pytest.raises(httpx.ConnectError):
+            await call(client, url, 5)
