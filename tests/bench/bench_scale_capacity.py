@@ -253,5 +253,42 @@ def section(data: dict[str, Any] | None) -> list[str]:
         f"{sdk / one if one else math.nan:.2f} | {cpu(at('sdk'), 'client_cpu_pct')} | "
         f"{cpu(at('sdk'), 'emulator_cpu_pct')} |",
         "",
+        "Every search: "
+        + "; ".join(
+            f"{key} " + ", ".join(f"{run['capacity']:g}" for run in data["searches"][key])
+            for key in ("one", "two", "sdk")
+        )
+        + ".",
+        "",
+        *NOTES,
     ]
     return lines
+
+
+NOTES = [
+    "How to read it:",
+    "",
+    "- **The emulator is the other side of every stream** and runs in its own process "
+    "(`tests/bench/emulator.py`, garbage collector off), so its work is never counted "
+    "in a shard's CPU. With one shard (and with the SDK) it has core 1 to itself, "
+    "unused by the process measured. With two shards there is no third core: it shares "
+    "both with the shards, and the CPU it takes (its column) is CPU the shards do not "
+    "get — two shards on this 2-core machine understate what two cores give when the "
+    "server is elsewhere, as Sayna is in production.",
+    "- **What late means.** For saynad, a chunk counts as late when the audio source "
+    "queued it to the session's writer more than 50 ms after its due time (the "
+    "`saynad_audio_chunks_late_total` counter); for the SDK, when its `on_audio_input` "
+    "returned more than 50 ms after the chunk's due time (its own schedule, lags of "
+    "the first 5 s — the connect burst — left out).",
+    "- **A saynad session is more than a client session**: each always-on session has "
+    "its reader fanning events out to its behaviours, its writer, the audio source, "
+    "the recorder of its journal and its metrics, so a shard holds fewer streams per "
+    "core than one process of bare SDK sessions does. The lag bound is reached before "
+    "the shard's core is fully used: the sessions' chunks fall due at the same "
+    "instants, and a burst of them must all be sent within the bound.",
+    "- **A shared machine.** Other programs ran on the same two cores during these "
+    "runs (test suites outside the benchmark lock); a trial can fail because of them, "
+    "which is why each figure is the median of several searches and every search is "
+    "listed.",
+    "",
+]
