@@ -15,7 +15,8 @@ whatever was last measured:
   process on the same workload (``tests/bench/client_sdk.py --stream-s``). The
   emulator runs in its own process; its CPU is reported beside the shards'.
 
-``python -m tests.bench.bench_scale [--part webhooks|capacity|all] [--reps 3]``
+``python -m tests.bench.bench_scale [--part webhooks|capacity|all] [--reps 3]
+[--which one,two,sdk]``
 (``make bench`` runs both; run it under ``flock /tmp/saynad-heavy.lock``).
 """
 
@@ -207,8 +208,9 @@ FINDINGS = [
     "before it closes, with no checkpoint in between, so none is reset: they are "
     "answered. When more of them arrived than the shard had slots left (only possible "
     "with several deliveries in flight at once), the extra ones are answered 503 — the "
-    "*c* > 1 rows count them. With `tcp_migrate_req = 1` (Linux ≥ 5.14, a sysctl of the "
-    "network namespace) saynad closes at once and lets the kernel move them instead.",
+    "`close` rows with *c* > 1 count them. With `tcp_migrate_req = 1` (Linux ≥ 5.14, a "
+    "sysctl of the network namespace) saynad closes at once and lets the kernel move "
+    "them to another shard instead (the last rows).",
     "- **A whole fleet full.** When every shard has stepped aside, nothing listens on "
     "the port: a call gets a refused connection instead of a 503. Both mean the same "
     "to Sayna (no retry); the fleet-wide cap is the sum of the shards' `max_sessions`, "
@@ -226,6 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", choices=("webhooks", "capacity", "all"), default="all")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--which",
+        default="one,two,sdk",
+        help="capacity: the configurations to measure again (one, two, sdk); the others "
+        "are kept from bench-results/scale.json",
+    )
     args = parser.parse_args(argv)
     saved = load()
     stamp = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}
@@ -236,7 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only and args.part in ("capacity", "all"):
         from tests.bench import bench_scale_capacity
 
-        saved["capacity"] = {**bench_scale_capacity.measure(args.reps), **stamp}
+        which = tuple(args.which.split(","))
+        measured = bench_scale_capacity.measure(args.reps, which, saved.get("capacity"))
+        saved["capacity"] = {**measured, **stamp}
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(saved, indent=2))
     write_doc(saved)
