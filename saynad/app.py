@@ -39,7 +39,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 import structlog
@@ -48,6 +48,7 @@ from prometheus_client import CollectorRegistry
 
 from saynad import _early_signals as early_signals
 from saynad._groups import cause_of
+from saynad._io.listener import ReusePortListener
 from saynad.actors.admission import Admission, Ticket, Verdict
 from saynad.actors.plan import build_plan, child_for
 from saynad.actors.registry import Registry, SessionState
@@ -71,11 +72,12 @@ from saynad.errors import (
     SessionConfigError,
     TransportError,
 )
-from saynad.http import METRICS_CACHE_S, HttpApp, ReloadOutcome, serve_http
+from saynad.http import METRICS_CACHE_S, HttpApp, ReloadOutcome, WebhookServer, serve_http
 from saynad.observability.logs import register_secrets
 from saynad.observability.metrics import DaemonSnapshot, Metrics
 from saynad.protocol.webhooks import VerifiedSipWebhook, WebhookVerifier
 from saynad.runtime_gc import GcPolicy
+from saynad.sharding import Shard
 from saynad.systemd import Notifier
 
 __all__ = [
@@ -182,14 +184,23 @@ class Daemon:
     gc_policy: GcPolicy | None = None
     metrics_cache_s: float = METRICS_CACHE_S
     """How long a rendered ``/metrics`` answer is reused (0: render every scrape)."""
+    shard_override: tuple[int, int | None] | None = None
+    """``(index, count)`` from ``--shard`` or ``SAYNAD_SHARD`` (count None: the file's),
+    taking precedence over the file's ``sharding`` at start and at every reload."""
+    webhook_url: str | None = None
+    """Where the listener of ``http.webhooks`` listens, once it does."""
     _root: trio.CancelScope | None = None
     _stop_deadline: float | None = None
 
     def __post_init__(self) -> None:
         if self.gc_policy is None:
             self.gc_policy = GcPolicy(enabled=self.config.runtime.gc == "tuned")
+        self.shard = self.shard_for(self.config)
         self.metrics = Metrics(self.metrics_registry, snapshot=self._metrics_snapshot)
+        self.metrics.shard(self.shard.index, self.shard.count)
         self.admission = Admission(self.config)
+        self._webhooks: WebhookServer | None = None
+        self.admission.listeners.append(self._admission_changed)
         self._reload_lock = trio.Lock()
         self._http_stop = trio.Event()
         self._http_done = trio.Event()
@@ -222,14 +233,28 @@ class Daemon:
             if ticket is not None:
                 self.admission.release(child.name)
 
-    def always_on(self, config: Config) -> dict[str, Child]:
-        return {spec.name: child_for(spec) for spec in config.sessions}
+    def shard_for(self, config: Config) -> Shard:
+        """This process's shard under ``config`` (ValueError: the index is not below
+        the count)."""
+        index, count = self.shard_override or (None, None)
+        return config.shard(index, count)
+
+    def always_on(self, config: Config, shard: Shard | None = None) -> dict[str, Child]:
+        """The always-on sessions of ``config`` this shard runs."""
+        shard = self.shard if shard is None else shard
+        return {spec.name: child_for(spec) for spec in config.sessions if shard.owns(spec.name)}
+
+    def placement(self) -> dict[str, int]:
+        """This process's shard, for ``/sessions``."""
+        return {"index": self.shard.index, "count": self.shard.count}
 
     def status_line(self) -> str:
         rows = self.registry.snapshot()
         ready = sum(1 for r in rows if r.state is SessionState.READY)
         failed = sum(1 for r in rows if r.state is SessionState.FAILED)
         state = "draining" if self.draining else "running"
+        if self.shard.sharded:
+            state += f" shard {self.shard}"
         line = f"{state}: {len(rows)} sessions, {ready} ready, {failed} failed"
         admission = self.admission
         if admission.max_sessions is not None:
@@ -264,6 +289,22 @@ class Daemon:
     async def admit_webhook(self, webhook: VerifiedSipWebhook) -> Verdict:
         """Start a temporary session for a verified SIP webhook, or say why not."""
         return await self.admission.admit_webhook(webhook)
+
+    def webhook_room(self, undecided: int) -> bool:
+        """Whether this shard can take ``undecided`` calls (accepted by the webhook
+        listener, not answered yet) and one more: the listener of ``http.webhooks``
+        stays open only while it can."""
+        admission = self.admission
+        limit = admission.max_sessions
+        return (
+            not self.draining
+            and admission.accepting
+            and (limit is None or admission.active + undecided < limit)
+        )
+
+    def _admission_changed(self) -> None:
+        if self._webhooks is not None:
+            self._webhooks.changed()
 
     # ------------------------------------------------------------------ health
 
@@ -328,7 +369,7 @@ class Daemon:
             # Reading and parsing happen in a worker thread, so a large file never
             # stalls sessions' audio or /healthz; abandoned (left to finish on its own)
             # when the daemon stops meanwhile, so it never delays the exit.
-            new, new_children, secrets = await trio.to_thread.run_sync(
+            new, new_shard, new_children, secrets = await trio.to_thread.run_sync(
                 self._prepare_reload, abandon_on_cancel=True
             )
         except ConfigError as exc:
@@ -338,6 +379,13 @@ class Daemon:
             await self.notifier.ready(self.status_line())
             return ReloadOutcome(ok=False, error="\n".join(exc.problems))
         register_secrets(secrets)
+        if new_shard != self.shard:
+            log.info("shard changed", running=str(self.shard), configured=str(new_shard))
+            self.shard = new_shard
+            self.metrics.shard(new_shard.index, new_shard.count)
+        for key in ("port_per_shard", "webhooks"):
+            if getattr(new.http, key) != getattr(self.config.http, key):
+                log.warning("http setting changed; it applies at the next start", key=key)
         if new.http.listen != self.config.http.listen:
             log.warning(
                 "http.listen changed; it applies at the next start",
@@ -370,11 +418,16 @@ class Daemon:
         await self.notifier.ready(self.status_line())
         return outcome
 
-    def _prepare_reload(self) -> tuple[Config, dict[str, Child], list[str]]:
+    def _prepare_reload(self) -> tuple[Config, Shard, dict[str, Child], list[str]]:
         """Load the file (in a worker thread: touches no live state). What changes is
-        planned once, by the supervisor, against what runs."""
+        planned once, by the supervisor, against what runs; ownership is computed again
+        (the count may come from the file)."""
         new = load_config(self.config_path, env=self.env)
-        return new, self.always_on(new), list(iter_secrets(new))
+        try:
+            shard = self.shard_for(new)
+        except ValueError as exc:
+            raise ConfigError([f"{new.source}: sharding: {exc}"]) from None
+        return new, shard, self.always_on(new, shard), list(iter_secrets(new))
 
     async def _reloader(self) -> None:
         """Serve ``reload_requested``: one reload at a time, and at most one start per
@@ -478,20 +531,53 @@ class Daemon:
 
     # ------------------------------------------------------------------ http
 
+    @property
+    def http_port(self) -> int:
+        """The port of ``http.listen``, plus the shard index with ``port_per_shard``
+        (port 0 stays 0: any free port)."""
+        http = self.config.http
+        if http.port_per_shard and http.port != 0:
+            return http.port + self.shard.index
+        return http.port
+
     async def _serve_http(self, *, task_status: trio.TaskStatus[list[str]]) -> None:
         http = self.config.http
         self._http_started = True
+        routes: Literal["all", "all_but_webhook"] = (
+            "all" if http.webhooks is None else "all_but_webhook"
+        )
         try:
             await serve_http(
-                HttpApp(self, metrics_cache_s=self.metrics_cache_s),
+                HttpApp(self, metrics_cache_s=self.metrics_cache_s, routes=routes),
                 http.host,
-                http.port,
+                self.http_port,
                 shutdown_trigger=self._http_stop.wait,
                 graceful_timeout_s=HTTP_GRACEFUL_TIMEOUT_S,
                 task_status=task_status,
             )
         finally:
             self._http_done.set()
+
+    async def _serve_webhooks(self, *, task_status: trio.TaskStatus[str]) -> None:
+        """The listener of ``http.webhooks``: the SIP webhook alone, on a port every
+        shard of the host may share; steps aside while this shard has no room (``when_full:
+        close``)."""
+        settings = self.config.http.webhooks
+        assert settings is not None
+        server = WebhookServer(
+            HttpApp(self, routes="webhook"),
+            ReusePortListener(settings.host, settings.port, reuse_port=settings.reuse_port),
+            has_room=self.webhook_room if settings.close_when_full else None,
+            graceful_timeout_s=HTTP_GRACEFUL_TIMEOUT_S,
+            on_listening=lambda listening: self.metrics.webhook_listener_open.set(
+                1 if listening else 0
+            ),
+        )
+        self._webhooks = server
+        try:
+            await server.serve(shutdown_trigger=self._http_stop.wait, task_status=task_status)
+        finally:
+            self._webhooks = None
 
     # ------------------------------------------------------------------ run
 
@@ -545,14 +631,32 @@ class Daemon:
                     self.http_urls = await nursery.start(self._serve_http, name="http")
                 except OSError as exc:
                     log.error(
-                        "cannot listen for http", listen=self.config.http.listen, error=str(exc)
+                        "cannot listen for http",
+                        listen=f"{self.config.http.host}:{self.http_port}",
+                        error=str(exc),
                     )
                     self.exit_code = EX_UNAVAILABLE
                     root.cancel()
                     return
-                log.info("http server listening", url=self.http_urls[0])
+                log.info("http server listening", url=self.http_urls[0], shard=str(self.shard))
+                if self.config.http.webhooks is not None:
+                    try:
+                        self.webhook_url = await nursery.start(
+                            self._serve_webhooks, name="webhooks"
+                        )
+                    except OSError as exc:
+                        log.error(
+                            "cannot listen for webhooks",
+                            listen=self.config.http.webhooks.listen,
+                            error=str(exc),
+                        )
+                        self.exit_code = EX_UNAVAILABLE
+                        root.cancel()
+                        return
+                    log.info("webhook listener listening", url=self.webhook_url)
                 # READY=1 (below) reports the fleet: wait until the supervisor holds it.
-                await supervisor.reload(self.always_on(self.config))
+                owned = self.always_on(self.config)
+                await supervisor.reload(owned)
                 assert self.gc_policy is not None
                 nursery.start_soon(self.gc_policy.run, self.registry, name="gc")
                 self.gc_policy.request_freeze("fleet started")
@@ -564,7 +668,9 @@ class Daemon:
                     nursery.start_soon(self._status, name="status")
                 log.info(
                     "saynad running",
-                    sessions=len(self.config.sessions),
+                    sessions=len(owned),
+                    shard=str(self.shard),
+                    fleet_sessions=len(self.config.sessions),
                     sayna=self.sayna_url,
                     config=str(self.config_path),
                     http=self.http_urls[0],
@@ -578,12 +684,14 @@ async def run_daemon(
     config: Config,
     *,
     env: Mapping[str, str] | None = None,
+    shard_override: tuple[int, int | None] | None = None,
     task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
 ) -> int:
-    """Run the daemon for ``config`` (loaded from ``config_path``) until drained.
+    """Run the daemon for ``config`` (loaded from ``config_path``) until drained;
+    ``shard_override``: :attr:`Daemon.shard_override`.
 
     Returns the process exit status (0, or ``EX_UNAVAILABLE`` when it could not listen).
     """
-    daemon = Daemon(config_path=config_path, config=config, env=env)
+    daemon = Daemon(config_path=config_path, config=config, env=env, shard_override=shard_override)
     await daemon.run(task_status=task_status)
     return daemon.exit_code

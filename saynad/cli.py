@@ -11,6 +11,7 @@ exists, else the embedded demo shipped in the package, and say which on stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import secrets
@@ -28,6 +29,7 @@ from saynad._version import __version__
 from saynad.config import DEFAULT_CONFIG_PATH, Config, load_config, summarize
 from saynad.errors import ConfigError
 from saynad.observability.logs import configure_logging, errors_to_journal
+from saynad.sharding import MAX_SHARDS, SHARD_ENV, Shard, owner, shard_override
 from saynad.shipped import (
     DEMO_CONFIG,
     ShippedFileError,
@@ -106,11 +108,46 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _shard(
+    args: argparse.Namespace, config: Config
+) -> tuple[Shard, tuple[int, int | None] | None, str] | None:
+    """This process's shard: ``--shard``, else ``SAYNAD_SHARD``, else the file's
+    ``sharding``; with the override (what the daemon keeps across reloads) and where it
+    came from. None after printing why it is invalid."""
+    try:
+        found = shard_override(args.shard, os.environ)
+    except ValueError as exc:
+        print(f"saynad: {exc}", file=sys.stderr)
+        return None
+    override, source = found if found is not None else (None, "sharding")
+    index, count = override or (None, None)
+    try:
+        return config.shard(index, count), override, source
+    except ValueError as exc:
+        where = source if count is not None else f"{source} with sharding.count of the file"
+        print(f"saynad: {where}: {exc}", file=sys.stderr)
+        return None
+
+
+def format_placement(config: Config, shard: Shard, source: str) -> str:
+    """What ``saynad check`` says of the shard: which always-on sessions it runs."""
+    names = [spec.name for spec in config.sessions]
+    mine = [name for name in names if shard.owns(name)]
+    line = f"  shard:     {shard} (from {source}): runs {len(mine)} of {len(names)} always-on"
+    if shard.sharded:
+        line += ": " + (", ".join(mine) or "none")
+    return line
+
+
 def _check(args: argparse.Namespace) -> int:
     config = _load(_config_path(args))
     if config is None:
         return EX_FAILURE
+    placed = _shard(args, config)
+    if placed is None:
+        return EX_FAILURE
     print(summarize(config))
+    print(format_placement(config, placed[0], placed[2]))
     return EX_OK
 
 
@@ -121,11 +158,61 @@ def _run(args: argparse.Namespace) -> int:
     if config is None:
         # EX_CONFIG: the unit's RestartPreventExitStatus=78 stops a restart loop.
         return EX_CONFIG
+    placed = _shard(args, config)
+    if placed is None:
+        return EX_CONFIG
     configure_logging(args.log_level or config.logging.level, config.logging.format)
     from saynad.app import run_daemon
 
-    code: int = trio.run(run_daemon, Path(path), config)
+    code: int = trio.run(
+        functools.partial(run_daemon, Path(path), config, shard_override=placed[1])
+    )
     return code
+
+
+def format_shards(names: Sequence[str], count: int, previous: int | None = None) -> str:
+    """The ``saynad shards`` table: every always-on session with the shard that runs it
+    (and, with ``previous``, the shard that ran it with that many shards), then the
+    sessions per shard."""
+    table = [("SESSION", "SHARD") + (("WAS", "") if previous is not None else ())]
+    moved = 0
+    for name in names:
+        now = owner(name, count)
+        row: tuple[str, ...] = (name, str(now))
+        if previous is not None:
+            before = owner(name, previous)
+            moved += before != now
+            row += (str(before), "moves" if before != now else "")
+        table.append(row)
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    per_shard = [0] * count
+    for name in names:
+        per_shard[owner(name, count)] += 1
+    lines.append("")
+    lines.append(
+        f"{len(names)} always-on sessions on {count} shards: "
+        + ", ".join(f"{index}: {n}" for index, n in enumerate(per_shard))
+    )
+    if previous is not None:
+        lines.append(f"{moved} of {len(names)} move going from {previous} to {count} shards")
+    return "\n".join(lines)
+
+
+def _shards(args: argparse.Namespace) -> int:
+    config = _load(_config_path(args))
+    if config is None:
+        return EX_FAILURE
+    count = config.sharding.count if args.count is None else args.count
+    for value in (count, args.previous):
+        if value is not None and not 1 <= value <= MAX_SHARDS:
+            print(f"saynad shards: a shard count is 1 to {MAX_SHARDS}", file=sys.stderr)
+            return EX_FAILURE
+    print(format_shards([spec.name for spec in config.sessions], count, args.previous))
+    return EX_OK
 
 
 DEFAULT_URL = "http://127.0.0.1:9464"
@@ -340,12 +427,41 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error"),
         help="override logging.level of the configuration",
     )
-    run = sub.add_parser("run", parents=[common], help="run the daemon")
+    sharded = argparse.ArgumentParser(add_help=False)
+    sharded.add_argument(
+        "--shard",
+        metavar="I/N",
+        default=None,
+        help=f"run as shard I of N: only the always-on sessions hashing to I (overrides "
+        f"${SHARD_ENV}, which overrides the file's sharding; I alone takes N from "
+        "sharding.count)",
+    )
+    run = sub.add_parser("run", parents=[common, sharded], help="run the daemon")
     run.set_defaults(func=_run)
     check = sub.add_parser(
-        "check", parents=[common], help="validate a configuration; exit 1 on problems"
+        "check",
+        parents=[common, sharded],
+        help="validate a configuration (and show the shard's sessions); exit 1 on problems",
     )
     check.set_defaults(func=_check)
+    shards = sub.add_parser(
+        "shards",
+        parents=[common],
+        help="print which shard runs each always-on session",
+        description="The whole table of a sharded fleet: every always-on session of the "
+        "file with the shard that runs it (rendezvous hashing of its name).",
+    )
+    shards.add_argument(
+        "--count", type=int, default=None, help="the number of shards (default: sharding.count)"
+    )
+    shards.add_argument(
+        "--previous",
+        type=int,
+        default=None,
+        metavar="M",
+        help="also show where each session ran with M shards, and which move",
+    )
+    shards.set_defaults(func=_shards)
 
     status = sub.add_parser("status", help="show the running daemon's sessions")
     status.add_argument(

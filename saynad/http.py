@@ -7,7 +7,7 @@
     GET  /healthz                   200 while the event loop and the supervisor answer
     GET  /readyz                    200 when config loaded, supervisor up, not draining and
                                     admission open; 503 otherwise (JSON says which check)
-    GET  /sessions                  every supervised session (JSON)
+    GET  /sessions                  every supervised session, and this process's shard (JSON)
     GET  /sessions/{name}           one session (JSON), 404 when unknown
     POST /sessions/{name}/restart   control: restart one session      (needs control_token)
     POST /reload                    control: reload the configuration (needs control_token)
@@ -40,19 +40,26 @@ shutdown (stop accepting, let in-flight requests finish within ``graceful_timeou
 
 from __future__ import annotations
 
+import errno
 import hmac
+import socket
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import msgspec
 import structlog
 import trio
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
 from prometheus_client.exposition import choose_encoder
 
 from saynad._groups import cause_of
+from saynad._io.listener import ReusePortListener
 from saynad.actors.admission import Verdict
 from saynad.config import Secret
 from saynad.errors import (
@@ -66,7 +73,7 @@ from saynad.errors import (
 from saynad.observability.metrics import Metrics
 from saynad.protocol.webhooks import VerifiedSipWebhook, WebhookVerifier
 
-__all__ = ["DaemonSurface", "HttpApp", "ReloadOutcome", "serve_http"]
+__all__ = ["DaemonSurface", "HttpApp", "ReloadOutcome", "WebhookServer", "serve_http"]
 
 log = structlog.get_logger("saynad.http")
 
@@ -111,6 +118,8 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_CONTROL_BODY_BYTES: Final = 64 * 1024
 RETRY_AFTER_SATURATED_S: Final = 5
 RETRY_AFTER_DRAINING_S: Final = 30
+
+Routes = Literal["all", "webhook", "all_but_webhook"]
 
 _json: Final = msgspec.json.Encoder()
 # Sent when a request body was left unread: the connection cannot carry another request.
@@ -166,6 +175,10 @@ class DaemonSurface(Protocol):
 
     def sessions(self) -> Sequence[Mapping[str, object]]:
         """Every supervised session as a JSON object, by name."""
+        ...
+
+    def placement(self) -> Mapping[str, int]:
+        """This process's shard: ``{"index": I, "count": N}`` (0 of 1 unsharded)."""
         ...
 
     def session(self, name: str) -> Mapping[str, object] | None:
@@ -257,11 +270,14 @@ class HttpApp:
         *,
         metrics_cache_s: float = METRICS_CACHE_S,
         max_concurrent_scrapes: int = MAX_CONCURRENT_SCRAPES,
+        routes: Routes = "all",
     ) -> None:
         """``metrics_cache_s``: how long a rendered ``/metrics`` answer is reused (0:
         never); ``max_concurrent_scrapes``: how many ``/metrics`` requests are answered
-        at a time."""
+        at a time; ``routes``: ``all``, ``webhook`` (the SIP webhook alone, for the
+        listener of ``http.webhooks``) or ``all_but_webhook``."""
         self.daemon = daemon
+        self.routes = routes
         self.metrics_cache_s = metrics_cache_s
         self._scrapes = trio.CapacityLimiter(max_concurrent_scrapes)
         # outcome → (trio time of its last line, refusals not logged since)
@@ -304,6 +320,11 @@ class HttpApp:
     async def _route(self, scope: Scope, receive: Receive) -> _Response:
         path: str = scope["path"]
         method: str = scope["method"]
+        webhook_path = self.daemon.webhook_path if self.routes != "all_but_webhook" else None
+        if self.routes == "webhook":
+            if webhook_path is not None and path == webhook_path:
+                return await self._webhook(scope, receive, method)
+            return _error(404, "not found")
         if path == "/metrics":
             return self._only(method, "GET") or self._metrics(scope)
         if path == "/healthz":
@@ -323,7 +344,6 @@ class HttpApp:
             return _error(404, "not found")
         if path == "/reload":
             return self._only(method, "POST") or await self._control(scope, receive, self._reload)
-        webhook_path = self.daemon.webhook_path
         if webhook_path is not None and path == webhook_path:
             return await self._webhook(scope, receive, method)
         return _error(404, "not found")
@@ -366,7 +386,9 @@ class HttpApp:
         )
 
     def _sessions(self) -> _Response:
-        return _json_response(200, {"sessions": self.daemon.sessions()})
+        return _json_response(
+            200, {"shard": self.daemon.placement(), "sessions": self.daemon.sessions()}
+        )
 
     def _session(self, name: str) -> _Response:
         row = self.daemon.session(name)
@@ -546,3 +568,197 @@ async def serve_http(
         if isinstance(cause, OSError):
             raise cause from None
         raise
+
+
+# --------------------------------------------------------------------------- webhook listener
+
+_TRANSIENT_ACCEPT_ERRORS: Final = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM})
+_RESOURCE_ACCEPT_ERRORS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+)
+WEBHOOK_CONNECTION_S: Final = BODY_TIMEOUT_S
+"""How long a connection to the listener of ``http.webhooks`` may last (Sayna gives up
+on a delivery after 5 s): until then it counts among the calls not yet decided."""
+
+ACCEPT_RETRY_S: Final = 0.1
+"""How long the webhook listener waits after running out of file descriptors or memory."""
+
+
+class _Pending:
+    """One accepted webhook connection whose request is not decided yet."""
+
+    __slots__ = ("decided", "server")
+
+    def __init__(self, server: WebhookServer) -> None:
+        self.server = server
+        self.decided = False
+
+    def decide(self) -> None:
+        if not self.decided:
+            self.decided = True
+            self.server._decided()
+
+
+class _Deciding:
+    """The webhook app for one connection: the request counts as decided (admitted or
+    refused) when its answer starts; every answer closes the connection, so that each
+    call arrives on a new connection, which the kernel hands to a shard with room."""
+
+    __slots__ = ("app", "pending")
+
+    def __init__(self, app: HttpApp, pending: _Pending) -> None:
+        self.app = app
+        self.pending = pending
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def deciding_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"connection" for name, _ in headers):
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+                self.pending.decide()
+            await send(message)
+
+        await self.app(scope, receive, deciding_send)
+
+
+class WebhookServer:
+    """The SIP webhook on a listener of its own (``http.webhooks``).
+
+    With ``has_room`` (``when_full: close``), the listener steps aside while the daemon
+    cannot take a call: :meth:`changed` (called whenever admission may have changed)
+    asks ``has_room(undecided)`` — room for the calls accepted and not yet decided plus
+    one more — and closes the listener when not, opening it again when there is. A
+    connection is counted from its accept to its answer, so the listener closes as soon
+    as the connections it holds could fill the last free slots: no connection beyond
+    them is accepted. The connections queued in the kernel when it closes are accepted
+    and served (:meth:`ReusePortListener.close`). Without ``has_room``
+    (``when_full: refuse``) the listener stays open and a full daemon answers 503.
+    """
+
+    def __init__(
+        self,
+        app: HttpApp,
+        listener: ReusePortListener,
+        *,
+        has_room: Callable[[int], bool] | None,
+        graceful_timeout_s: float = 5.0,
+        on_listening: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.listener = listener
+        self._has_room = has_room
+        self._graceful_timeout_s = graceful_timeout_s
+        self._on_listening = on_listening or (lambda listening: None)
+        self._undecided = 0
+        self._stopping = False
+        self._nursery: trio.Nursery | None = None
+        self._context = WorkerContext(None)
+        self._config = hypercorn_config(
+            listener.host, listener.port, graceful_timeout_s=graceful_timeout_s
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self.listener.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    @property
+    def undecided(self) -> int:
+        """Connections accepted whose request has not been answered yet."""
+        return self._undecided
+
+    def changed(self) -> None:
+        """Admission may have changed: step aside, or come back, as room says."""
+        if self._nursery is None or (self._has_room is None and not self._stopping):
+            return
+        listener = self.listener
+        room = not self._stopping and self._has_room is not None and self._has_room(self._undecided)
+        if listener.is_open and not room:
+            queued = listener.close()
+            for conn in queued:
+                self._serve(conn)
+            self._on_listening(False)
+            log.info(
+                "webhook listener stepped aside",
+                undecided=self._undecided,
+                queued=len(queued),
+                stopping=self._stopping,
+            )
+        elif room and not listener.is_open:
+            try:
+                listener.open()
+            except OSError as exc:
+                log.error("cannot listen for webhooks again", url=self.url, error=str(exc))
+                return
+            self._on_listening(True)
+            log.info("webhook listener back", undecided=self._undecided)
+
+    def _decided(self) -> None:
+        self._undecided -= 1
+        self.changed()
+
+    def _serve(self, conn: socket.socket) -> None:
+        assert self._nursery is not None
+        self._undecided += 1
+        self._nursery.start_soon(self._connection, conn, _Pending(self))
+
+    async def _connection(self, conn: socket.socket, pending: _Pending) -> None:
+        # One request per connection, within WEBHOOK_CONNECTION_S: a connection that
+        # sends nothing holds a place among the undecided calls for that long at most.
+        try:
+            with trio.move_on_after(WEBHOOK_CONNECTION_S):
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+                state = ConnectionState({})
+                app = ASGIWrapper(_Deciding(self.app, pending))  # type: ignore[arg-type]
+                await TCPServer(app, self._config, self._context, state, stream).run()  # type: ignore[arg-type]
+        except OSError:
+            pass  # the caller went away before its answer
+        finally:
+            conn.close()
+            pending.decide()
+
+    async def _accept(self) -> None:
+        while True:
+            try:
+                conn = await self.listener.accept()
+            except OSError as exc:
+                if exc.errno in _TRANSIENT_ACCEPT_ERRORS:
+                    continue
+                if exc.errno not in _RESOURCE_ACCEPT_ERRORS:
+                    raise
+                log.error("webhook listener cannot accept", error=str(exc))
+                await trio.sleep(ACCEPT_RETRY_S)
+                continue
+            self._serve(conn)
+            self.changed()
+
+    async def serve(
+        self,
+        *,
+        shutdown_trigger: Callable[[], Awaitable[None]],
+        task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen (OSError when the address cannot be had) until ``shutdown_trigger``
+        returns; then stop listening (the queued connections are still answered) and
+        give the requests in flight ``graceful_timeout_s``."""
+        self.listener.open()
+        try:
+            async with trio.open_nursery() as connections:
+                self._nursery = connections
+                self._on_listening(True)
+                self.changed()
+                task_status.started(self.url)
+                async with trio.open_nursery() as accepting:
+                    accepting.start_soon(self._accept)
+                    await shutdown_trigger()
+                    self._stopping = True
+                    self.changed()
+                    accepting.cancel_scope.cancel()
+                connections.cancel_scope.deadline = trio.current_time() + self._graceful_timeout_s
+        finally:
+            self._nursery = None
+            for conn in self.listener.close():
+                conn.close()
+            self._on_listening(False)

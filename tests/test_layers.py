@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "saynad._groups",
                 "saynad.paths",
                 "saynad._early_signals",
+                "saynad.sharding",
             }
         ),
     ),

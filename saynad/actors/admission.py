@@ -146,6 +146,9 @@ class Admission:
         self._active: dict[str, Child] = {}
         # Recently accepted webhooks: their ids stay claimed across a new verifier.
         self._accepted: deque[VerifiedSipWebhook] = deque(maxlen=DEFAULT_REPLAY_CACHE_SIZE)
+        self.listeners: list[Callable[[], None]] = []
+        """Called (synchronously, no arguments) whenever :attr:`accepting` or
+        :attr:`active` may have changed: a session admitted or ended, a reload, the drain."""
         self.configure(config)
 
     # ------------------------------------------------------------------ lifecycle
@@ -167,14 +170,21 @@ class Admission:
         self._hook = hook
         self._config = config
         self.max_sessions = hook.max_sessions if hook is not None else None
+        self._changed()
 
     def open(self, supervisor: Supervisor) -> None:
         """Admit onto ``supervisor`` from now on."""
         self._supervisor = supervisor
+        self._changed()
 
     def close(self) -> None:
         """Refuse every request from now on (the daemon is draining)."""
         self._closed = True
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     # ------------------------------------------------------------------ state
 
@@ -205,7 +215,8 @@ class Admission:
         Admitted sessions are ``temporary`` (never restarted), so their one run ending
         is the session ending.
         """
-        self._active.pop(name, None)
+        if self._active.pop(name, None) is not None:
+            self._changed()
 
     # ------------------------------------------------------------------ admitting
 
@@ -234,6 +245,7 @@ class Admission:
                 self._active.pop(name, None)
         if not started:
             return Verdict(False, "draining" if not supervisor.admitting else "duplicate")
+        self._changed()
         return Verdict(True, "accepted", name)
 
     async def admit_webhook(self, webhook: VerifiedSipWebhook) -> Verdict:

@@ -53,6 +53,7 @@ from saynad.protocol.messages import (
 )
 
 __all__ = [
+    "AUDIO_LATE_S",
     "Behaviour",
     "BehaviourContext",
     "Command",
@@ -82,6 +83,10 @@ class SessionIdentity:
 LATENCY_SAMPLES: Final = 1024
 """How many recent final-transcript→first-speak latencies a session keeps."""
 
+AUDIO_LATE_S: Final = 0.050
+"""A real-time audio chunk sent later than this after its due time counts as late
+(``audio_chunks_late``); the bound of a shard's capacity in docs/benchmarks-scale.md."""
+
 
 @dataclass
 class SessionCounters:
@@ -107,7 +112,9 @@ class SessionCounters:
     - ``sink_written`` / ``sink_dropped`` / ``sink_errors``: transcript entries delivered
       by the sinks / lost (queue overflow, retries exhausted, unwritten at teardown) /
       failed write or POST attempts;
-    - ``audio_sink_errors``: utterances an audio sink could not write (each one lost).
+    - ``audio_sink_errors``: utterances an audio sink could not write (each one lost);
+    - ``audio_chunks_late``: real-time audio chunks the audio source sent more than
+      :data:`AUDIO_LATE_S` after their due time (the process is overloaded).
 
     Latency: ``last_turn_end_at`` is the trio time at which the reader received the
     latest ``stt_result`` closing a turn (``is_final`` and ``is_speech_final``); the
@@ -134,6 +141,7 @@ class SessionCounters:
     sink_dropped: int = 0
     sink_errors: int = 0
     audio_sink_errors: int = 0
+    audio_chunks_late: int = 0
     last_turn_end_at: float | None = None
     first_speak_latencies_s: deque[float] = field(
         default_factory=lambda: deque(maxlen=LATENCY_SAMPLES)

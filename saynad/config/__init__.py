@@ -7,10 +7,11 @@
                                 duplicate     resolved)     rejected)        section)   ▼
                                 keys)                                          SessionSpec × N
 
-The file has eight sections (``sayna``, ``http``, ``logging``, ``runtime``, ``defaults``,
-``inbound``, ``templates``, ``sessions``); ``docs/configuration.md`` describes every key. Loading
-either returns a :class:`Config` or raises :class:`~saynad.errors.ConfigError` listing
-*every* problem found, each formatted as ``FILE:LINE: PATH: what was expected``::
+The file has nine sections (``sayna``, ``http``, ``logging``, ``runtime``, ``sharding``,
+``defaults``, ``inbound``, ``templates``, ``sessions``); ``docs/configuration.md``
+describes every key. Loading either returns a :class:`Config` or raises
+:class:`~saynad.errors.ConfigError` listing *every* problem found, each formatted as
+``FILE:LINE: PATH: what was expected``::
 
     config/x.yaml:12: sessions[3].template: unknown template 'agnt' (known: agent, lobby)
 
@@ -67,7 +68,9 @@ from saynad.config._schema import (
     LoggingSettings,
     RuntimeSettings,
     SaynaSettings,
+    ShardingSettings,
     SipWebhookSettings,
+    WebhookListenerSettings,
 )
 from saynad.config._specs import Config, SessionPolicy, SessionSpec
 from saynad.config._summary import summarize
@@ -134,11 +137,13 @@ __all__ = [
     "Secret",
     "SessionPolicy",
     "SessionSpec",
+    "ShardingSettings",
     "SipWebhookSettings",
     "SttSettings",
     "Template",
     "TranscriptSinkSettings",
     "TtsSettings",
+    "WebhookListenerSettings",
     "load_config",
     "load_config_text",
     "render_placeholders",

@@ -39,6 +39,7 @@ from saynad.config._schema import (
     RuntimeSettings,
     SaynaSettings,
     Settings,
+    ShardingSettings,
 )
 from saynad.config._secrets import FileTooLargeError, References, read_regular_file
 from saynad.config._specs import Config, SessionSpec, build_spec
@@ -157,6 +158,7 @@ class Loader:
         http = self.section(data, "http", HttpSettings)
         logging = self.section(data, "logging", LoggingSettings)
         runtime = self.section(data, "runtime", RuntimeSettings)
+        sharding = self.section(data, "sharding", ShardingSettings)
         defaults = self.section(data, "defaults", Defaults)
         inbound = self.section(data, "inbound", InboundSettings)
         templates, broken = self.decode_templates(data.get("templates", {}), defaults)
@@ -164,12 +166,18 @@ class Loader:
             data.get("sessions", []), templates, broken, defaults
         )
         self.check_inbound(inbound, templates, broken)
+        if http.webhooks is not None and inbound.sip_webhook is None:
+            self.report.problem(
+                ("http", "webhooks"),
+                "the webhook listener serves inbound.sip_webhook, which is not configured",
+            )
         return Config(
             source=self.source,
             sayna=sayna,
             http=http,
             logging=logging,
             runtime=runtime,
+            sharding=sharding,
             defaults=defaults,
             inbound=inbound,
             templates=FrozenMap(templates),

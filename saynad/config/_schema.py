@@ -19,6 +19,7 @@ import msgspec
 from saynad.config._values import (
     ListenAddress,
     Name,
+    NonNegativeInt,
     PositiveInt,
     RestartPolicy,
     SaynaUrl,
@@ -29,6 +30,7 @@ from saynad.config._values import (
     WebhookSecret,
     parse_listen,
 )
+from saynad.sharding import MAX_SHARDS
 
 __all__ = [
     "SECTIONS",
@@ -44,7 +46,9 @@ __all__ = [
     "RuntimeSettings",
     "SaynaSettings",
     "Settings",
+    "ShardingSettings",
     "SipWebhookSettings",
+    "WebhookListenerSettings",
 ]
 
 SECTIONS: Final = (
@@ -52,6 +56,7 @@ SECTIONS: Final = (
     "http",
     "logging",
     "runtime",
+    "sharding",
     "defaults",
     "inbound",
     "templates",
@@ -115,11 +120,10 @@ class SaynaSettings(Settings, frozen=True, kw_only=True):
             )
 
 
-class HttpSettings(Settings, frozen=True, kw_only=True):
-    """``http``: the daemon's own HTTP server (metrics, health, sessions, webhooks)."""
+class _Listening(Settings, frozen=True, kw_only=True):
+    """A section with a ``listen`` address."""
 
-    listen: ListenAddress = "127.0.0.1:9464"
-    control_token: Secret | None = None
+    listen: ListenAddress
 
     @property
     def host(self) -> str:
@@ -130,6 +134,57 @@ class HttpSettings(Settings, frozen=True, kw_only=True):
     def port(self) -> int:
         """The port part of ``listen``."""
         return parse_listen(self.listen)[1]
+
+
+class WebhookListenerSettings(_Listening, frozen=True, kw_only=True):
+    """``http.webhooks``: the SIP webhook route on a listener of its own.
+
+    ``reuse_port``: bind with ``SO_REUSEPORT``, so every shard of one host listens on the
+    same port and the kernel spreads the calls between them. ``when_full``: what a shard
+    does while it cannot take a call (``max_sessions`` reached, or draining): ``close``
+    its listener, so the kernel hands new calls to the other shards (the default with
+    ``reuse_port``), or ``refuse`` them with 503 (the default without).
+    """
+
+    listen: ListenAddress
+    reuse_port: bool = False
+    when_full: Literal["close", "refuse"] | None = None
+
+    @property
+    def close_when_full(self) -> bool:
+        """True when a full or draining shard stops listening instead of answering 503."""
+        return self.when_full == "close" or (self.when_full is None and self.reuse_port)
+
+    def _problems(self) -> Problems:
+        if self.when_full == "close" and not self.reuse_port:
+            yield (
+                ("when_full",),
+                "close needs reuse_port: true (a listener nobody shares would only turn "
+                "callers away)",
+            )
+        if self.reuse_port and self.port == 0:
+            yield (
+                ("listen",),
+                "a shared port must be given (port 0 picks a different one each time)",
+            )
+
+
+class HttpSettings(_Listening, frozen=True, kw_only=True):
+    """``http``: the daemon's own HTTP server (metrics, health, sessions, webhooks).
+
+    ``port_per_shard``: shard I of a sharded fleet listens on ``listen``'s port + I
+    (several shards on one host); ``webhooks``: the SIP webhook on its own listener.
+    """
+
+    listen: ListenAddress = "127.0.0.1:9464"
+    control_token: Secret | None = None
+    port_per_shard: bool = False
+    webhooks: WebhookListenerSettings | None = None
+
+    def _problems(self) -> Problems:
+        hook = self.webhooks
+        if hook is not None and hook.port != 0 and (hook.host, hook.port) == (self.host, self.port):
+            yield (("webhooks", "listen"), "must differ from http.listen")
 
 
 class LoggingSettings(Settings, frozen=True, kw_only=True):
@@ -147,6 +202,26 @@ class RuntimeSettings(Settings, frozen=True, kw_only=True):
     """
 
     gc: Literal["tuned", "stock"] = "tuned"
+
+
+class ShardingSettings(Settings, frozen=True, kw_only=True):
+    """``sharding``: this instance is shard ``index`` of ``count`` (``saynad.sharding``).
+
+    ``saynad run --shard I/N`` and ``SAYNAD_SHARD=I/N`` override both (``--shard I``:
+    the index only, the count from here). Each shard runs the always-on sessions that
+    rendezvous hashing of their names gives it.
+    """
+
+    index: NonNegativeInt = 0
+    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_SHARDS)] = 1
+
+    def _problems(self) -> Problems:
+        if self.index >= self.count:
+            yield (
+                ("index",),
+                f"shard index {self.index} is not below count {self.count} (shards are "
+                f"numbered 0 to {self.count - 1})",
+            )
 
 
 class BackoffSettings(Settings, frozen=True, kw_only=True):

@@ -24,6 +24,7 @@ from saynad.config._schema import (
     LoggingSettings,
     RuntimeSettings,
     SaynaSettings,
+    ShardingSettings,
 )
 from saynad.config._templates import (
     Behaviours,
@@ -42,6 +43,7 @@ from saynad.protocol.messages import (
     STTConfig,
     TTSConfig,
 )
+from saynad.sharding import Shard
 
 __all__ = [
     "Config",
@@ -123,11 +125,21 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     http: HttpSettings
     logging: LoggingSettings
     runtime: RuntimeSettings = RuntimeSettings()
+    sharding: ShardingSettings = ShardingSettings()
     defaults: Defaults
     inbound: InboundSettings
     templates: Mapping[str, Template]
     sessions: tuple[SessionSpec, ...]
     disabled_sessions: tuple[str, ...] = ()
+
+    def shard(self, index: int | None = None, count: int | None = None) -> Shard:
+        """This instance's shard: ``sharding`` with ``index`` and ``count`` (the command
+        line's or the environment's ``I/N``) taking precedence when given. ValueError
+        when the index is not below the count."""
+        return Shard(
+            self.sharding.index if index is None else index,
+            self.sharding.count if count is None else count,
+        )
 
     def session(self, name: str) -> SessionSpec:
         """The always-on session called ``name`` (KeyError when there is none)."""

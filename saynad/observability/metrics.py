@@ -164,6 +164,8 @@ class CountersLike(Protocol):
     def sink_errors(self) -> int: ...
     @property
     def audio_sink_errors(self) -> int: ...
+    @property
+    def audio_chunks_late(self) -> int: ...
 
 
 class RunLike(Protocol):
@@ -210,6 +212,7 @@ class _Totals:
     sink_written: int = 0
     sink_errors: int = 0
     audio_sink_errors: int = 0
+    audio_chunks_late: int = 0
 
     def copy(self) -> _Totals:
         return _Totals(
@@ -228,6 +231,7 @@ class _Totals:
             sink_written=self.sink_written,
             sink_errors=self.sink_errors,
             audio_sink_errors=self.audio_sink_errors,
+            audio_chunks_late=self.audio_chunks_late,
         )
 
     def add(self, run: RunLike) -> None:
@@ -260,6 +264,7 @@ class _Totals:
         self.sink_written += counters.sink_written
         self.sink_errors += counters.sink_errors
         self.audio_sink_errors += counters.audio_sink_errors
+        self.audio_chunks_late += counters.audio_chunks_late
 
 
 class Metrics:
@@ -297,6 +302,20 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
+        self.shard_info = Gauge(
+            "saynad_shard_info",
+            "Always 1; the labels carry this process's place in a sharded fleet: shard "
+            "index of count (0 of 1: not sharded).",
+            ["index", "count"],
+            registry=registry,
+        )
+        self.shard_info.labels(index="0", count="1").set(1)
+        self.webhook_listener_open = Gauge(
+            "saynad_webhook_listener_open",
+            "1 while the SIP webhook listener of http.webhooks accepts calls; 0 while it has "
+            "stepped aside (full or draining) and without http.webhooks.",
+            registry=registry,
+        )
 
         self.session_starts = Counter(
             "saynad_session_starts",
@@ -402,6 +421,11 @@ class Metrics:
         self.session_failures.labels(origin=origin, reason=reason).inc()
 
     # ----------------------------------------------------------------- daemon
+
+    def shard(self, index: int, count: int) -> None:
+        """This process is shard ``index`` of ``count`` (at start and after a reload)."""
+        self.shard_info.clear()
+        self.shard_info.labels(index=str(index), count=str(count)).set(1)
 
     def webhook(self, outcome: str) -> None:
         self.webhook_requests.labels(outcome=outcome).inc()
@@ -535,6 +559,11 @@ class _LiveCollector(Collector):
             "TTS utterances an audio sink could not write (directory, disk or I/O error); "
             "each is lost, the session goes on.",
         )
+        audio_late = CounterMetricFamily(
+            "saynad_audio_chunks_late",
+            "Audio chunks an audio source sent more than 50 ms after their real-time due "
+            'time (an overloaded process); out of saynad_ws_frames{type="audio"}.',
+        )
         replay_size = GaugeMetricFamily(
             "saynad_webhook_replay_cache_entries",
             "Webhook event ids remembered to refuse replays.",
@@ -572,6 +601,7 @@ class _LiveCollector(Collector):
             sink_entries.add_metric(["dropped"], t.drops["transcript_sink"])
             sink_errors.add_metric([], t.sink_errors)
             audio_sink_errors.add_metric([], t.audio_sink_errors)
+            audio_late.add_metric([], t.audio_chunks_late)
             replay_size.add_metric([], snap.replay_cache_size)
             replay_capacity.add_metric([], snap.replay_cache_capacity)
             tasks.add_metric([], trio_task_count())
@@ -592,6 +622,7 @@ class _LiveCollector(Collector):
             sink_entries,
             sink_errors,
             audio_sink_errors,
+            audio_late,
             replay_size,
             replay_capacity,
             tasks,

@@ -1,6 +1,9 @@
 """The same workload on the official asyncio SDK (bench-only dependency).
 
-``python -m tests.bench.client_sdk URL N [--stagger-ms M]``
+``python -m tests.bench.client_sdk URL N [--stagger-ms M] [--stream-s S --warmup-s W]``
+
+``--stream-s``: stream S seconds of audio instead of 2 (the scale benchmark's
+always-on streams), the send lags of the first W seconds left out (the connect burst).
 """
 
 from __future__ import annotations
@@ -61,13 +64,14 @@ async def one_session(url: str, c: common.Collector) -> None:
         await client.speak(common.SENTENCE)
         lags = common.SessionLags(c)
         start = loop.time()
-        for i in range(common.CHUNKS):
+        for i in range(CHUNKS):
             due = start + i * common.CHUNK_MS / 1000
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             await client.on_audio_input(common.CHUNK)
-            lags.sent(i, loop.time() - due)
+            if i >= SKIPPED:
+                lags.sent(i, loop.time() - due)
         lags.done()
         state["streamed"] = True
         check()
@@ -100,6 +104,13 @@ async def main(url: str, n: int, stagger: float) -> None:
     sampler.cancel()
     common.finish("sdk", c, t_start=t_start, t_end=loop.time(), cpu0=cpu0, rss0=rss0)
 
+
+def _option(name: str, default: float) -> float:
+    return float(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default
+
+
+CHUNKS = int(_option("--stream-s", common.STREAM_S) * 1000 / common.CHUNK_MS)
+SKIPPED = int(_option("--warmup-s", 0) * 1000 / common.CHUNK_MS)
 
 if __name__ == "__main__":
     common.prepare_process()

@@ -76,12 +76,22 @@ TTS_YAML: Final = tts_yaml()
 # --------------------------------------------------------------------------- configurations
 
 
-def _head(*, emulator: str, listen: str, drain_s: float, control: bool = False) -> list[str]:
+def _head(
+    *,
+    emulator: str,
+    listen: str,
+    drain_s: float,
+    control: bool = False,
+    webhooks: str | None = None,
+) -> list[str]:
     """The sections before the templates: the embedded emulator with ``emulator`` (a
-    YAML flow mapping), the HTTP server, JSON logs, quick backoff, the drain."""
+    YAML flow mapping), the HTTP server (``webhooks``: its ``http.webhooks``, a YAML
+    flow mapping), JSON logs, quick backoff, the drain."""
     lines = ["sayna:", f"  emulator: {emulator}", "http:", f'  listen: "{listen}"']
     if control:
         lines.append("  control_token: ${env:SAYNAD_TEST_CONTROL_TOKEN}")
+    if webhooks is not None:
+        lines.append(f"  webhooks: {webhooks}")
     return [
         *lines,
         "logging: {level: info, format: json}",
@@ -132,10 +142,12 @@ def daemon_config(
     goodbye: str | None = None,
     call_end: str = "",
     talk: bool = False,
+    webhooks: str | None = None,
 ) -> str:
     """A small daemon configuration on the embedded emulator: always-on ``sessions``
     (template ``voice``: a greeting) and, with ``inbound``, a SIP webhook starting
-    sessions of template ``call``.
+    sessions of template ``call`` (``webhooks``: on the listener of ``http.webhooks``,
+    this YAML flow mapping).
 
     ``talk``: the always-on sessions stream the bundled caller audio and echo back what
     the emulator's STT hears (transcripts, replies, barge-ins).
@@ -151,6 +163,7 @@ def daemon_config(
         listen=listen,
         drain_s=drain_s,
         control=control,
+        webhooks=webhooks,
     )
     if inbound:
         lines += _inbound(

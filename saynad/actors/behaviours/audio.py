@@ -14,7 +14,7 @@ import structlog
 import trio
 import trio.lowlevel
 
-from saynad.actors.behaviour import BehaviourContext
+from saynad.actors.behaviour import AUDIO_LATE_S, BehaviourContext
 from saynad.actors.behaviours.transcripts import ErrorLog, render_path
 from saynad.client.pacing import sleep_until
 from saynad.client.session import SessionEvent
@@ -77,6 +77,8 @@ class AudioSource:
                     if due > trio.current_time():  # late: no sleep (the send checkpoints)
                         await sleep_until(due)  # the shared timer: cheap for 1000s of sources
                 await ctx.out.send(chunk)
+                if self.realtime and trio.current_time() - due > AUDIO_LATE_S:
+                    ctx.counters.audio_chunks_late += 1
                 sent += 1
                 ctx.counters.audio_chunks_sent += 1
             if not self.loop:
