@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from saynad.config._schema import SECTIONS
 from saynad.shipped import example_file, example_names, read_shipped
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,14 +26,12 @@ TEMPLATE_NAME = "systemd/saynad@.service"
 
 SHARDED_EXAMPLES = frozenset({"sharded-host"})
 """Examples written for a sharded fleet (``sharding``, ``http.port_per_shard``,
-``http.webhooks``): they load only where the configuration knows those keys."""
-
-SHARDING_KNOWN = "sharding" in SECTIONS
+``http.webhooks``)."""
 
 
 def loadable_examples() -> list[str]:
-    """The shipped examples this saynad loads: all of them once it knows ``sharding``."""
-    return [name for name in example_names() if SHARDING_KNOWN or name not in SHARDED_EXAMPLES]
+    """Every shipped example: each one loads with the credentials the docs create."""
+    return list(example_names())
 
 
 CREDSTORE = "/etc/credstore"

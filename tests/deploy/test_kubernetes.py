@@ -26,11 +26,12 @@ import pytest
 import trio
 import yaml
 
+from saynad import sharding
 from saynad.app import STOP_GRACE_S
 from saynad.config import Defaults
 from saynad.config._values import parse_listen
 from saynad.http import HEALTH_TIMEOUT_S
-from tests.deploy._files import ROOT, SHARDING_KNOWN, credential_names, saynad_check
+from tests.deploy._files import ROOT, credential_names, saynad_check
 from tests.support.daemon import running_daemon, states, wait_until
 from tests.support.processes import daemon_process, require_tool
 from tests.support.samples import SECRET, signed_call
@@ -259,25 +260,15 @@ def test_the_credentials_are_mounted_where_the_configuration_reads_them() -> Non
     assert container["workingDir"] == "/var/lib/saynad"
 
 
-@pytest.mark.skipif(not SHARDING_KNOWN, reason="this saynad has no http.webhooks listener yet")
 def test_the_configmap_passes_saynad_check(tmp_path: Path) -> None:
     text, _ = _config(_render("overlay"))
     result = saynad_check(text, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
-
-
-def test_the_configmap_passes_saynad_check_but_for_the_webhook_listener(tmp_path: Path) -> None:
-    # Everything but http.webhooks (the listener of the shards' release) loads today.
-    _, config = _config(_render("overlay"))
-    del config["http"]["webhooks"]
-    result = saynad_check(yaml.safe_dump(config), tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "configuration OK" in result.stdout
     # …and a credential the Secret lacks is what it would catch.
     missing = tmp_path / "missing"
     missing.mkdir()
-    refused = saynad_check(yaml.safe_dump(config), missing, withhold="sayna-api-key")
+    refused = saynad_check(text, missing, withhold="sayna-api-key")
     assert refused.returncode != 0
     assert "${credential:sayna-api-key}" in refused.stderr
 
@@ -325,14 +316,11 @@ async def _until_ok(client: httpx.AsyncClient, path: str) -> None:
             await trio.sleep(0.1)
 
 
-@pytest.mark.skipif(not SHARDING_KNOWN, reason="this saynad has no shards yet")
 async def test_the_configmap_runs_as_the_last_pod_of_the_statefulset(tmp_path: Path) -> None:
     # The rendered configuration and environment of the last pod, run for real: the
     # shard that exists only at this replica count. The embedded
     # emulator stands in for Sayna, port 0 for the pod's fixed ports (both are free in a
     # pod's own network, not on a shared test machine), the sinks write under tmp_path.
-    import saynad.sharding  # present only once saynad has shards
-
     objects = _render("overlay")
     replicas = _one(objects, "StatefulSet")["spec"]["replicas"]
     container = _container(objects)
@@ -364,7 +352,7 @@ async def test_the_configmap_runs_as_the_last_pod_of_the_statefulset(tmp_path: P
             listed = (await client.get("/sessions")).json()
             mine = {
                 name
-                for name, shard in saynad.sharding.assign(
+                for name, shard in sharding.assign(
                     [s["name"] for s in config["sessions"]], replicas
                 ).items()
                 if shard == index
