@@ -7,8 +7,9 @@
                                 duplicate     resolved)     rejected)        section)   ▼
                                 keys)                                          SessionSpec × N
 
-The file has eight sections (``sayna``, ``http``, ``logging``, ``runtime``, ``defaults``,
-``inbound``, ``templates``, ``sessions``); ``docs/configuration.md`` describes every key. Loading
+The file has ten sections (``sayna``, ``http``, ``logging``, ``runtime``, ``defaults``,
+``admission``, ``inbound``, ``outbound``, ``templates``, ``sessions``);
+``docs/configuration.md`` describes every key. Loading
 either returns a :class:`Config` or raises :class:`~saynad.errors.ConfigError` listing
 *every* problem found, each formatted as ``FILE:LINE: PATH: what was expected``::
 
@@ -57,6 +58,9 @@ from saynad.config._loader import (
     load_config_text,
 )
 from saynad.config._schema import (
+    SCOPES,
+    AdmissionSettings,
+    ApiTokenSettings,
     BackoffSettings,
     Defaults,
     EmulatorSettings,
@@ -65,11 +69,13 @@ from saynad.config._schema import (
     IntensitySettings,
     KeepaliveSettings,
     LoggingSettings,
+    OutboundSettings,
+    OutboundSipSettings,
     RuntimeSettings,
     SaynaSettings,
     SipWebhookSettings,
 )
-from saynad.config._specs import Config, SessionPolicy, SessionSpec
+from saynad.config._specs import ORIGINS, Config, Origin, SessionPolicy, SessionSpec
 from saynad.config._summary import summarize
 from saynad.config._templates import (
     AgentSettings,
@@ -102,7 +108,11 @@ _SessionEntry = SessionEntry  # the name the property tests know it by
 __all__ = [
     "CONFIG_FILE_MAX_BYTES",
     "DEFAULT_CONFIG_PATH",
+    "ORIGINS",
+    "SCOPES",
+    "AdmissionSettings",
     "AgentSettings",
+    "ApiTokenSettings",
     "AudioSettings",
     "AudioSinkSettings",
     "AudioSourceSettings",
@@ -126,6 +136,9 @@ __all__ = [
     "LoadingAudioSettings",
     "LoggingSettings",
     "OpenAIAgentSettings",
+    "Origin",
+    "OutboundSettings",
+    "OutboundSipSettings",
     "PronunciationSettings",
     "ProviderAuthSettings",
     "PythonAgentSettings",
