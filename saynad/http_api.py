@@ -27,7 +27,7 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Final, Literal, Protocol, TypeVar
 
 import msgspec
 import structlog
@@ -41,6 +41,7 @@ from saynad.api import (
     ActionAccepted,
     CallAccepted,
     CallRequest,
+    ErrorBody,
     HangupRequest,
     SessionAccepted,
     SessionRequest,
@@ -150,18 +151,17 @@ def authorize(
         if hmac.compare_digest(given, b"Bearer " + token.token.reveal().encode()):
             holder = token
     if holder is None:
-        return _refusal(
-            401, "unauthorized", "unauthorized", {"www-authenticate": 'Bearer realm="saynad"'}
-        )
+        return _refusal(401, "unauthorized", headers={"www-authenticate": 'Bearer realm="saynad"'})
     if scope not in holder.scopes:
         return _refusal(403, "forbidden", f"this token lacks the {scope} scope")
     return Caller(holder.name)
 
 
 def _refusal(
-    status: int, outcome: str, error: str, headers: dict[str, str] | None = None, **extra: Any
+    status: int, outcome: str, detail: str | None = None, headers: dict[str, str] | None = None
 ) -> Answer:
-    body: dict[str, object] = {"error": error, **{k: v for k, v in extra.items() if v}}
+    """A refusal: the body's ``error`` is the counted outcome, ``detail`` says more."""
+    body = ErrorBody(error=outcome, detail=detail)
     return Answer(status, body, headers or {}, outcome=outcome)
 
 
@@ -183,11 +183,10 @@ def _refused_verdict(verdict: Verdict) -> Answer:
         headers["retry-after"] = str(RETRY_AFTER_DRAINING_S)
     elif verdict.reason == "saturated":
         headers["retry-after"] = str(RETRY_AFTER_SATURATED_S)
-    message = {
-        "draining": "draining",
-        "saturated": "max_sessions reached",
-    }.get(verdict.reason, verdict.reason)
-    return _refusal(status, outcome, message, headers, detail=verdict.detail)
+    detail = verdict.detail
+    if detail is None and verdict.reason == "saturated":
+        detail = "max_sessions reached"
+    return _refusal(status, outcome, detail, headers)
 
 
 ReadBody = Callable[[int], Awaitable[bytes]]
@@ -352,7 +351,7 @@ class ApiRoutes:
             return body
         problem = phone_problem("to", body.to)
         if problem is not None:
-            return _refusal(422, "invalid", "invalid phone number", detail=problem)
+            return _refusal(422, "invalid", problem)
         return self._act(name, "transfer", Transfer(body.to.strip()))
 
     async def _hangup(self, request: _Request, name: str) -> Answer:
@@ -395,9 +394,7 @@ class ApiRoutes:
         try:
             taken = self.daemon.act(name, action)
         except SessionBusyError as exc:
-            return _refusal(
-                503, "busy", "the session is busy", {"retry-after": "1"}, detail=str(exc)
-            )
+            return _refusal(503, "busy", str(exc), {"retry-after": "1"})
         if taken == "unknown":
             return _refusal(404, "not_found", "no such session")
         if taken == "not_ready":
@@ -444,8 +441,7 @@ class _Request:
             return _refusal(
                 400,
                 "bad_request",
-                "bad Idempotency-Key",
-                detail="1 to 255 printable ASCII characters, no spaces",
+                "Idempotency-Key: 1 to 255 printable ASCII characters, no spaces",
             )
         return key
 
@@ -463,5 +459,5 @@ class _Request:
         try:
             decoded: _B = DECODERS[cls].decode(raw)  # type: ignore[index]
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return _refusal(400, "bad_request", "invalid body", detail=str(exc)[:300])
+            return _refusal(400, "bad_request", f"invalid body: {str(exc)[:300]}")
         return decoded

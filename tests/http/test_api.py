@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import trio
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
 
 from saynad.actors.registry import SessionState
 from saynad.app import Daemon
@@ -85,3 +88,213 @@ async def _post_call(client: httpx.AsyncClient, key: str) -> httpx.Response:
         json={"template": "call", "to_phone_number": "+15551234567"},
         headers={**DIALLER, "idempotency-key": key},
     )
+
+
+async def test_an_idempotent_retry_places_one_call(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, api=True, sessions=()) as (daemon, client):
+        # Three retries at once and one after: one session, one dial request.
+        answers: list[httpx.Response] = []
+
+        async def post() -> None:
+            answers.append(await _post_call(client, "order-42"))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(post)
+        answers.append(await _post_call(client, "order-42"))
+        assert [a.status_code for a in answers] == [202] * 4
+        assert len({a.json()["session"] for a in answers}) == 1
+        assert sorted(a.json()["replayed"] for a in answers) == [False, True, True, True]
+        name = answers[0].json()["session"]
+        await wait_until(lambda: len(emulator_calls(daemon)) == 1)
+        await wait_until(lambda: states(daemon).get(name) is SessionState.READY)
+        await trio.sleep(0.2)  # no second dial arrives late
+        assert len(emulator_calls(daemon)) == 1
+        assert daemon.admission.active == 1
+
+        # The same key with another request is a conflict; another key is another call.
+        other = await client.post(
+            "/v1/calls",
+            json={"template": "call", "to_phone_number": "+15559999999"},
+            headers={**DIALLER, "idempotency-key": "order-42"},
+        )
+        assert other.status_code == 409
+        assert other.json()["error"] == "conflict"
+        second = await _post_call(client, "order-43")
+        assert second.status_code == 202
+        assert second.json()["session"] != name
+        # Keys are the token holder's own: another holder's "order-42" is a new call.
+        operator = await client.post(
+            "/v1/calls",
+            json={"template": "call", "to_phone_number": "+15551234567"},
+            headers={**OPERATOR, "idempotency-key": "order-42"},
+        )
+        assert operator.status_code == 202
+        assert operator.json()["session"] not in (name, second.json()["session"])
+        await wait_until(lambda: len(emulator_calls(daemon)) == 3)
+        bad = await client.post(
+            "/v1/calls",
+            json={"template": "call", "to_phone_number": "+15551234567"},
+            headers={**DIALLER, "idempotency-key": "has space"},
+        )
+        assert bad.status_code == 400
+
+
+async def test_tokens_need_their_scope(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, api=True) as (daemon, client):
+        await wait_until(lambda: states(daemon).get("lobby") is SessionState.READY)
+        call = {"template": "call", "to_phone_number": "+15551234567"}
+        # No token, an unknown one, a malformed header: 401.
+        for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": OPERATOR_TOKEN}):
+            response = await client.post("/v1/calls", json=call, headers=headers)
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        # A known token without the scope: 403, and nothing happens.
+        refused = [
+            await client.post("/v1/calls", json=call, headers=READER),
+            await client.post("/v1/sessions", json={"template": "call"}, headers=READER),
+            await client.post("/v1/sessions/lobby/speak", json={"text": "hi"}, headers=DIALLER),
+            await client.post("/v1/sessions/lobby/hangup", headers=READER),
+            await client.delete("/v1/sessions/lobby", headers=DIALLER),
+            await client.post("/v1/reload", headers=DIALLER),
+            await client.post("/reload", headers=READER),
+            await client.post("/v1/sessions/lobby/restart", headers=READER),
+        ]
+        assert [r.status_code for r in refused] == [403] * len(refused)
+        assert all(r.json()["error"] == "forbidden" for r in refused)
+        assert emulator_calls(daemon) == []
+        assert daemon.admission.active == 0
+        # Once tokens are set, reads need the read scope.
+        assert (await client.get("/v1/sessions")).status_code == 401
+        assert (await client.get("/sessions")).status_code == 401
+        assert (await client.get("/sessions/lobby")).status_code == 401
+        assert (await client.get("/v1/sessions", headers=READER)).status_code == 200
+        assert (await client.get("/sessions", headers=DIALLER)).status_code == 200
+        # What never needs a token: the document, health, metrics.
+        assert (await client.get("/v1/openapi.json")).status_code == 200
+        assert (await client.get("/healthz")).status_code == 200
+        text = (await client.get("/metrics")).text
+        api = samples(text, "saynad_api_requests_total")
+        assert api[(("outcome", "unauthorized"), ("route", "calls"))] == 3
+        assert api[(("outcome", "forbidden"), ("route", "calls"))] == 1
+        assert api[(("outcome", "forbidden"), ("route", "reload"))] == 2
+        assert api[(("outcome", "unauthorized"), ("route", "read"))] == 3
+
+
+async def test_bodies_are_bounded_and_strict(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, api=True, sessions=()) as (daemon, client):
+        cases = [
+            # unknown field, wrong type, not JSON, over a bound, missing field
+            ({"template": "call", "to_phone_number": "+1555", "extra": 1}, 400),
+            ({"template": "call", "to_phone_number": 15551234567}, 400),
+            (b"{not json", 400),
+            ({"template": "call", "to_phone_number": "+1555", "variables": {"x": "y" * 2000}}, 400),
+            ({"to_phone_number": "+15551234567"}, 400),
+            # well-formed but not acceptable: 422
+            ({"template": "call", "to_phone_number": "+1 555 123"}, 422),
+            ({"template": "call", "to_phone_number": "555-1234"}, 422),
+            ({"template": "call", "to_phone_number": "+"}, 422),
+            ({"template": "voice", "to_phone_number": "+15551234567"}, 422),  # not outbound
+            ({"template": "nope", "to_phone_number": "+15551234567"}, 422),
+        ]
+        for body, status in cases:
+            if isinstance(body, bytes):
+                response = await client.post(
+                    "/v1/calls",
+                    content=body,
+                    headers={**DIALLER, "content-type": "application/json"},
+                )
+            else:
+                response = await client.post("/v1/calls", json=body, headers=DIALLER)
+            assert response.status_code == status, (body, response.text)
+            assert "error" in response.json()
+        plain = await client.post(
+            "/v1/calls",
+            content=b'{"template": "call", "to_phone_number": "+15551234567"}',
+            headers={**DIALLER, "content-type": "text/plain"},
+        )
+        assert plain.status_code == 415
+        huge = await client.post(
+            "/v1/calls",
+            content=b'{"template": "' + b"x" * 70_000 + b'"}',
+            headers={**DIALLER, "content-type": "application/json"},
+        )
+        assert huge.status_code == 413
+        assert emulator_calls(daemon) == []
+        assert daemon.admission.active == 0
+
+
+async def test_hangup_says_goodbye_then_ends(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, api=True, sessions=()) as (daemon, client):
+        started = await client.post(
+            "/v1/sessions",
+            json={"template": "call", "variables": {"name": "Ada"}},
+            headers=OPERATOR,
+        )
+        assert started.status_code == 202
+        name = started.json()["session"]
+        assert name.startswith("api-")
+        await wait_until(lambda: states(daemon).get(name) is SessionState.READY)
+        assert daemon.emulator is not None
+        wire = daemon.emulator.state.wire_log
+
+        spoke = await client.post(
+            f"/v1/sessions/{name}/speak",
+            json={"text": "one moment", "interrupt": True},
+            headers=OPERATOR,
+        )
+        assert (spoke.status_code, spoke.json()) == (202, {"session": name, "action": "speak"})
+        await wait_until(lambda: any('"one moment"' in frame for frame in wire))
+
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            hung = await client.post(f"/v1/sessions/{name}/hangup", headers=OPERATOR)
+            assert hung.status_code == 202
+            await wait_until(lambda: daemon.registry.get(name) is None)
+        frames = list(wire)
+        goodbye = next(i for i, f in enumerate(frames) if '"Goodbye."' in f)
+        assert '"type":"speak"' in frames[goodbye]
+        assert '"type":"clear"' in frames[goodbye - 1]
+        ended = next(line for line in logs if line["event"] == "session ended")
+        assert ended["reason"] == "hangup"
+        assert ended["session"] == name
+        gone = await client.post(f"/v1/sessions/{name}/speak", json={"text": "x"}, headers=OPERATOR)
+        assert gone.status_code == 404
+        row = (await client.get(f"/v1/sessions/{name}", headers=OPERATOR)).json()
+        assert (row["state"], row["origin"], row["call"]) == ("stopped", "on_demand", None)
+
+
+async def test_hangup_text_and_delete(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, api=True) as (daemon, client):
+        names = []
+        for _ in range(2):
+            started = await client.post("/v1/sessions", json={"template": "call"}, headers=OPERATOR)
+            names.append(started.json()["session"])
+        await wait_until(lambda: all(states(daemon).get(n) is SessionState.READY for n in names))
+        assert daemon.emulator is not None
+        wire = daemon.emulator.state.wire_log
+        custom = await client.post(
+            f"/v1/sessions/{names[0]}/hangup", json={"text": "Bye now"}, headers=OPERATOR
+        )
+        assert custom.status_code == 202
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            deleted = await client.delete(f"/v1/sessions/{names[1]}", headers=OPERATOR)
+            assert deleted.status_code == 202
+            await wait_until(lambda: all(daemon.registry.get(n) is None for n in names))
+        assert any('"Bye now"' in frame for frame in wire)
+        reasons = {
+            line["session"]: line["reason"] for line in logs if line["event"] == "session ended"
+        }
+        assert reasons[names[1]] == "deleted"
+        # Configured sessions are not hung up or deleted over the API.
+        assert (await client.post("/v1/sessions/lobby/hangup", headers=OPERATOR)).status_code == 409
+        assert (await client.delete("/v1/sessions/lobby", headers=OPERATOR)).status_code == 409
+        assert (await client.delete("/v1/sessions/ghost", headers=OPERATOR)).status_code == 404
+        # Transfers need a room: lobby (WebSocket only) has none.
+        transfer = await client.post(
+            "/v1/sessions/lobby/transfer", json={"to": "+15550002000"}, headers=OPERATOR
+        )
+        assert transfer.status_code == 409
+        bad = await client.post(
+            "/v1/sessions/lobby/transfer", json={"to": "front desk"}, headers=OPERATOR
+        )
+        assert bad.status_code == 422
