@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
 from saynad.actors.registry import SessionState
 from saynad.app import Daemon
-from tests.support.daemon import running_daemon, states, wait_until
+from saynad.emulator import EmulatorOptions, open_emulator
+from tests.support.daemon import daemon_in_process, running_daemon, states, wait_until
 from tests.support.http import samples
 from tests.support.samples import (
     CALLER_ID,
     DIALLER_TOKEN,
     OPERATOR_TOKEN,
     READER_TOKEN,
+    daemon_config,
+    signed_call,
 )
+from tests.timing import HANG_S
+
+HOOK = "/webhooks/sip"
 
 OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 DIALLER = {"authorization": f"Bearer {DIALLER_TOKEN}"}
@@ -298,3 +306,171 @@ async def test_hangup_text_and_delete(tmp_path: Path) -> None:
             "/v1/sessions/lobby/transfer", json={"to": "front desk"}, headers=OPERATOR
         )
         assert bad.status_code == 422
+
+
+async def test_fifty_mixed_requests_never_exceed_max_sessions(tmp_path: Path) -> None:
+    cap = 10
+    async with running_daemon(tmp_path, api=True, max_sessions=cap, sessions=()) as (
+        daemon,
+        client,
+    ):
+        admitted_peak = 0
+        rows_peak = 0
+
+        def watch(old: SessionState | None, new: SessionState) -> None:
+            nonlocal admitted_peak, rows_peak
+            admitted_peak = max(admitted_peak, daemon.admission.active)
+            rows_peak = max(rows_peak, len(daemon.registry.rows))
+
+        daemon.registry.listeners.append(watch)
+        answers: dict[str, list[httpx.Response]] = {"inbound": [], "outbound": [], "on_demand": []}
+
+        async def inbound(i: int) -> None:
+            headers, body = signed_call(f"sip-room-{i}", f"EV_mixed{i}")
+            answers["inbound"].append(await client.post(HOOK, headers=headers, content=body))
+
+        async def outbound(i: int) -> None:
+            call = {"template": "call", "to_phone_number": f"+1555000{i:04d}"}
+            answers["outbound"].append(await client.post("/v1/calls", json=call, headers=DIALLER))
+
+        async def on_demand(i: int) -> None:
+            answers["on_demand"].append(
+                await client.post("/v1/sessions", json={"template": "call"}, headers=DIALLER)
+            )
+
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon((inbound, outbound, on_demand)[i % 3], i)
+
+        every = [a for kind in answers.values() for a in kind]
+        assert len(every) == 50
+        accepted = [a for a in every if a.status_code == 202]
+        refused = [a for a in every if a.status_code != 202]
+        # Nothing ended meanwhile, so exactly the cap was admitted; the rest were told
+        # to come back later.
+        assert len(accepted) == cap
+        assert {a.status_code for a in refused} == {503}
+        assert {a.headers["retry-after"] for a in refused} == {"5"}
+        assert admitted_peak <= cap
+        assert rows_peak <= cap
+        assert daemon.admission.active == cap
+        names = {a.json()["session"] for a in accepted}
+        await wait_until(lambda: all(states(daemon).get(n) is SessionState.READY for n in names))
+        placed = sum(1 for a in answers["outbound"] if a.status_code == 202)
+        await wait_until(lambda: len(emulator_calls(daemon)) == placed)
+        assert admitted_peak <= cap
+        assert rows_peak <= cap
+        text = (await client.get("/metrics")).text
+        api = samples(text, "saynad_api_requests_total")
+        webhooks = samples(text, "saynad_webhook_requests_total")
+        saturated = (
+            api[(("outcome", "saturated"), ("route", "calls"))]
+            + api[(("outcome", "saturated"), ("route", "sessions"))]
+            + webhooks[(("outcome", "saturated"),)]
+        )
+        assert saturated == 50 - cap
+
+
+async def test_draining_refuses_new_calls_and_sessions(tmp_path: Path) -> None:
+    goodbye = "Goodbye, this line takes a while to say. " * 4
+    async with running_daemon(tmp_path, api=True, goodbye=goodbye, drain_s=3.0) as (
+        daemon,
+        client,
+    ):
+        await wait_until(lambda: states(daemon).get("lobby") is SessionState.READY)
+        call = {"template": "call", "to_phone_number": "+15551234567"}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(daemon.drain)
+            await wait_until(lambda: daemon.draining)
+            late_call = await client.post("/v1/calls", json=call, headers=DIALLER)
+            late_session = await client.post(
+                "/v1/sessions", json={"template": "call"}, headers=DIALLER
+            )
+            retry = await client.post(
+                "/v1/calls", json=call, headers={**DIALLER, "idempotency-key": "k1"}
+            )
+            for response in (late_call, late_session, retry):
+                assert response.status_code == 503
+                assert response.headers["retry-after"] == "30"
+                assert response.json()["error"] == "draining"
+            # Still draining (the goodbye is being said): nothing was admitted.
+            assert states(daemon).get("lobby") is SessionState.DRAINING
+            assert daemon.admission.active == 0
+        assert emulator_calls(daemon) == []
+
+
+async def test_a_session_on_demand_gets_its_visitor_a_token(tmp_path: Path) -> None:
+    async with running_daemon(tmp_path, api=True, sessions=("lobby",)) as (daemon, client):
+        request = {
+            "template": "call",
+            "room": "web-visit-1",
+            "visitor": {"identity": "visitor-7", "name": "Ada"},
+        }
+        started = await client.post("/v1/sessions", json=request, headers=DIALLER)
+        assert started.status_code == 202
+        body = started.json()
+        name = body["session"]
+        assert body["room"] == "web-visit-1"
+        livekit = body["livekit"]
+        assert (livekit["room"], livekit["identity"]) == ("web-visit-1", "visitor-7")
+        assert livekit["url"] == "http://localhost:7880"
+        assert livekit["token"].count(".") == 2  # a JWT
+        await wait_until(lambda: states(daemon).get(name) is SessionState.READY)
+        row = daemon.registry.get(name)
+        assert row is not None
+        assert (row.origin, row.room) == ("on_demand", "web-visit-1")
+        # One room, one session: a second request for it is refused.
+        again = await client.post("/v1/sessions", json=request, headers=DIALLER)
+        assert again.status_code == 409
+        # A template with no LiveKit room has no room for a visitor.
+        voiceless = await client.post(
+            "/v1/sessions",
+            json={"template": "voice", "visitor": {"identity": "v"}},
+            headers=DIALLER,
+        )
+        assert voiceless.status_code == 422
+        plain = await client.post("/v1/sessions", json={"template": "voice"}, headers=DIALLER)
+        assert plain.status_code == 202
+        assert plain.json()["room"] is None
+        assert plain.json()["livekit"] is None
+
+
+@pytest.mark.parametrize(
+    ("options", "outcome"),
+    [
+        (EmulatorOptions(sip_answer=False), "no_answer"),
+        (EmulatorOptions(sip=False), "dial_failed"),
+    ],
+)
+async def test_an_unanswered_or_refused_call_fails_and_ends(
+    tmp_path: Path, options: EmulatorOptions, outcome: str
+) -> None:
+    async with open_emulator(options) as emulator:
+        text = daemon_config(api=True, sessions=(), inbound=False)
+        text = re.sub(r"  emulator: \{.*\}\n", f"  url: {emulator.url}\n", text)
+        text = text.replace("outbound:\n", "outbound:\n  answer_timeout_s: 0.5\n")
+        path = tmp_path / "saynad.yaml"
+        path.write_text(text)
+        async with (
+            daemon_in_process(path) as daemon,
+            httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=HANG_S) as client,
+        ):
+            placed = await client.post(
+                "/v1/calls",
+                json={"template": "call", "to_phone_number": "+15551234567"},
+                headers=DIALLER,
+            )
+            assert placed.status_code == 202
+            name = placed.json()["session"]
+            with capture_logs(processors=[merge_contextvars]) as logs:
+                await wait_until(lambda: daemon.registry.get(name) is None)
+            row = (await client.get(f"/v1/sessions/{name}", headers=READER)).json()
+            assert row["state"] == "stopped"
+            assert (row["call"]["state"], row["call"]["reason"]) == ("failed", outcome)
+            metrics = (await client.get("/metrics")).text
+        counted = samples(metrics, "saynad_outbound_calls_total")
+        assert counted[(("outcome", outcome),)] == 1
+        assert counted[(("outcome", "answered"),)] == 0
+        ended = next(line for line in logs if line["event"] == "session ended")
+        assert ended["reason"] == outcome.replace("_", " ")
+        assert daemon.admission.active == 0
