@@ -32,10 +32,10 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from saynad._version import __version__
 from saynad.protocol.phone import phone_number_problem
 
 __all__ = [
+    "API_VERSION",
     "DECODERS",
     "IDEMPOTENCY_KEY_PATTERN",
     "MAX_BODY_BYTES",
@@ -59,6 +59,11 @@ __all__ = [
 ]
 
 Scope = Literal["read", "calls", "control"]
+
+API_VERSION: Final = "1.0.0"
+"""The version of the ``/v1`` API the document describes (not saynad's own version:
+the document stays the same from one saynad release to the next unless the API
+changes)."""
 
 MAX_BODY_BYTES: Final = 64 * 1024
 """A request body over this is refused (413) before it is read."""
@@ -497,7 +502,7 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "saynad call control API",
-            "version": __version__,
+            "version": API_VERSION,
             "description": "Outbound calls, sessions on demand and live actions on the "
             "sessions a saynad daemon supervises. Every route but this document needs "
             "Authorization: Bearer <token>, a token of http.tokens holding the scope "
