@@ -337,9 +337,9 @@ class Daemon:
         return [row.as_json() for row in sorted(self.registry.snapshot(), key=lambda r: r.name)]
 
     def session(self, name: str) -> dict[str, object] | None:
-        """The session called ``name`` as a JSON object (None when there is none)."""
-        row = self.registry.get(name)
-        return row.as_json() if row is not None else None
+        """The session called ``name`` as a JSON object (None when there is none): the
+        same as ``/v1/sessions/{name}`` (with its call, and ended admitted sessions)."""
+        return self.api_session(name)
 
     # ------------------------------------------------------------------ the API
 

@@ -534,11 +534,14 @@ class _LiveCollector(Collector):
             "saynad_sessions", "Supervised sessions, by state.", labels=["state"]
         )
         inbound = GaugeMetricFamily(
-            "saynad_inbound_sessions", "Inbound (SIP webhook) sessions admitted and not ended."
+            "saynad_inbound_sessions",
+            "Sessions admitted from outside (SIP webhooks, outbound calls, sessions on "
+            "demand) and not ended.",
         )
         inbound_max = GaugeMetricFamily(
             "saynad_inbound_max_sessions",
-            "inbound.sip_webhook.max_sessions (0 when inbound calls are not configured).",
+            "admission.max_sessions: the cap on sessions admitted from outside, every "
+            "origin together.",
         )
         draining = GaugeMetricFamily("saynad_draining", "1 while the daemon drains, else 0.")
         frames = CounterMetricFamily(
