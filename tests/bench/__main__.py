@@ -130,12 +130,19 @@ def main() -> None:
 
 def run_daemon_benchmarks(reps: int) -> None:
     """The daemon's own benchmarks, each writing its docs/benchmarks-*.md."""
-    from tests.bench import bench_agent, bench_fleet, bench_scrape_flood, bench_webhooks
+    from tests.bench import (
+        bench_agent,
+        bench_calls,
+        bench_fleet,
+        bench_scrape_flood,
+        bench_webhooks,
+    )
 
     bench_scrape_flood.main(["--reps", str(reps)])  # → docs/benchmarks-reliability.md
     bench_fleet.main(["2000", str(reps)])  # → docs/benchmarks-fleet.md
     bench_webhooks.main(["--reps", str(reps)])  # → docs/benchmarks-webhooks.md
     bench_agent.main([])  # → docs/benchmarks-agent.md
+    bench_calls.main(["--reps", str(reps)])  # → docs/benchmarks-calls.md
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
