@@ -173,8 +173,10 @@ def _status(args: argparse.Namespace) -> int:
     import httpx
 
     url = args.url.rstrip("/")
+    token = _api_token(args)
+    headers = {"authorization": f"Bearer {token}"} if token is not None else {}
     try:
-        response = httpx.get(f"{url}/sessions", timeout=args.timeout)
+        response = httpx.get(f"{url}/sessions", headers=headers, timeout=args.timeout)
     except httpx.HTTPError as exc:
         print(f"saynad status: cannot reach {url}: {exc}", file=sys.stderr)
         return EX_FAILURE
@@ -459,14 +461,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=_check)
 
-    status = sub.add_parser("status", help="show the running daemon's sessions")
-    status.add_argument(
-        "--url", default=DEFAULT_URL, help=f"the daemon's HTTP address (default: {DEFAULT_URL})"
-    )
-    status.add_argument("--json", action="store_true", help="print the raw JSON rows")
-    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
-    status.set_defaults(func=_status)
-
     api = argparse.ArgumentParser(add_help=False)
     api.add_argument(
         "--url", default=DEFAULT_URL, help=f"the daemon's HTTP address (default: {DEFAULT_URL})"
@@ -477,6 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a file holding the API token (default: $SAYNAD_TOKEN)",
     )
     api.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+
+    status = sub.add_parser(
+        "status",
+        parents=[api],
+        help="show the running daemon's sessions (a read token once http.tokens is set)",
+    )
+    status.add_argument("--json", action="store_true", help="print the raw JSON rows")
+    status.set_defaults(func=_status)
 
     call = sub.add_parser(
         "call",

@@ -474,3 +474,41 @@ async def test_an_unanswered_or_refused_call_fails_and_ends(
         ended = next(line for line in logs if line["event"] == "session ended")
         assert ended["reason"] == outcome.replace("_", " ")
         assert daemon.admission.active == 0
+
+
+def test_an_http_agent_hears_the_requests_variables() -> None:
+    from saynad.actors.behaviour import SessionIdentity
+    from saynad.actors.behaviours.agent import AgentRequest, Turn
+    from saynad.actors.behaviours.backends import HttpBackend
+
+    turn = Turn(text="hello", index=1, ended_at=0.0)
+    called = SessionIdentity(
+        name="call-1", template="call", origin="outbound", variables={"name": "Ada"}
+    )
+    plain = SessionIdentity(name="lobby", template="voice", origin="config")
+    body = HttpBackend.body(AgentRequest(turn=turn, history=(), identity=called))
+    assert body["variables"] == {"name": "Ada"}
+    assert "variables" not in HttpBackend.body(AgentRequest(turn=turn, history=(), identity=plain))
+
+
+def test_variables_fill_the_templates_lines() -> None:
+    from saynad.actors.plan import CallRecord, build_plan, fill_variables
+    from saynad.config import load_config_text
+
+    assert fill_variables("Hi {name}, {unknown} { name }", {"name": "Ada"}) == (
+        "Hi Ada, {unknown} { name }"
+    )
+    config = load_config_text(
+        "templates:\n"
+        "  reminder:\n"
+        "    audio: false\n"
+        "    livekit: {}\n"
+        "    outbound: true\n"
+        "    behaviours:\n"
+        "      end: {goodbye_text: 'Bye {name}'}\n"
+    )
+    spec = config.admitted_session("call-1", "reminder", origin="outbound", room_name="r")
+    plan = build_plan(spec, url="ws://x", api_key=None, call=CallRecord(variables={"name": "Ada"}))
+    assert plan.end.goodbye_text == "Bye Ada"
+    assert plan.identity.variables == {"name": "Ada"}
+    assert plan.end.on_participant_disconnected  # a call ends when the callee hangs up
