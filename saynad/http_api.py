@@ -31,6 +31,7 @@ from typing import Final, Literal, Protocol, TypeVar
 
 import msgspec
 import structlog
+import trio
 
 from saynad.actors.admission import Verdict
 from saynad.actors.behaviours.remote import Action, ActOutcome, Hangup, Speak, Transfer
@@ -69,6 +70,7 @@ log = structlog.get_logger("saynad.http")
 
 RETRY_AFTER_SATURATED_S: Final = 5
 RETRY_AFTER_DRAINING_S: Final = 30
+REFUSAL_LOG_INTERVAL_S: Final = 1.0
 
 _IDEMPOTENCY_KEY: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _json: Final = msgspec.json.Encoder()
@@ -199,6 +201,8 @@ class ApiRoutes:
     def __init__(self, daemon: ApiSurface) -> None:
         self.daemon = daemon
         self._openapi = _json.encode(openapi_document())
+        # outcome → (trio time of its last line, refusals not logged since)
+        self._refusal_lines: dict[str, tuple[float, int]] = {}
 
     @property
     def openapi(self) -> bytes:
@@ -226,14 +230,27 @@ class ApiRoutes:
             else:
                 answer = _refusal(408, "bad_request", "request body too slow", _CLOSE)
         self.daemon.metrics.api_request(route or "read", answer.outcome)
-        if answer.status >= 400 and answer.outcome not in ("not_found", "conflict"):
-            log.info(
-                "api request refused",
-                route=route,
-                status=answer.status,
-                outcome=answer.outcome,
-            )
+        if answer.status >= 400:
+            self._log_refusal(route or "read", answer)
         return answer
+
+    def _log_refusal(self, route: str, answer: Answer) -> None:
+        """At most one ``api request refused`` line per outcome per
+        :data:`REFUSAL_LOG_INTERVAL_S` (a flood of bad requests must not flood the
+        journal); ``not_logged`` counts the others. Every refusal is counted anyway."""
+        now = trio.current_time()
+        last, skipped = self._refusal_lines.get(answer.outcome, (None, 0))
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL_S:
+            self._refusal_lines[answer.outcome] = (last, skipped + 1)
+            return
+        self._refusal_lines[answer.outcome] = (now, 0)
+        log.info(
+            "api request refused",
+            route=route,
+            status=answer.status,
+            outcome=answer.outcome,
+            not_logged=skipped,
+        )
 
     def _match(
         self, method: str, path: str

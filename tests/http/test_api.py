@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 from structlog.contextvars import merge_contextvars
 from structlog.testing import capture_logs
 
@@ -512,3 +513,45 @@ def test_variables_fill_the_templates_lines() -> None:
     assert plan.end.goodbye_text == "Bye Ada"
     assert plan.identity.variables == {"name": "Ada"}
     assert plan.end.on_participant_disconnected  # a call ends when the callee hangs up
+
+
+async def test_refusals_are_logged_at_most_once_a_second_per_outcome(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from saynad.http_api import ApiRoutes
+    from saynad.observability.metrics import Metrics
+
+    class Surface:
+        # Only what a refused request reaches: the tokens and the metrics.
+        reads_need_token = True
+        metrics = Metrics(CollectorRegistry(), runtime_collectors=False)
+
+        def api_tokens(self) -> tuple[object, ...]:
+            from saynad.config import load_config_text
+
+            return load_config_text(
+                "http:\n  tokens:\n    - {name: a, token: '${env:T}', scopes: [read]}\n",
+                env={"T": "a-token-of-the-test-0123"},
+            ).http.api_tokens()
+
+    async def no_body(limit: int) -> bytes:
+        return b""
+
+    routes = ApiRoutes(Surface())  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        for _ in range(30):
+            answer = await routes.answer("GET", "/v1/sessions", [], no_body)
+            assert answer.status == 401
+        await trio.sleep(1.5)
+        await routes.answer("GET", "/v1/sessions", [], no_body)
+    lines = [line for line in logs if line["event"] == "api request refused"]
+    assert [line["not_logged"] for line in lines] == [0, 29]
+    text = Surface.metrics.registry
+    assert (
+        text.get_sample_value(
+            "saynad_api_requests_total", {"route": "read", "outcome": "unauthorized"}
+        )
+        == 31
+    )
