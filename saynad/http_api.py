@@ -306,16 +306,28 @@ class ApiRoutes:
 
     # ----------------------------------------------------------------- admission
 
-    async def _calls(self, request: _Request) -> Answer:
+    @staticmethod
+    async def _admission(
+        request: _Request, cls: type[_B]
+    ) -> tuple[Caller, str | None, _B] | Answer:
+        """What every admission route checks first: the ``calls`` scope, the
+        ``Idempotency-Key``, the body."""
         caller = request.authorize("calls")
         if isinstance(caller, Answer):
             return caller
         key = request.idempotency_key()
         if isinstance(key, Answer):
             return key
-        body = await request.body(CallRequest)
+        body = await request.body(cls)
         if isinstance(body, Answer):
             return body
+        return caller, key, body
+
+    async def _calls(self, request: _Request) -> Answer:
+        checked = await self._admission(request, CallRequest)
+        if isinstance(checked, Answer):
+            return checked
+        caller, key, body = checked
         verdict = await self.daemon.admit_call(body, client=caller.name, idempotency_key=key)
         if not verdict.accepted:
             return _refused_verdict(verdict)
@@ -327,15 +339,10 @@ class ApiRoutes:
         return Answer(202, accepted, outcome="replayed" if verdict.replayed else "accepted")
 
     async def _start(self, request: _Request) -> Answer:
-        caller = request.authorize("calls")
-        if isinstance(caller, Answer):
-            return caller
-        key = request.idempotency_key()
-        if isinstance(key, Answer):
-            return key
-        body = await request.body(SessionRequest)
-        if isinstance(body, Answer):
-            return body
+        checked = await self._admission(request, SessionRequest)
+        if isinstance(checked, Answer):
+            return checked
+        caller, key, body = checked
         verdict = await self.daemon.admit_session(body, client=caller.name, idempotency_key=key)
         if not verdict.accepted:
             return _refused_verdict(verdict)

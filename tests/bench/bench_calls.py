@@ -28,7 +28,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from tests.bench.bench_webhooks import _machine, _median, _pct, _timestamp
+from tests.bench.bench_webhooks import _Connection, _machine, _median, _pct, _timestamp
 from tests.support.processes import DaemonProcess, daemon_process, emulator_process
 from tests.support.samples import LISTEN_ANY, OPERATOR_TOKEN, STT_YAML, TTS_YAML
 
@@ -90,30 +90,6 @@ def _request(index: int) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-class _Connection:
-    """One keep-alive HTTP/1.1 connection; :meth:`post` returns (status, JSON body)."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    async def post(self, raw: bytes) -> tuple[int, dict[str, Any]]:
-        await self.stream.send_all(raw)
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += await self.stream.receive_some(65536)
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        length = 0
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        while len(rest) < length:
-            rest += await self.stream.receive_some(65536)
-        self.buffer = rest[length:]
-        return int(lines[0].split()[1]), json.loads(rest[:length])
-
-
 @asynccontextmanager
 async def _daemon(config_text: str, tmp: Path) -> AsyncIterator[DaemonProcess]:
     config = tmp / "saynad.yaml"
@@ -129,17 +105,16 @@ async def calls(concurrent: int, tmp: Path) -> dict[str, Any]:
         emulator_process(cpu=1) as (sayna, _),
         _daemon(_config(sayna=sayna, max_sessions=concurrent), tmp) as daemon,
     ):
-        host, port = daemon.url.removeprefix("http://").rsplit(":", 1)
-        connections = [
-            _Connection(await trio.open_tcp_stream(host, int(port))) for _ in range(concurrent)
-        ]
+        connections = [await _Connection.open(daemon.url) for _ in range(concurrent)]
         requests = [_request(i) for i in range(concurrent)]
         go = trio.Event()
 
         async def send(index: int) -> None:
             await go.wait()
             sent_at[index] = time.time()
-            status, body = await connections[index].post(requests[index])
+            connection = connections[index]
+            status = await connection.request(requests[index])
+            body = json.loads(connection.body)
             answers[index] = (status, body, time.time())
 
         async with trio.open_nursery() as nursery:
