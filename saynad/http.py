@@ -427,10 +427,12 @@ class HttpApp:
             with trio.move_on_after(BODY_TIMEOUT_S) as scope_:
                 await _read_body(receive, MAX_CONTROL_BODY_BYTES)  # ignored, but consumed
         except _BodyTooLarge:
-            return _error(413, "request body too large", _CLOSE)
-        if scope_.cancelled_caught:
-            return _error(408, "request body too slow", _CLOSE)
-        response = await action()
+            response = _error(413, "request body too large", _CLOSE)
+        else:
+            if scope_.cancelled_caught:
+                response = _error(408, "request body too slow", _CLOSE)
+            else:
+                response = await action()
         self.daemon.metrics.api_request(route, _OUTCOMES.get(response.status, "accepted"))
         return response
 
@@ -537,7 +539,15 @@ class HttpApp:
         return response
 
 
-_OUTCOMES: Final = {404: "not_found", 422: "invalid", 503: "draining", 500: "error"}
+_OUTCOMES: Final = {
+    404: "not_found",
+    408: "bad_request",
+    413: "too_large",
+    422: "invalid",
+    503: "draining",
+    500: "error",
+}
+"""The outcome a control route's answer is counted under, by status (else ``accepted``)."""
 
 
 def _answer(answer: Answer) -> _Response:

@@ -179,6 +179,8 @@ async def test_tokens_need_their_scope(tmp_path: Path) -> None:
         assert (await client.get("/sessions/lobby")).status_code == 401
         assert (await client.get("/v1/sessions", headers=READER)).status_code == 200
         assert (await client.get("/sessions", headers=DIALLER)).status_code == 200
+        huge = await client.post("/v1/reload", headers=OPERATOR, content=b"x" * 70_000)
+        assert huge.status_code == 413
         # What never needs a token: the document, health, metrics.
         assert (await client.get("/v1/openapi.json")).status_code == 200
         assert (await client.get("/healthz")).status_code == 200
@@ -187,6 +189,7 @@ async def test_tokens_need_their_scope(tmp_path: Path) -> None:
         assert api[(("outcome", "unauthorized"), ("route", "calls"))] == 3
         assert api[(("outcome", "forbidden"), ("route", "calls"))] == 1
         assert api[(("outcome", "forbidden"), ("route", "reload"))] == 2
+        assert api[(("outcome", "too_large"), ("route", "reload"))] == 1
         assert api[(("outcome", "unauthorized"), ("route", "read"))] == 3
 
 
