@@ -50,11 +50,24 @@ from saynad import _early_signals as early_signals
 from saynad._groups import cause_of
 from saynad._io.listener import ReusePortListener
 from saynad.actors.admission import Admission, Ticket, Verdict
+from saynad.actors.behaviour import Behaviour
+from saynad.actors.behaviours.dialler import Dialler
+from saynad.actors.behaviours.remote import (
+    DEFAULT_GOODBYE,
+    Action,
+    ActOutcome,
+    Remote,
+    Remotes,
+)
+from saynad.actors.behaviours.transcripts import Journal
 from saynad.actors.plan import build_plan, child_for
 from saynad.actors.registry import Registry, SessionState
 from saynad.actors.session import run_session
 from saynad.actors.supervisor import Child, ChildControl, Restart, Supervisor
+from saynad.api import CallRequest, LiveKitAccess, SessionRequest
+from saynad.client.rest import RestClient
 from saynad.config import (
+    ApiTokenSettings,
     Config,
     EmulatorSettings,
     SaynaSettings,
@@ -69,6 +82,7 @@ from saynad.errors import (
     HandshakeRejectedError,
     ProtocolError,
     ReadyTimeoutError,
+    SaynadError,
     SessionConfigError,
     TransportError,
 )
@@ -100,6 +114,9 @@ RELOAD_MIN_INTERVAL_S: Final = 1.0
 """Shortest time between the starts of two signal-requested reloads (``SIGHUP``)."""
 
 HTTP_GRACEFUL_TIMEOUT_S: Final = 5.0
+
+REST_TIMEOUT_S: Final = 10.0
+"""The daemon's REST requests to Sayna (a dial, a visitor's token) give up after this."""
 
 STOP_GRACE_S: Final = 10.0
 """The bound on stopping: saynad exits within ``defaults.drain_timeout_s`` + this many
@@ -198,9 +215,13 @@ class Daemon:
         self.shard = self.shard_for(self.config)
         self.metrics = Metrics(self.metrics_registry, snapshot=self._metrics_snapshot)
         self.metrics.shard(self.shard.index, self.shard.count)
-        self.admission = Admission(self.config)
-        self._webhooks: WebhookServer | None = None
+        self.admission = Admission(self.config, on_outcome=self.metrics.outbound_call)
         self.admission.listeners.append(self._admission_changed)
+        self._webhooks: WebhookServer | None = None
+        self.remotes = Remotes()
+        """The ready sessions' live-action handles (speak, transfer, hangup)."""
+        self.rest: RestClient | None = None
+        """The REST client of the Sayna server (outbound calls, visitors' tokens)."""
         self._reload_lock = trio.Lock()
         self._http_stop = trio.Event()
         self._http_done = trio.Event()
@@ -213,6 +234,7 @@ class Daemon:
 
     async def _runner(self, child: Child, control: ChildControl) -> None:
         ticket = child.ticket if isinstance(child.ticket, Ticket) else None
+        error: str | None = None
         try:
             spec = child.spec
             assert isinstance(spec, SessionSpec)
@@ -223,15 +245,40 @@ class Daemon:
                 api_key=api_key.reveal() if api_key is not None else None,
                 call=ticket.call if ticket is not None else None,
                 max_duration_s=ticket.max_duration_s if ticket is not None else None,
+                extra=lambda journal: self._extra_behaviours(child, spec, ticket, journal),
             )
             plan = dataclasses.replace(plan, observer=self.metrics)
             await run_session(plan, control)
         except Exception as exc:
-            self.metrics.session_failed(child.origin, failure_reason(exc))
+            error = failure_reason(exc)
+            self.metrics.session_failed(child.origin, error)
             raise
         finally:
             if ticket is not None:
-                self.admission.release(child.name)
+                row = self.registry.get(child.name)
+                last = row.as_json() if row is not None else None
+                if last is not None and error is not None:
+                    last["last_error"] = error
+                self.admission.release(child.name, row=last, error=error is not None)
+
+    def _extra_behaviours(
+        self, child: Child, spec: SessionSpec, ticket: Ticket | None, journal: Journal
+    ) -> list[Behaviour]:
+        """What the daemon adds to every run: live actions, and the dialler of a call."""
+        end = spec.behaviours.end
+        own_goodbye = end is not None and end.goodbye_text is not None
+        made: list[Behaviour] = [
+            Remote(
+                self.remotes,
+                journal=journal,
+                goodbye_text=None if own_goodbye else DEFAULT_GOODBYE,
+            )
+        ]
+        status = self.admission.call_status(child.name)
+        if ticket is not None and ticket.dial is not None and status is not None:
+            assert self.rest is not None
+            made.append(Dialler(ticket.dial, status, self.rest))
+        return made
 
     def shard_for(self, config: Config) -> Shard:
         """This process's shard under ``config`` (ValueError: the index is not below
@@ -331,14 +378,100 @@ class Daemon:
         return [row.as_json() for row in sorted(self.registry.snapshot(), key=lambda r: r.name)]
 
     def session(self, name: str) -> dict[str, object] | None:
-        """The session called ``name`` as a JSON object (None when there is none)."""
-        row = self.registry.get(name)
-        return row.as_json() if row is not None else None
+        """The session called ``name`` as a JSON object (None when there is none): the
+        same as ``/v1/sessions/{name}`` (with its call, and ended admitted sessions)."""
+        return self.api_session(name)
+
+    # ------------------------------------------------------------------ the API
+
+    def api_tokens(self) -> tuple[ApiTokenSettings, ...]:
+        """The bearer tokens of the API (``http.tokens`` and ``http.control_token``)."""
+        return self.config.http.api_tokens()
 
     @property
-    def control_token(self) -> Secret | None:
-        """``http.control_token``: the control routes exist only when it is set."""
-        return self.config.http.control_token
+    def reads_need_token(self) -> bool:
+        """Whether reading the sessions needs a ``read`` token."""
+        return self.config.http.reads_need_token
+
+    def api_session(self, name: str) -> dict[str, object] | None:
+        """``/v1/sessions/{name}``: a running session with its call, or an admitted one
+        that ended recently (state ``stopped``, with its call's outcome)."""
+        row = self.registry.get(name)
+        if row is None:
+            return self.admission.ended(name)
+        call = self.admission.call_status(name)
+        return {**row.as_json(), "call": call.as_json() if call is not None else None}
+
+    def api_sessions(self) -> list[dict[str, object]]:
+        """``/v1/sessions``: every supervised session, with its call."""
+        rows = []
+        for row in sorted(self.registry.snapshot(), key=lambda r: r.name):
+            call = self.admission.call_status(row.name)
+            rows.append({**row.as_json(), "call": call.as_json() if call is not None else None})
+        return rows
+
+    async def admit_call(
+        self, request: CallRequest, *, client: str, idempotency_key: str | None
+    ) -> Verdict:
+        """``POST /v1/calls``: admission decides; the session dials once ready."""
+        return await self.admission.admit_call(
+            request, client=client, idempotency_key=idempotency_key
+        )
+
+    async def admit_session(
+        self, request: SessionRequest, *, client: str, idempotency_key: str | None
+    ) -> Verdict:
+        """``POST /v1/sessions``: admission decides; a visitor's token is minted after."""
+
+        async def finish(verdict: Verdict) -> Verdict:
+            visitor = request.visitor
+            if visitor is None or verdict.room is None or verdict.session is None:
+                return verdict
+            assert self.rest is not None
+            try:
+                token = await self.rest.get_livekit_token(
+                    verdict.room, visitor.name, visitor.identity
+                )
+            except SaynadError as exc:
+                # The session is of no use without its visitor: it ends at once.
+                if self.supervisor is not None:
+                    self.supervisor.stop_now(verdict.session, reason="visitor token refused")
+                log.warning(
+                    "visitor token refused", session=verdict.session, error=type(exc).__name__
+                )
+                return Verdict(
+                    False, "upstream", detail="Sayna did not mint the visitor's LiveKit token"
+                )
+            access = LiveKitAccess(
+                token=token.token,
+                url=token.livekit_url,
+                room=token.room_name,
+                identity=token.participant_identity,
+            )
+            return dataclasses.replace(verdict, livekit=access)
+
+        return await self.admission.admit_session(
+            request, client=client, idempotency_key=idempotency_key, finish=finish
+        )
+
+    def act(self, name: str, action: Action) -> ActOutcome:
+        """Hand ``action`` to the ready session ``name`` without waiting (see
+        :meth:`~saynad.actors.behaviours.remote.Remotes.act`)."""
+        return self.remotes.act(name, action, known=self.registry.get(name) is not None)
+
+    def origin_of(self, name: str) -> str | None:
+        """Where the session ``name`` comes from (None: no such session)."""
+        row = self.registry.get(name)
+        return row.origin if row is not None else None
+
+    def stop_session(self, name: str) -> bool:
+        """End the session ``name`` at once (``DELETE``); False when none runs."""
+        if self.supervisor is None:
+            return False
+        ok = self.supervisor.stop_now(name, reason="deleted")
+        if ok:
+            log.info("session deleted over http", session=name)
+        return ok
 
     def _metrics_snapshot(self) -> DaemonSnapshot:
         counts = dict.fromkeys((state.value for state in SessionState), 0)
@@ -599,6 +732,9 @@ class Daemon:
         finally:
             self.gc_policy.restore()
             self.notifier.close()
+            if self.rest is not None:
+                with trio.CancelScope(shield=True):
+                    await self.rest.aclose()
 
     async def _run(self, task_status: trio.TaskStatus[Daemon]) -> None:
         with trio.CancelScope() as root:
@@ -616,6 +752,12 @@ class Daemon:
                     log.info("embedded emulator started", url=emulator.url)
                 else:
                     self.sayna_url = self.config.sayna.url
+                api_key = self.config.sayna.api_key
+                self.rest = RestClient(
+                    self.sayna_url,
+                    api_key.reveal() if api_key is not None else None,
+                    timeout_s=REST_TIMEOUT_S,
+                )
                 supervisor = Supervisor(
                     self._runner,
                     self.registry,

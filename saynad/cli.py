@@ -260,8 +260,10 @@ def _status(args: argparse.Namespace) -> int:
     import httpx
 
     url = args.url.rstrip("/")
+    token = _api_token(args)
+    headers = {"authorization": f"Bearer {token}"} if token is not None else {}
     try:
-        response = httpx.get(f"{url}/sessions", timeout=args.timeout)
+        response = httpx.get(f"{url}/sessions", headers=headers, timeout=args.timeout)
     except httpx.HTTPError as exc:
         print(f"saynad status: cannot reach {url}: {exc}", file=sys.stderr)
         return EX_FAILURE
@@ -278,6 +280,118 @@ def _status(args: argparse.Namespace) -> int:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no sessions"
     print(f"\n{len(rows)} sessions: {summary}")
+    return EX_OK
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def _api_token(args: argparse.Namespace) -> str | None:
+    """The bearer token: ``--token-file``, else ``$SAYNAD_TOKEN`` (never an argument,
+    which every user of the machine could read in the process list)."""
+    if args.token_file is not None:
+        try:
+            return Path(args.token_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise SystemExit(f"saynad: cannot read --token-file: {exc.strerror}") from None
+    return os.environ.get("SAYNAD_TOKEN") or None
+
+
+def _api_call(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """One request to the daemon's API: (status, JSON body); status 0 when unreachable."""
+    import httpx
+
+    sent = dict(headers or {})
+    token = _api_token(args)
+    if token is not None:
+        sent["authorization"] = f"Bearer {token}"
+    url = args.url.rstrip("/")
+    try:
+        response = httpx.request(
+            method, f"{url}{path}", json=body, headers=sent, timeout=args.timeout
+        )
+    except httpx.HTTPError as exc:
+        print(f"saynad: cannot reach {url}: {exc}", file=sys.stderr)
+        return 0, {}
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    return response.status_code, answer if isinstance(answer, dict) else {}
+
+
+def _api_refused(command: str, status: int, answer: dict[str, Any]) -> int:
+    if status:
+        detail = answer.get("detail")
+        error = answer.get("error", f"HTTP {status}")
+        print(
+            f"saynad {command}: {status} {error}" + (f": {detail}" if detail else ""),
+            file=sys.stderr,
+        )
+    return EX_FAILURE
+
+
+def _variables(pairs: Sequence[str]) -> dict[str, str]:
+    variables = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"saynad: --var takes NAME=VALUE, got {pair!r}")
+        variables[name] = value
+    return variables
+
+
+def _call(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"template": args.template, "to_phone_number": args.to}
+    if args.caller is not None:
+        body["from_phone_number"] = args.caller
+    if args.room is not None:
+        body["room"] = args.room
+    if args.var:
+        body["variables"] = _variables(args.var)
+    headers = {"idempotency-key": args.idempotency_key} if args.idempotency_key else {}
+    status, answer = _api_call(args, "POST", "/v1/calls", body, headers)
+    if status != 202:
+        return _api_refused("call", status, answer)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print(answer["session"])
+    return EX_OK
+
+
+def _say(args: argparse.Namespace) -> int:
+    body = {"text": args.text, "interrupt": args.interrupt}
+    status, answer = _api_call(args, "POST", f"/v1/sessions/{_segment(args.session)}/speak", body)
+    return EX_OK if status == 202 else _api_refused("say", status, answer)
+
+
+def _hangup(args: argparse.Namespace) -> int:
+    session = _segment(args.session)
+    if args.now:
+        status, answer = _api_call(args, "DELETE", f"/v1/sessions/{session}")
+    else:
+        body = {"text": args.text} if args.text is not None else {}
+        status, answer = _api_call(args, "POST", f"/v1/sessions/{session}/hangup", body)
+    return EX_OK if status == 202 else _api_refused("hangup", status, answer)
+
+
+def _segment(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from saynad.api import openapi_document
+
+    print(json.dumps(openapi_document(), indent=2))
     return EX_OK
 
 
@@ -463,13 +577,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shards.set_defaults(func=_shards)
 
-    status = sub.add_parser("status", help="show the running daemon's sessions")
-    status.add_argument(
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument(
         "--url", default=DEFAULT_URL, help=f"the daemon's HTTP address (default: {DEFAULT_URL})"
     )
+    api.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="a file holding the API token (default: $SAYNAD_TOKEN)",
+    )
+    api.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+
+    status = sub.add_parser(
+        "status",
+        parents=[api],
+        help="show the running daemon's sessions (a read token once http.tokens is set)",
+    )
     status.add_argument("--json", action="store_true", help="print the raw JSON rows")
-    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
     status.set_defaults(func=_status)
+
+    call = sub.add_parser(
+        "call",
+        parents=[api],
+        help="place an outbound call (POST /v1/calls); prints the session's name",
+        description="Dial NUMBER with an outbound template: saynad call +15551234567 "
+        "--template reminder --var name=Ada. Needs a token with the calls scope.",
+    )
+    call.add_argument("to", metavar="NUMBER", help="the number to dial (+15551234567)")
+    call.add_argument("--template", required=True, help="a template marked outbound: true")
+    call.add_argument(
+        "--from", dest="caller", help="caller id (default: outbound.from_phone_number)"
+    )
+    call.add_argument("--room", help="the LiveKit room (default: the session's name)")
+    call.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="a template variable"
+    )
+    call.add_argument(
+        "--idempotency-key", help="retrying with the same key never places a second call"
+    )
+    call.add_argument("--json", action="store_true", help="print the whole answer")
+    call.set_defaults(func=_call)
+
+    say = sub.add_parser(
+        "say",
+        parents=[api],
+        help="make a running session say something (POST /v1/sessions/NAME/speak)",
+    )
+    say.add_argument("session", metavar="SESSION")
+    say.add_argument("text", metavar="TEXT")
+    say.add_argument(
+        "--interrupt", action="store_true", help="cut what the session is saying first"
+    )
+    say.set_defaults(func=_say)
+
+    hangup = sub.add_parser(
+        "hangup",
+        parents=[api],
+        help="end a call: its goodbye line, then the end (--now: at once)",
+    )
+    hangup.add_argument("session", metavar="SESSION")
+    hangup.add_argument("--text", help='the goodbye line ("" for none)')
+    hangup.add_argument(
+        "--now", action="store_true", help="end at once, no goodbye (DELETE /v1/sessions/NAME)"
+    )
+    hangup.set_defaults(func=_hangup)
+
+    openapi = sub.add_parser(
+        "openapi", help="print the API's OpenAPI document (what /v1/openapi.json serves)"
+    )
+    openapi.set_defaults(func=_openapi)
 
     sign = sub.add_parser(
         "sign-webhook",

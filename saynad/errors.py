@@ -10,6 +10,7 @@ boundary of the client layer, and chained with ``from`` so the original stays vi
     ├── UnreachableError            marker: the peer could not be reached, nothing was established
     ├── ConfigError                 the daemon's YAML file is invalid (all problems at once)
     ├── BehaviourOverloadError      a session behaviour fell too far behind its events
+    ├── SessionBusyError            a live action found the session's action inbox full
     ├── ProtocolError               bytes from the peer do not form a valid Sayna frame
     │   └── FrameDecodeError        .kind: not_json|not_object|unknown_type|invalid|too_large
     ├── WebhookError                a SIP webhook was refused; .http_status says how to answer
@@ -61,6 +62,7 @@ __all__ = [
     "ResponseDecodeError",
     "SaynadError",
     "ServerError",
+    "SessionBusyError",
     "SessionClosedError",
     "SessionConfigError",
     "SessionError",
@@ -109,6 +111,11 @@ class BehaviourOverloadError(SaynadError):
     The session ends with this error (its restart policy decides what follows): the
     reader never blocks and control events are never dropped.
     """
+
+
+class SessionBusyError(SaynadError):
+    """A live action (speak, transfer, hangup) found the session's action inbox full;
+    the API answers 503 and nothing waits."""
 
 
 # --------------------------------------------------------------------------- protocol

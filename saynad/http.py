@@ -9,16 +9,18 @@
                                     admission open; 503 otherwise (JSON says which check)
     GET  /sessions                  every supervised session, and this process's shard (JSON)
     GET  /sessions/{name}           one session (JSON), 404 when unknown
-    POST /sessions/{name}/restart   control: restart one session      (needs control_token)
-    POST /reload                    control: reload the configuration (needs control_token)
+    POST /sessions/{name}/restart   control: restart one session
+    POST /reload                    control: reload the configuration
     POST {inbound.sip_webhook.path} a signed SIP webhook → 202 and a temporary session
+    *    /v1/...                    the call control API (saynad.http_api, saynad.api)
 
 Every GET route answers ``HEAD`` (the same headers, no body); any other method gets 405
 with ``Allow``. A request target (path and query) over :data:`MAX_URL_BYTES` gets 414, a
 request head over :data:`MAX_HEAD_BYTES` 431.
 
-The control routes exist only when ``http.control_token`` is set; they take
-``Authorization: Bearer <token>``, compared in constant time.
+The control routes exist only when a token holds the ``control`` scope (``http.tokens``
+or ``http.control_token``); they take ``Authorization: Bearer <token>``, compared in
+constant time. Once ``http.tokens`` is set, the session reads need a ``read`` token.
 
 The routes see the daemon through :class:`DaemonSurface`, a small protocol defined here
 (readiness, liveness, the sessions, restart, reload, webhook admission, metrics) that
@@ -41,7 +43,6 @@ shutdown (stop accepting, let in-flight requests finish within ``graceful_timeou
 from __future__ import annotations
 
 import errno
-import hmac
 import socket
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -61,7 +62,6 @@ from prometheus_client.exposition import choose_encoder
 from saynad._groups import cause_of
 from saynad._io.listener import ReusePortListener
 from saynad.actors.admission import Verdict
-from saynad.config import Secret
 from saynad.errors import (
     WebhookError,
     WebhookPayloadError,
@@ -69,6 +69,15 @@ from saynad.errors import (
     WebhookSignatureError,
     WebhookTimestampError,
     WebhookTooLargeError,
+)
+from saynad.http_api import (
+    RETRY_AFTER_DRAINING_S,
+    RETRY_AFTER_SATURATED_S,
+    Answer,
+    ApiRoutes,
+    ApiSurface,
+    BodyRefused,
+    authorize,
 )
 from saynad.observability.metrics import Metrics
 from saynad.protocol.webhooks import VerifiedSipWebhook, WebhookVerifier
@@ -116,8 +125,6 @@ may take up to :data:`MAX_HEAD_BYTES`; beyond that the HTTP server answers 431."
 MAX_HEAD_BYTES: Final = 64 * 1024
 
 MAX_CONTROL_BODY_BYTES: Final = 64 * 1024
-RETRY_AFTER_SATURATED_S: Final = 5
-RETRY_AFTER_DRAINING_S: Final = 30
 
 Routes = Literal["all", "webhook", "all_but_webhook"]
 
@@ -137,8 +144,9 @@ class ReloadOutcome:
     changed: int = 0
 
 
-class DaemonSurface(Protocol):
-    """What the routes need from the daemon (:class:`saynad.app.Daemon` implements it)."""
+class DaemonSurface(ApiSurface, Protocol):
+    """What the routes need from the daemon (:class:`saynad.app.Daemon` implements it);
+    the ``/v1`` routes' part is :class:`~saynad.http_api.ApiSurface`."""
 
     @property
     def draining(self) -> bool:
@@ -148,11 +156,6 @@ class DaemonSurface(Protocol):
     @property
     def metrics(self) -> Metrics:
         """The catalog ``/metrics`` renders and the webhook outcomes are counted in."""
-        ...
-
-    @property
-    def control_token(self) -> Secret | None:
-        """The bearer token of the control routes (None: they do not exist)."""
         ...
 
     @property
@@ -278,6 +281,7 @@ class HttpApp:
         listener of ``http.webhooks``) or ``all_but_webhook``."""
         self.daemon = daemon
         self.routes = routes
+        self.api = ApiRoutes(daemon)
         self.metrics_cache_s = metrics_cache_s
         self._scrapes = trio.CapacityLimiter(max_concurrent_scrapes)
         # outcome → (trio time of its last line, refusals not logged since)
@@ -332,18 +336,20 @@ class HttpApp:
         if path == "/readyz":
             return self._only(method, "GET") or self._readyz()
         if path == "/sessions":
-            return self._only(method, "GET") or self._sessions()
+            return self._only(method, "GET") or self._read(scope) or self._sessions()
         if path.startswith("/sessions/"):
             name, _, action = path[len("/sessions/") :].partition("/")
             if not action:
-                return self._only(method, "GET") or self._session(name)
+                return self._only(method, "GET") or self._read(scope) or self._session(name)
             if action == "restart":
                 return self._only(method, "POST") or await self._control(
                     scope, receive, lambda: self._restart(name)
                 )
             return _error(404, "not found")
-        if path == "/reload":
+        if path in ("/reload", "/v1/reload"):
             return self._only(method, "POST") or await self._control(scope, receive, self._reload)
+        if path.startswith("/v1/"):
+            return await self._v1(scope, receive, path, method)
         if webhook_path is not None and path == webhook_path:
             return await self._webhook(scope, receive, method)
         return _error(404, "not found")
@@ -398,31 +404,68 @@ class HttpApp:
 
     # ----------------------------------------------------------------- control routes
 
+    def _read(self, scope: Scope) -> _Response | None:
+        """The refusal of a read without a ``read`` token, once ``http.tokens`` is set."""
+        if not self.daemon.reads_need_token:
+            return None
+        caller = authorize(self.daemon.api_tokens(), _header(scope, b"authorization"), "read")
+        if isinstance(caller, Answer):
+            self.daemon.metrics.api_request("read", caller.outcome)
+            return _answer(caller)
+        return None
+
+    async def _v1(self, scope: Scope, receive: Receive, path: str, method: str) -> _Response:
+        """The call control API (:mod:`saynad.http_api`)."""
+        if path == "/v1/openapi.json":
+            return self._only(method, "GET") or _Response(200, self.api.openapi)
+        if path.startswith("/v1/sessions/") and path.endswith("/restart"):
+            name = path[len("/v1/sessions/") : -len("/restart")]
+            if name and "/" not in name:
+                return self._only(method, "POST") or await self._control(
+                    scope, receive, lambda: self._restart(name, v1=True)
+                )
+
+        async def read_body(limit: int) -> bytes:
+            try:
+                with trio.move_on_after(BODY_TIMEOUT_S) as deadline:
+                    return await _read_body(receive, limit)
+            except _BodyTooLarge:
+                raise BodyRefused(413) from None
+            assert deadline.cancelled_caught
+            raise BodyRefused(408)
+
+        answer = await self.api.answer(method, path, scope["headers"], read_body)
+        return _answer(answer)
+
     async def _control(
         self, scope: Scope, receive: Receive, action: Callable[[], Awaitable[_Response]]
     ) -> _Response:
-        token = self.daemon.control_token
-        if token is None:
-            return _error(404, "not found (control routes need http.control_token)")
-        given = _header(scope, b"authorization") or b""
-        expected = b"Bearer " + token.reveal().encode()
-        if not hmac.compare_digest(given, expected):
-            return _error(401, "unauthorized", {"www-authenticate": 'Bearer realm="saynad"'})
+        route = "reload" if scope["path"].endswith("/reload") else "restart"
+        caller = authorize(self.daemon.api_tokens(), _header(scope, b"authorization"), "control")
+        if isinstance(caller, Answer):
+            self.daemon.metrics.api_request(route, caller.outcome)
+            return _answer(caller)
         try:
             with trio.move_on_after(BODY_TIMEOUT_S) as scope_:
                 await _read_body(receive, MAX_CONTROL_BODY_BYTES)  # ignored, but consumed
         except _BodyTooLarge:
-            return _error(413, "request body too large", _CLOSE)
-        if scope_.cancelled_caught:
-            return _error(408, "request body too slow", _CLOSE)
-        return await action()
+            response = _error(413, "request body too large", _CLOSE)
+        else:
+            if scope_.cancelled_caught:
+                response = _error(408, "request body too slow", _CLOSE)
+            else:
+                response = await action()
+        self.daemon.metrics.api_request(route, _OUTCOMES.get(response.status, "accepted"))
+        return response
 
-    async def _restart(self, name: str) -> _Response:
+    async def _restart(self, name: str, *, v1: bool = False) -> _Response:
         if self.daemon.draining:
             return _error(503, "draining", {"retry-after": str(RETRY_AFTER_DRAINING_S)})
         if not await self.daemon.restart_session(name):
             return _error(404, "no such session")
         log.info("restart requested over http", session=name)
+        if v1:
+            return _json_response(202, {"session": name, "action": "restart"})
         return _json_response(202, {"restarting": name})
 
     async def _reload(self) -> _Response:
@@ -516,6 +559,22 @@ class HttpApp:
         self._log_refusal("webhook rejected", outcome, reason=str(exc)[:200])
         self.daemon.metrics.webhook(outcome)
         return response
+
+
+_OUTCOMES: Final = {
+    404: "not_found",
+    408: "bad_request",
+    413: "too_large",
+    422: "invalid",
+    503: "draining",
+    500: "error",
+}
+"""The outcome a control route's answer is counted under, by status (else ``accepted``)."""
+
+
+def _answer(answer: Answer) -> _Response:
+    """An API answer as a response (a request body left unread closes the connection)."""
+    return _json_response(answer.status, answer.body, answer.headers)
 
 
 def _unavailable(message: str, retry_after_s: int) -> _Response:

@@ -36,9 +36,13 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("command line", frozenset({"saynad.cli"})),
     ("daemon", frozenset({"saynad.app"})),
     ("daemon services", frozenset({"saynad.http", "saynad.runtime_gc", "saynad.systemd"})),
+    ("call control", frozenset({"saynad.http_api"})),
     ("actors", frozenset({"saynad.actors"})),
     ("client and server", frozenset({"saynad.client", "saynad.emulator"})),
-    ("configuration and observability", frozenset({"saynad.config", "saynad.observability"})),
+    (
+        "configuration and observability",
+        frozenset({"saynad.config", "saynad.observability", "saynad.api"}),
+    ),
     (
         "foundations",
         frozenset(

@@ -78,6 +78,8 @@ class SessionIdentity:
     caller: str | None = None
     callee: str | None = None
     sip_headers: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Values an API request gave the session (``POST /v1/calls``, ``/v1/sessions``)."""
 
 
 LATENCY_SAMPLES: Final = 1024
@@ -278,6 +280,8 @@ class Outbox:
         self._queue = queue
         self._end = end
         self.end_reason: str | None = None
+        self.goodbye: str | None = None
+        """The goodbye line asked for with :meth:`end` (None: the session's own)."""
 
     async def speak(
         self, text: str, *, allow_interruption: bool = True, turn_end_at: float | None = None
@@ -311,10 +315,12 @@ class Outbox:
     async def loading_stop(self) -> None:
         await self._queue.put(_LOADING_STOP)
 
-    def end(self, reason: str) -> None:
-        """Ask the session to end (normally) as soon as possible."""
+    def end(self, reason: str, *, goodbye: str | None = None) -> None:
+        """Ask the session to end (normally) as soon as possible. ``goodbye`` replaces
+        the session's goodbye line for this end (``""``: end without one)."""
         if self.end_reason is None:
             self.end_reason = reason
+            self.goodbye = goodbye
         self._end.set()
 
 

@@ -6,9 +6,12 @@ called at every (re)start, so a restarted session gets fresh behaviour state.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import re
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from saynad.actors.behaviour import Behaviour, SessionIdentity
 from saynad.actors.behaviours.agent import (
@@ -47,23 +50,39 @@ __all__ = [
     "build_plan",
     "build_sinks",
     "child_for",
+    "fill_variables",
 ]
 
 
 @dataclass(frozen=True)
 class CallRecord:
-    """What a call brings, frozen: the numbers, the SIP headers and the room, for logs
-    and behaviours. Hashable (the headers are held in a :class:`FrozenMap`), so it can
-    ride in a child spec."""
+    """What a call or an API request brings, frozen: the numbers, the SIP headers, the
+    room and the request's variables, for logs and behaviours. Hashable (the mappings
+    are held in :class:`FrozenMap`), so it can ride in a child spec."""
 
     caller: str | None = None
     callee: str | None = None
     sip_headers: Mapping[str, str] = field(default_factory=FrozenMap)
     room: str | None = None
+    variables: Mapping[str, str] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
         if not isinstance(self.sip_headers, FrozenMap):
             object.__setattr__(self, "sip_headers", FrozenMap(self.sip_headers))
+        if not isinstance(self.variables, FrozenMap):
+            object.__setattr__(self, "variables", FrozenMap(self.variables))
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]{0,63})\}")
+
+
+def fill_variables(text: str, variables: Mapping[str, str]) -> str:
+    """``text`` with each ``{name}`` whose name is in ``variables`` replaced by its value;
+    everything else (other braces, unknown names) stays as written, so a text written
+    before variables existed reads the same."""
+    if not variables or "{" not in text:
+        return text
+    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
 
 
 def child_for(spec: SessionSpec, *, ticket: Hashable = None) -> Child:
@@ -95,8 +114,11 @@ def build_plan(
     api_key: str | None,
     call: CallRecord | None = None,
     max_duration_s: float | None = None,
+    extra: Callable[[Journal], Sequence[Behaviour]] | None = None,
 ) -> SessionPlan:
-    """Everything one run of ``spec`` needs. ``max_duration_s`` caps inbound calls."""
+    """Everything one run of ``spec`` needs. ``max_duration_s`` caps sessions started
+    from outside; ``call.variables`` fill the greeting and goodbye lines' placeholders;
+    ``extra`` adds behaviours the daemon gives this run (a dialler, remote control)."""
     call = call or CallRecord()
     identity = SessionIdentity(
         name=spec.name,
@@ -105,14 +127,20 @@ def build_plan(
         caller=call.caller,
         callee=call.callee,
         sip_headers=dict(call.sip_headers),
+        variables=dict(call.variables),
     )
+    if call.variables:
+        spec = _with_variables(spec, call.variables)
     b = spec.behaviours
     end = b.end
     limits = [v for v in (end.max_duration_s if end else None, max_duration_s) if v is not None]
     sinks = build_sinks(spec)
 
     def behaviours(journal: Journal) -> list[Behaviour]:
-        return build_behaviours(spec, journal)
+        made = build_behaviours(spec, journal)
+        if extra is not None:
+            made.extend(extra(journal))
+        return made
 
     policy = spec.policy
     return SessionPlan(
@@ -132,14 +160,27 @@ def build_plan(
         behaviours=behaviours,
         sinks=sinks,
         end=EndPolicy(
-            # An inbound call ends when the caller hangs up, whatever the template says.
-            on_participant_disconnected=spec.origin == "inbound"
+            # A call ends when the other side hangs up, whatever the template says.
+            on_participant_disconnected=spec.origin in ("inbound", "outbound")
             or (end.on_participant_disconnected if end else False),
             max_duration_s=min(limits) if limits else None,
             idle_timeout_s=end.idle_timeout_s if end else None,
             goodbye_text=end.goodbye_text if end else None,
         ),
     )
+
+
+def _with_variables(spec: SessionSpec, variables: Mapping[str, str]) -> SessionSpec:
+    """``spec`` with its greeting and goodbye lines filled from ``variables``."""
+    b = spec.behaviours
+    replace = msgspec.structs.replace
+    greeting = b.greeting
+    if greeting is not None:
+        greeting = replace(greeting, text=fill_variables(greeting.text, variables))
+    end = b.end
+    if end is not None and end.goodbye_text is not None:
+        end = replace(end, goodbye_text=fill_variables(end.goodbye_text, variables))
+    return replace(spec, behaviours=replace(b, greeting=greeting, end=end))
 
 
 def build_behaviours(spec: SessionSpec, journal: Journal) -> list[Behaviour]:

@@ -270,7 +270,7 @@ async def serve_session(plan: SessionPlan, session: SessionPort, control: ChildC
             info = control.registry.get(control.name)
             log.info(
                 "session ended",
-                reason=run.end_reason or "error",
+                reason=run.end_reason or control.stop_reason or "error",
                 duration_s=round(trio.current_time() - started, 3),
                 restarts=info.restarts if info is not None else 0,
                 frames_in=stats.frames_in,
@@ -320,7 +320,7 @@ async def _serve(run: _Run, control: ChildControl) -> None:
                 if outbox.end_reason is not None:
                     run.finish(outbox.end_reason)
                 inner.cancel_scope.cancel()
-            await _goodbye(run, commands, journal)
+            await _goodbye(run, commands, journal, outbox.goodbye)
         finally:
             commands.close()
             # Sinks write what they hold, within a deadline; then everything stops.
@@ -354,10 +354,13 @@ async def _sink(run: _Run, sink: Sink, queue: EntryQueue) -> None:
         queue.discard()
 
 
-async def _goodbye(run: _Run, commands: CommandQueue, journal: Journal) -> None:
-    """Say the goodbye line and wait (bounded) until its audio was generated."""
-    text = run.plan.end.goodbye_text
-    if not text or run.end_reason in ("server closed", "participant left"):
+async def _goodbye(
+    run: _Run, commands: CommandQueue, journal: Journal, override: str | None
+) -> None:
+    """Say the goodbye line (``override``, else the plan's) and wait (bounded) until its
+    audio was generated. A data-only session has no voice to say it with."""
+    text = override if override is not None else run.plan.end.goodbye_text
+    if not text or not run.plan.audio or run.end_reason in ("server closed", "participant left"):
         return
     with trio.move_on_after(run.plan.end.goodbye_timeout_s):
         await commands.put(ClearFrame())  # the agent's queued speech would come first

@@ -116,6 +116,8 @@ class ChildControl:
     drain_requested: trio.Event = field(default_factory=trio.Event)
     ready_at: float | None = None
     """``trio.current_time()`` when this run reported ``ready`` (``None``: it never did)."""
+    stop_reason: str | None = None
+    """Why the supervisor stopped this run from outside (``deleted``), for its logs."""
 
     def connecting(self) -> None:
         self.registry.set_state(self.name, SessionState.CONNECTING)
@@ -294,6 +296,19 @@ class Supervisor:
         if not self.admitting or child.name in self._entries:
             return False
         self._spawn(child)
+        return True
+
+    def stop_now(self, name: str, *, reason: str) -> bool:
+        """End ``name`` at once, without asking it to finish (no drain, no goodbye): its
+        run is cancelled (teardown stays bounded: sinks still flush) and never restarted.
+        ``reason`` goes to its ``session ended`` line. False when no such session runs."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return False
+        entry.stop_requested = True
+        entry.control.stop_reason = reason
+        self.registry.set_state(name, SessionState.DRAINING)
+        entry.scope.cancel()
         return True
 
     async def drain(self, timeout_s: float) -> None:

@@ -7,11 +7,11 @@
                                 duplicate     resolved)     rejected)        section)   ▼
                                 keys)                                          SessionSpec × N
 
-The file has nine sections (``sayna``, ``http``, ``logging``, ``runtime``, ``sharding``,
-``defaults``, ``inbound``, ``templates``, ``sessions``); ``docs/configuration.md``
-describes every key. Loading either returns a :class:`Config` or raises
-:class:`~saynad.errors.ConfigError` listing *every* problem found, each formatted as
-``FILE:LINE: PATH: what was expected``::
+The file has eleven sections (``sayna``, ``http``, ``logging``, ``runtime``,
+``sharding``, ``defaults``, ``admission``, ``inbound``, ``outbound``, ``templates``,
+``sessions``); ``docs/configuration.md`` describes every key. Loading either returns a
+:class:`Config` or raises :class:`~saynad.errors.ConfigError` listing *every* problem
+found, each formatted as ``FILE:LINE: PATH: what was expected``::
 
     config/x.yaml:12: sessions[3].template: unknown template 'agnt' (known: agent, lobby)
 
@@ -58,6 +58,9 @@ from saynad.config._loader import (
     load_config_text,
 )
 from saynad.config._schema import (
+    SCOPES,
+    AdmissionSettings,
+    ApiTokenSettings,
     BackoffSettings,
     Defaults,
     EmulatorSettings,
@@ -66,13 +69,15 @@ from saynad.config._schema import (
     IntensitySettings,
     KeepaliveSettings,
     LoggingSettings,
+    OutboundSettings,
+    OutboundSipSettings,
     RuntimeSettings,
     SaynaSettings,
     ShardingSettings,
     SipWebhookSettings,
     WebhookListenerSettings,
 )
-from saynad.config._specs import Config, SessionPolicy, SessionSpec
+from saynad.config._specs import ORIGINS, Config, Origin, SessionPolicy, SessionSpec
 from saynad.config._summary import summarize
 from saynad.config._templates import (
     AgentSettings,
@@ -105,7 +110,11 @@ _SessionEntry = SessionEntry  # the name the property tests know it by
 __all__ = [
     "CONFIG_FILE_MAX_BYTES",
     "DEFAULT_CONFIG_PATH",
+    "ORIGINS",
+    "SCOPES",
+    "AdmissionSettings",
     "AgentSettings",
+    "ApiTokenSettings",
     "AudioSettings",
     "AudioSinkSettings",
     "AudioSourceSettings",
@@ -129,6 +138,9 @@ __all__ = [
     "LoadingAudioSettings",
     "LoggingSettings",
     "OpenAIAgentSettings",
+    "Origin",
+    "OutboundSettings",
+    "OutboundSipSettings",
     "PronunciationSettings",
     "ProviderAuthSettings",
     "PythonAgentSettings",

@@ -32,10 +32,12 @@ from saynad.config._convert import Converter
 from saynad.config._report import BAD, KeyPath, Report, describe_value, unknown_key_message
 from saynad.config._schema import (
     SECTIONS,
+    AdmissionSettings,
     Defaults,
     HttpSettings,
     InboundSettings,
     LoggingSettings,
+    OutboundSettings,
     RuntimeSettings,
     SaynaSettings,
     Settings,
@@ -160,7 +162,9 @@ class Loader:
         runtime = self.section(data, "runtime", RuntimeSettings)
         sharding = self.section(data, "sharding", ShardingSettings)
         defaults = self.section(data, "defaults", Defaults)
+        admission = self.section(data, "admission", AdmissionSettings)
         inbound = self.section(data, "inbound", InboundSettings)
+        outbound = self.section(data, "outbound", OutboundSettings)
         templates, broken = self.decode_templates(data.get("templates", {}), defaults)
         sessions, disabled = self.decode_sessions(
             data.get("sessions", []), templates, broken, defaults
@@ -171,6 +175,7 @@ class Loader:
                 ("http", "webhooks"),
                 "the webhook listener serves inbound.sip_webhook, which is not configured",
             )
+        self.check_admission(admission, inbound)
         return Config(
             source=self.source,
             sayna=sayna,
@@ -179,7 +184,9 @@ class Loader:
             runtime=runtime,
             sharding=sharding,
             defaults=defaults,
+            admission=admission,
             inbound=inbound,
+            outbound=outbound,
             templates=FrozenMap(templates),
             sessions=sessions,
             disabled_sessions=disabled,
@@ -367,6 +374,17 @@ class Loader:
                 path,
                 f"template {hook.template!r} has no livekit section; SIP calls arrive in a "
                 "LiveKit room",
+            )
+
+    def check_admission(self, admission: AdmissionSettings, inbound: InboundSettings) -> None:
+        """``max_sessions`` is set in one place: ``admission`` (or its older name)."""
+        hook = inbound.sip_webhook
+        if admission.max_sessions is not None and hook is not None and hook.max_sessions:
+            self.report.problem(
+                ("inbound", "sip_webhook", "max_sessions"),
+                "max_sessions is set twice: admission.max_sessions caps every origin "
+                "(webhooks, outbound calls, API sessions) and this is its older name; "
+                "keep only admission.max_sessions",
             )
 
     @staticmethod

@@ -5,8 +5,8 @@ unknown keys rejected. A field's type says what a value may be and carries its
 single-value check (:mod:`saynad.config._values`); ``_problems`` holds the checks
 between the fields of one Struct (``initial_s <= max_s``). This module holds the
 sections that configure the daemon itself (``sayna``, ``http``, ``logging``,
-``runtime``, ``defaults``, ``inbound``); what a session is made of (``templates``,
-``sessions``) is in :mod:`saynad.config._templates`.
+``runtime``, ``defaults``, ``admission``, ``inbound``, ``outbound``); what a session is
+made of (``templates``, ``sessions``) is in :mod:`saynad.config._templates`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from saynad.config._values import (
+    ApiToken,
+    HeaderValue,
     ListenAddress,
     Name,
     NonNegativeInt,
+    PhoneNumber,
     PositiveInt,
     RestartPolicy,
     SaynaUrl,
@@ -33,7 +36,11 @@ from saynad.config._values import (
 from saynad.sharding import MAX_SHARDS
 
 __all__ = [
+    "DEFAULT_MAX_SESSIONS",
+    "SCOPES",
     "SECTIONS",
+    "AdmissionSettings",
+    "ApiTokenSettings",
     "BackoffSettings",
     "Defaults",
     "EmulatorSettings",
@@ -42,6 +49,8 @@ __all__ = [
     "IntensitySettings",
     "KeepaliveSettings",
     "LoggingSettings",
+    "OutboundSettings",
+    "OutboundSipSettings",
     "Problems",
     "RuntimeSettings",
     "SaynaSettings",
@@ -58,11 +67,22 @@ SECTIONS: Final = (
     "runtime",
     "sharding",
     "defaults",
+    "admission",
     "inbound",
+    "outbound",
     "templates",
     "sessions",
 )
 """The top-level sections of a configuration file, in the order the docs give them."""
+
+DEFAULT_MAX_SESSIONS: Final = 10
+"""The cap on sessions started from outside when neither ``admission.max_sessions`` nor
+its old name ``inbound.sip_webhook.max_sessions`` is set."""
+
+Scope = Literal["read", "calls", "control"]
+SCOPES: Final[tuple[Scope, ...]] = ("read", "calls", "control")
+"""What an API token may be allowed: ``read`` the sessions, place ``calls`` and start
+sessions, ``control`` running sessions (speak, transfer, hang up, restart, reload)."""
 
 Problems = Iterator[tuple[tuple[str | int, ...], str]]
 """(path relative to the struct, message) pairs yielded by ``_problems``."""
@@ -169,19 +189,73 @@ class WebhookListenerSettings(_Listening, frozen=True, kw_only=True):
             )
 
 
-class HttpSettings(_Listening, frozen=True, kw_only=True):
-    """``http``: the daemon's own HTTP server (metrics, health, sessions, webhooks).
+class ApiTokenSettings(Settings, frozen=True, kw_only=True):
+    """One entry of ``http.tokens``: a bearer token of the HTTP API and what it may do.
 
+    ``name`` identifies the token's holder in logs and in idempotency keys (never the
+    token itself).
+    """
+
+    name: Name
+    token: ApiToken
+    scopes: tuple[Scope, ...]
+
+    def _problems(self) -> Problems:
+        if not self.scopes:
+            yield ("scopes",), f"expected at least one scope (of: {', '.join(SCOPES)})"
+        elif len(set(self.scopes)) != len(self.scopes):
+            yield ("scopes",), "a scope is listed twice"
+
+
+class HttpSettings(_Listening, frozen=True, kw_only=True):
+    """``http``: the daemon's own HTTP server (metrics, health, sessions, webhooks, API).
+
+    ``control_token`` is the older form of one token with the ``control`` scope; it
+    stays valid (:meth:`api_tokens` turns it into that token, named ``control_token``).
     ``port_per_shard``: shard I of a sharded fleet listens on ``listen``'s port + I
     (several shards on one host); ``webhooks``: the SIP webhook on its own listener.
     """
 
     listen: ListenAddress = "127.0.0.1:9464"
     control_token: Secret | None = None
+    tokens: tuple[ApiTokenSettings, ...] = ()
     port_per_shard: bool = False
     webhooks: WebhookListenerSettings | None = None
 
+    def api_tokens(self) -> tuple[ApiTokenSettings, ...]:
+        """Every token the API accepts: ``tokens`` and, when set, ``control_token``."""
+        if self.control_token is None:
+            return self.tokens
+        legacy = ApiTokenSettings(
+            name="control_token", token=self.control_token, scopes=("control",)
+        )
+        return (*self.tokens, legacy)
+
+    @property
+    def reads_need_token(self) -> bool:
+        """Reading the sessions needs a ``read`` token once ``tokens`` is set; with no
+        tokens, or only ``control_token``, reads stay open as they always were."""
+        return bool(self.tokens)
+
     def _problems(self) -> Problems:
+        names: set[str] = set()
+        values: dict[str, int] = {}
+        for index, entry in enumerate(self.tokens):
+            if entry.name in names or entry.name == "control_token":
+                yield ("tokens", index, "name"), f"duplicate token name {entry.name!r}"
+            names.add(entry.name)
+            value = entry.token.reveal()
+            if value in values:
+                yield (
+                    ("tokens", index, "token"),
+                    f"the same token as tokens[{values[value]}]; give each holder its own",
+                )
+            values[value] = index
+        if self.control_token is not None and self.control_token.reveal() in values:
+            yield (
+                ("control_token",),
+                "the same token as an entry of tokens; give that entry the control scope instead",
+            )
         hook = self.webhooks
         if hook is not None and hook.port != 0 and (hook.host, hook.port) == (self.host, self.port):
             yield (("webhooks", "listen"), "must differ from http.listen")
@@ -271,7 +345,8 @@ class SipWebhookSettings(Settings, frozen=True, kw_only=True):
     template: Name
     secrets: tuple[WebhookSecret, ...]
     path: WebhookPath = "/webhooks/sip"
-    max_sessions: PositiveInt = 10
+    max_sessions: PositiveInt | None = None
+    """The older name of ``admission.max_sessions`` (still accepted, never both)."""
     max_duration_s: Seconds = 3600.0
     max_body_bytes: PositiveInt = 65536
     tolerance_s: Seconds = 300.0
@@ -282,6 +357,46 @@ class SipWebhookSettings(Settings, frozen=True, kw_only=True):
 
 
 class InboundSettings(Settings, frozen=True, kw_only=True):
-    """``inbound``: sessions started from outside (today: SIP webhooks)."""
+    """``inbound``: SIP calls that arrive by webhook."""
 
     sip_webhook: SipWebhookSettings | None = None
+
+
+class AdmissionSettings(Settings, frozen=True, kw_only=True):
+    """``admission``: sessions started from outside, whatever asked for them (a SIP
+    webhook, an outbound call, a session asked for over the API).
+
+    ``max_sessions`` caps them all together (unset: ``inbound.sip_webhook.max_sessions``,
+    its older name, else :data:`DEFAULT_MAX_SESSIONS`); ``max_duration_s`` caps outbound
+    and on-demand sessions (inbound calls: ``inbound.sip_webhook.max_duration_s``); an
+    ``Idempotency-Key`` is remembered for ``idempotency_ttl_s``, at most
+    ``idempotency_max_keys`` of them (the oldest forgotten first).
+    """
+
+    max_sessions: PositiveInt | None = None
+    max_duration_s: Seconds = 3600.0
+    idempotency_ttl_s: Seconds = 86400.0
+    idempotency_max_keys: PositiveInt = 10_000
+
+
+class OutboundSipSettings(Settings, frozen=True, kw_only=True):
+    """``outbound.sip``: the SIP trunk for outbound calls, overriding the server's."""
+
+    outbound_address: Text | None = None
+    auth_username: HeaderValue | None = None
+    auth_password: Secret | None = None
+
+
+class OutboundSettings(Settings, frozen=True, kw_only=True):
+    """``outbound``: calls placed with ``POST /v1/calls`` (templates marked
+    ``outbound: true``).
+
+    ``from_phone_number``: the caller id when a request gives none; ``participant_name``:
+    the callee's name in the room; ``answer_timeout_s``: how long the callee may take to
+    answer (join the room) before the call is given up as ``no_answer``.
+    """
+
+    from_phone_number: PhoneNumber | None = None
+    participant_name: Text = "Callee"
+    answer_timeout_s: Seconds = 60.0
+    sip: OutboundSipSettings | None = None

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import msgspec
 
 from saynad.config._schema import (
+    DEFAULT_MAX_SESSIONS,
+    AdmissionSettings,
     BackoffSettings,
     Defaults,
     HttpSettings,
@@ -22,6 +24,7 @@ from saynad.config._schema import (
     IntensitySettings,
     KeepaliveSettings,
     LoggingSettings,
+    OutboundSettings,
     RuntimeSettings,
     SaynaSettings,
     ShardingSettings,
@@ -46,11 +49,20 @@ from saynad.protocol.messages import (
 from saynad.sharding import Shard
 
 __all__ = [
+    "ORIGINS",
     "Config",
+    "Origin",
     "SessionPolicy",
     "SessionSpec",
     "build_spec",
 ]
+
+
+Origin = Literal["config", "inbound", "outbound", "on_demand"]
+ORIGINS: tuple[Origin, ...] = ("config", "inbound", "outbound", "on_demand")
+"""Where a session comes from: the configuration's ``sessions``, a SIP webhook, an
+outbound call (``POST /v1/calls``), a session asked for over the API
+(``POST /v1/sessions``). Every origin but ``config`` is admitted and ``temporary``."""
 
 
 class SessionPolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,7 +87,7 @@ class SessionSpec(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     template: str
-    origin: Literal["config", "inbound"] = "config"
+    origin: Origin = "config"
     audio: bool
     stt: SttSettings | None
     tts: TtsSettings | None
@@ -127,7 +139,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     runtime: RuntimeSettings = RuntimeSettings()
     sharding: ShardingSettings = ShardingSettings()
     defaults: Defaults
+    admission: AdmissionSettings = AdmissionSettings()
     inbound: InboundSettings
+    outbound: OutboundSettings = OutboundSettings()
     templates: Mapping[str, Template]
     sessions: tuple[SessionSpec, ...]
     disabled_sessions: tuple[str, ...] = ()
@@ -148,6 +162,18 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
                 return spec
         raise KeyError(name)
 
+    @property
+    def max_sessions(self) -> int:
+        """The cap on sessions started from outside, every origin together:
+        ``admission.max_sessions``, else its older name ``inbound.sip_webhook.max_sessions``,
+        else :data:`~saynad.config._schema.DEFAULT_MAX_SESSIONS`."""
+        if self.admission.max_sessions is not None:
+            return self.admission.max_sessions
+        hook = self.inbound.sip_webhook
+        if hook is not None and hook.max_sessions is not None:
+            return hook.max_sessions
+        return DEFAULT_MAX_SESSIONS
+
     def inbound_session(self, name: str, *, room_name: str) -> SessionSpec:
         """The spec of an inbound call's session: the webhook template in ``room_name``.
 
@@ -156,12 +182,20 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
         hook = self.inbound.sip_webhook
         if hook is None:
             raise ValueError("inbound.sip_webhook is not configured")
+        return self.admitted_session(name, hook.template, origin="inbound", room_name=room_name)
+
+    def admitted_session(
+        self, name: str, template: str, *, origin: Origin, room_name: str | None
+    ) -> SessionSpec:
+        """The spec of a session started from outside: ``template`` (KeyError when there
+        is no such template) in ``room_name`` (None: the template's own room, if any).
+        Such sessions are ``temporary``: never restarted."""
         return build_spec(
             name=name,
-            template_name=hook.template,
-            template=self.templates[hook.template],
+            template_name=template,
+            template=self.templates[template],
             defaults=self.defaults,
-            origin="inbound",
+            origin=origin,
             room_name=room_name,
         )
 
@@ -172,7 +206,7 @@ def build_spec(
     template_name: str,
     template: Template,
     defaults: Defaults,
-    origin: Literal["config", "inbound"] = "config",
+    origin: Origin = "config",
     entry: SessionEntry | None = None,
     room_name: str | None = None,
 ) -> SessionSpec:
@@ -196,7 +230,7 @@ def build_spec(
             livekit, room_name=None if room is None else render_placeholders(room, values)
         )
     stream_id = (entry.stream_id if entry is not None else None) or template.stream_id
-    restart: RestartPolicy = "temporary" if origin == "inbound" else pick("restart")
+    restart: RestartPolicy = "temporary" if origin != "config" else pick("restart")
     return SessionSpec(
         name=name,
         template=template_name,

@@ -17,8 +17,12 @@ def summarize(config: Config) -> str:
     else:
         key = "api key set" if sayna.api_key is not None else "no api key"
         lines.append(f"  sayna:     {sayna.url} ({key})")
-    token = "control token set" if config.http.control_token is not None else "no control token"
-    lines.append(f"  http:      {config.http.listen} ({token})")
+    tokens = config.http.api_tokens()
+    if tokens:
+        held = ", ".join(f"{t.name}: {'/'.join(t.scopes)}" for t in tokens)
+        lines.append(f"  http:      {config.http.listen} (API tokens: {held})")
+    else:
+        lines.append(f"  http:      {config.http.listen} (no API tokens)")
     lines.append(f"  logging:   level {config.logging.level}, format {config.logging.format}")
     lines.append(f"  runtime:   gc {config.runtime.gc}")
     d = config.defaults
@@ -41,14 +45,19 @@ def summarize(config: Config) -> str:
         )
     if config.disabled_sessions:
         lines.append(f"  disabled:  {', '.join(config.disabled_sessions)}")
+    lines.append(
+        f"  admission: at most {config.max_sessions} sessions started from outside at once"
+    )
     hook = config.inbound.sip_webhook
     if hook is None:
         lines.append("  inbound:   no SIP webhook")
     else:
         lines.append(
             f"  inbound:   SIP webhook at {hook.path} -> template {hook.template} "
-            f"(at most {hook.max_sessions} calls, {len(hook.secrets)} secret(s))"
+            f"({len(hook.secrets)} secret(s))"
         )
+    outbound = [name for name, t in config.templates.items() if t.outbound]
+    lines.append(f"  outbound:  {', '.join(outbound) if outbound else 'no template places calls'}")
     return "\n".join(lines)
 
 

@@ -388,6 +388,8 @@ class Template(Settings, frozen=True, kw_only=True):
 
     The policy fields (``restart`` … ``keepalive``) default to the ``defaults`` section;
     a partial ``backoff``/``intensity``/``keepalive`` mapping is merged over it.
+    ``outbound: true`` lets ``POST /v1/calls`` place calls with it (it then needs a
+    ``livekit`` section: the callee is dialled into the session's room).
     """
 
     stt: SttSettings | None = None
@@ -404,6 +406,15 @@ class Template(Settings, frozen=True, kw_only=True):
     connect_timeout_s: Seconds | None = None
     keepalive: KeepaliveSettings | None = None
     behaviours: Behaviours = Behaviours()
+    outbound: bool = False
+
+    def _problems(self) -> Problems:
+        if self.outbound and self.livekit is None:
+            yield (
+                ("outbound",),
+                "an outbound call dials the callee into the session's LiveKit room: "
+                "add a livekit section (livekit: {} will do)",
+            )
 
 
 class SessionEntry(Settings, frozen=True, kw_only=True):

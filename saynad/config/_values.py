@@ -27,14 +27,17 @@ import msgspec
 from saynad.errors import ValidationError
 from saynad.paths import fixed_prefix
 from saynad.protocol.messages import UNSET
+from saynad.protocol.phone import phone_number_problem
 from saynad.protocol.urls import rest_base_url
 
 __all__ = [
+    "API_TOKEN_MIN_CHARS",
     "AUDIO_SINK_PLACEHOLDERS",
     "NAME_PATTERN",
     "ROOM_NAME_PLACEHOLDERS",
     "STREAM_ID_PLACEHOLDERS",
     "TRANSCRIPT_PATH_PLACEHOLDERS",
+    "ApiToken",
     "AsyncFunction",
     "AudioSinkDir",
     "Check",
@@ -45,6 +48,7 @@ __all__ = [
     "LiteralAllowed",
     "Name",
     "NonNegativeInt",
+    "PhoneNumber",
     "PositiveInt",
     "RestartPolicy",
     "RoomName",
@@ -72,7 +76,10 @@ TRANSCRIPT_PATH_PLACEHOLDERS: Final = frozenset({"session", "date", "stream_id"}
 AUDIO_SINK_PLACEHOLDERS: Final = frozenset({"session", "date", "stream_id"})
 
 # The HTTP routes the daemon serves itself; the SIP webhook must not shadow them.
-_RESERVED_HTTP_PATHS: Final = ("/metrics", "/healthz", "/readyz", "/sessions")
+_RESERVED_HTTP_PATHS: Final = ("/metrics", "/healthz", "/readyz", "/sessions", "/reload", "/v1")
+
+API_TOKEN_MIN_CHARS: Final = 16
+"""The shortest bearer token ``http.tokens`` accepts (after trimming)."""
 
 _V = TypeVar("_V")
 
@@ -191,6 +198,20 @@ def _webhook_secret_problem(secret: Secret) -> str | None:
     return None
 
 
+def _api_token_problem(secret: Secret) -> str | None:
+    value = secret.reveal()
+    if value != value.strip() or any(not 0x21 <= ord(c) <= 0x7E for c in value):
+        return "a token is printable ASCII without spaces (it travels in an HTTP header)"
+    if len(value) < API_TOKEN_MIN_CHARS:
+        return f"a token needs at least {API_TOKEN_MIN_CHARS} characters; this one has {len(value)}"
+    return None
+
+
+def _phone_problem(value: str) -> str | None:
+    problem = phone_number_problem(value)
+    return None if problem is None else f"not a phone number Sayna accepts: {problem}"
+
+
 def _webhook_path_problem(path: str) -> str | None:
     if not path.startswith("/"):
         return f"expected a path starting with '/', got {path!r}"
@@ -232,6 +253,8 @@ AudioSinkDir = Annotated[
 ]
 AsyncFunction = Annotated[str, Check(lambda value: _async_function_problem(value))]
 WebhookSecret = Annotated[Secret, Check(_webhook_secret_problem)]
+ApiToken = Annotated[Secret, Check(_api_token_problem)]
+PhoneNumber = Annotated[str, Check(_phone_problem)]
 WebhookPath = Annotated[str, Check(_webhook_path_problem)]
 
 RestartPolicy = Literal["permanent", "transient", "temporary"]

@@ -44,7 +44,9 @@ class EmulatorOptions(msgspec.Struct, frozen=True):
     final transcript with its sequence number on the connection (``"1: …"``), so tests
     can count loss. ``livekit``: whether the server has LiveKit credentials.
     ``recordings``: whether recording storage is configured. ``sip``: whether SIP is
-    configured (hooks can be cached). TTS pacing: speech is ``tts_ms_per_char`` of audio
+    configured (hooks can be cached). ``sip_answer``: whether a callee dialled with
+    ``POST /sip/call`` answers (joins the room at once) or lets it ring (nobody joins).
+    TTS pacing: speech is ``tts_ms_per_char`` of audio
     per character, sent in ``tts_chunk_ms`` chunks at real-time pace, the first one
     ``tts_first_audio_ms`` after the ``speak`` is handled (a real provider's time to
     its first byte; 0, the default, sends it at once).
@@ -62,6 +64,7 @@ class EmulatorOptions(msgspec.Struct, frozen=True):
     livekit_url: str = "http://localhost:7880"
     recordings: bool = True
     sip: bool = True
+    sip_answer: bool = True
     chaos: Chaos = Chaos()
 
     @property

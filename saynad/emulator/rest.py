@@ -32,7 +32,7 @@ import msgspec
 from saynad.emulator.asgi import Request, Response, json_response
 from saynad.emulator.audio import synthesize, wav_bytes
 from saynad.emulator.context import Context
-from saynad.emulator.state import Room, SipHookEntry, new_sid
+from saynad.emulator.state import Participant, Room, SipHookEntry, new_sid
 from saynad.emulator.wire import TtsConfig
 from saynad.protocol.phone import phone_number_problem
 
@@ -748,14 +748,21 @@ def _call(request: Request, ctx: Context, _: str) -> Response:
         ctx.state.create_room(body.room_name, owner=ctx.tenant)
     to_number = body.to_phone_number.strip()
     from_number = body.from_phone_number.strip()
-    participant = ctx.state.join(
-        body.room_name,
-        body.participant_identity,
+    participant = Participant(
+        identity=body.participant_identity,
         name=body.participant_name,
         kind="SIP",
         attributes={"sip.phoneNumber": to_number, "sip.trunkPhoneNumber": from_number},
-        tracks=(new_sid("TR"),),
     )
+    if ctx.options.sip_answer:  # the callee picks up at once; else it rings forever
+        participant = ctx.state.join(
+            body.room_name,
+            body.participant_identity,
+            name=body.participant_name,
+            kind="SIP",
+            attributes=participant.attributes,
+            tracks=(new_sid("TR"),),
+        )
     sip_call_id = new_sid("SC")
     ctx.state.calls.append(
         {

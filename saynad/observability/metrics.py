@@ -47,6 +47,9 @@ from saynad._version import __version__
 
 __all__ = [
     "AGENT_FAILURE_REASONS",
+    "API_OUTCOMES",
+    "API_ROUTES",
+    "CALL_OUTCOMES",
     "FAILURE_REASONS",
     "WEBHOOK_OUTCOMES",
     "DaemonSnapshot",
@@ -68,6 +71,42 @@ WEBHOOK_OUTCOMES: Final = (
     "error",  # 500: a bug; logged with its traceback
 )
 """Values of ``saynad_webhook_requests_total{outcome}``."""
+
+API_ROUTES: Final = (
+    "calls",  # POST /v1/calls
+    "sessions",  # POST /v1/sessions
+    "read",  # GET /v1/sessions, /v1/sessions/{name}, /sessions, /sessions/{name}
+    "speak",
+    "transfer",
+    "hangup",
+    "delete",
+    "restart",  # POST /v1/sessions/{name}/restart, /sessions/{name}/restart
+    "reload",  # POST /v1/reload, /reload
+)
+"""Values of ``saynad_api_requests_total{route}``."""
+
+API_OUTCOMES: Final = (
+    "accepted",  # 2xx
+    "replayed",  # 202: an Idempotency-Key retry got the first answer
+    "unauthorized",  # 401: no token, or an unknown one
+    "forbidden",  # 403: the token lacks the route's scope
+    "bad_request",  # 400: not JSON, not the schema, a bad Idempotency-Key
+    "too_large",  # 413
+    "unsupported_media",  # 415
+    "invalid",  # 422: unknown template, not an outbound template, a bad phone number
+    "not_found",  # 404: no such session
+    "conflict",  # 409: not ready, room in use, key reused for another request
+    "saturated",  # 503: max_sessions reached
+    "draining",  # 503: the daemon is shutting down
+    "busy",  # 503: the session's action inbox is full
+    "upstream",  # 502: Sayna refused what the request needed
+    "error",  # 500: a bug; logged with its traceback
+)
+"""Values of ``saynad_api_requests_total{outcome}``: every refusal is counted."""
+
+CALL_OUTCOMES: Final = ("answered", "dial_failed", "no_answer", "cancelled", "session_failed")
+"""Values of ``saynad_outbound_calls_total{outcome}`` (see
+:data:`saynad.actors.behaviours.dialler.CALL_OUTCOMES`)."""
 
 FAILURE_REASONS: Final = (
     "connect",  # the WebSocket could not be opened (refused, DNS, TLS, handshake)
@@ -113,7 +152,7 @@ REPLY_BUCKETS: Final = (
     20.0,
 )
 
-_ORIGINS: Final = ("config", "inbound")
+_ORIGINS: Final = ("config", "inbound", "outbound", "on_demand")
 _RESTART_REASONS: Final = ("error", "exit")
 _CHANNELS: Final = ("behaviour_inbox", "pre_ready", "transcript_sink")
 
@@ -319,7 +358,8 @@ class Metrics:
 
         self.session_starts = Counter(
             "saynad_session_starts",
-            "Sessions started (spawned by the supervisor), by origin (config, inbound).",
+            "Sessions started (spawned by the supervisor), by origin (config, inbound, "
+            "outbound, on_demand).",
             ["origin"],
             registry=registry,
         )
@@ -355,6 +395,19 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.api_requests = Counter(
+            "saynad_api_requests",
+            "HTTP API requests (/v1 and the older control routes), by route and outcome.",
+            ["route", "outcome"],
+            registry=registry,
+        )
+        self.outbound_calls = Counter(
+            "saynad_outbound_calls",
+            "Outbound calls by outcome (answered, dial_failed, no_answer, cancelled, "
+            "session_failed); counted once per call, when its outcome is known.",
+            ["outcome"],
+            registry=registry,
+        )
         self.config_reloads = Counter(
             "saynad_config_reloads",
             "Configuration reloads, by outcome (ok, error).",
@@ -385,6 +438,11 @@ class Metrics:
             self.webhook_requests.labels(outcome=outcome)
         for outcome in ("ok", "error"):
             self.config_reloads.labels(outcome=outcome)
+        for route in API_ROUTES:
+            for outcome in API_OUTCOMES:
+                self.api_requests.labels(route=route, outcome=outcome)
+        for outcome in CALL_OUTCOMES:
+            self.outbound_calls.labels(outcome=outcome)
 
         registry.register(_LiveCollector(self))
         if runtime_collectors:
@@ -429,6 +487,12 @@ class Metrics:
 
     def webhook(self, outcome: str) -> None:
         self.webhook_requests.labels(outcome=outcome).inc()
+
+    def api_request(self, route: str, outcome: str) -> None:
+        self.api_requests.labels(route=route, outcome=outcome).inc()
+
+    def outbound_call(self, outcome: str) -> None:
+        self.outbound_calls.labels(outcome=outcome).inc()
 
     def reload_done(self, ok: bool) -> None:
         self.config_reloads.labels(outcome="ok" if ok else "error").inc()
@@ -494,11 +558,14 @@ class _LiveCollector(Collector):
             "saynad_sessions", "Supervised sessions, by state.", labels=["state"]
         )
         inbound = GaugeMetricFamily(
-            "saynad_inbound_sessions", "Inbound (SIP webhook) sessions admitted and not ended."
+            "saynad_inbound_sessions",
+            "Sessions admitted from outside (SIP webhooks, outbound calls, sessions on "
+            "demand) and not ended.",
         )
         inbound_max = GaugeMetricFamily(
             "saynad_inbound_max_sessions",
-            "inbound.sip_webhook.max_sessions (0 when inbound calls are not configured).",
+            "admission.max_sessions: the cap on sessions admitted from outside, every "
+            "origin together.",
         )
         draining = GaugeMetricFamily("saynad_draining", "1 while the daemon drains, else 0.")
         frames = CounterMetricFamily(

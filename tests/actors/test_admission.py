@@ -218,5 +218,5 @@ def test_webhooks_are_not_configured_without_a_hook() -> None:
     cfg = load_config_text("templates: {}\n")
     admission = Admission(cfg)
     assert admission.verifier is None
-    assert admission.max_sessions is None
+    assert admission.max_sessions == 10  # the default cap, whatever asks
     assert inbound_session_name("EV_1") == "sip-EV_1"

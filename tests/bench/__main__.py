@@ -132,6 +132,7 @@ def run_daemon_benchmarks(reps: int) -> None:
     """The daemon's own benchmarks, each writing its docs/benchmarks-*.md."""
     from tests.bench import (
         bench_agent,
+        bench_calls,
         bench_fleet,
         bench_scale,
         bench_scrape_flood,
@@ -143,6 +144,7 @@ def run_daemon_benchmarks(reps: int) -> None:
     bench_webhooks.main(["--reps", str(reps)])  # → docs/benchmarks-webhooks.md
     bench_agent.main([])  # → docs/benchmarks-agent.md
     bench_scale.main(["--reps", str(reps)])  # → docs/benchmarks-scale.md
+    bench_calls.main(["--reps", str(reps)])  # → docs/benchmarks-calls.md
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:

@@ -161,6 +161,8 @@ class _Connection:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.buffer = b""
+        self.body = b""
+        """The body of the last answer."""
 
     @classmethod
     async def open(cls, url: str) -> _Connection:
@@ -181,7 +183,7 @@ class _Connection:
                 length = int(value)
         while len(rest) < length:
             rest += await self.stream.receive_some(65536)
-        self.buffer = rest[length:]
+        self.body, self.buffer = rest[:length], rest[length:]
         return status
 
     async def aclose(self) -> None:

@@ -508,10 +508,11 @@ inbound:
     assert hook is not None
     assert (hook.path, hook.max_sessions, hook.max_body_bytes, hook.tolerance_s) == (
         "/webhooks/sip",
-        10,
+        None,  # unset: admission's cap applies
         65536,
         300.0,
     )
+    assert config.max_sessions == 10
     spec = config.inbound_session("sip-call-1", room_name="call-1")
     assert spec.origin == "inbound"
     assert spec.policy.restart == "temporary"

@@ -31,8 +31,23 @@ LISTEN_ANY: Final = "127.0.0.1:0"
 
 SECRET: Final = "test-webhook-secret-0123456789"
 TOKEN: Final = "test-control-token-0123456789"
-ENV: Final = {"SAYNAD_TEST_WEBHOOK_SECRET": SECRET, "SAYNAD_TEST_CONTROL_TOKEN": TOKEN}
+OPERATOR_TOKEN: Final = "test-operator-token-0123456789"
+"""An API token of :func:`daemon_config` (``api=True``) with every scope."""
+DIALLER_TOKEN: Final = "test-dialler-token-0123456789"
+"""An API token with the ``calls`` and ``read`` scopes (not ``control``)."""
+READER_TOKEN: Final = "test-reader-token-0123456789"
+"""An API token with the ``read`` scope only."""
+ENV: Final = {
+    "SAYNAD_TEST_WEBHOOK_SECRET": SECRET,
+    "SAYNAD_TEST_CONTROL_TOKEN": TOKEN,
+    "SAYNAD_TEST_OPERATOR_TOKEN": OPERATOR_TOKEN,
+    "SAYNAD_TEST_DIALLER_TOKEN": DIALLER_TOKEN,
+    "SAYNAD_TEST_READER_TOKEN": READER_TOKEN,
+}
 """What the sample configurations' ``${env:…}`` references resolve against."""
+
+CALLER_ID: Final = "+15550001000"
+"""``outbound.from_phone_number`` of :func:`daemon_config` (``api=True``)."""
 
 CALLER_WAV: Final = Path(__file__).resolve().parents[2] / "saynad" / "data" / "demo-caller.wav"
 """The bundled caller audio: 16 kHz mono, what :data:`STT_YAML` expects."""
@@ -82,16 +97,29 @@ def _head(
     listen: str,
     drain_s: float,
     control: bool = False,
+    api: bool = False,
     webhooks: str | None = None,
 ) -> list[str]:
     """The sections before the templates: the embedded emulator with ``emulator`` (a
     YAML flow mapping), the HTTP server (``webhooks``: its ``http.webhooks``, a YAML
-    flow mapping), JSON logs, quick backoff, the drain."""
+    flow mapping), JSON logs, quick backoff, the drain; with ``api``, the API tokens and
+    the outbound caller id."""
     lines = ["sayna:", f"  emulator: {emulator}", "http:", f'  listen: "{listen}"']
     if control:
         lines.append("  control_token: ${env:SAYNAD_TEST_CONTROL_TOKEN}")
     if webhooks is not None:
         lines.append(f"  webhooks: {webhooks}")
+    if api:
+        lines += [
+            "  tokens:",
+            '    - {name: operator, token: "${env:SAYNAD_TEST_OPERATOR_TOKEN}", '
+            "scopes: [read, calls, control]}",
+            '    - {name: dialler, token: "${env:SAYNAD_TEST_DIALLER_TOKEN}", '
+            "scopes: [calls, read]}",
+            '    - {name: reader, token: "${env:SAYNAD_TEST_READER_TOKEN}", scopes: [read]}',
+            "outbound:",
+            f'  from_phone_number: "{CALLER_ID}"',
+        ]
     return [
         *lines,
         "logging: {level: info, format: json}",
@@ -117,13 +145,15 @@ def _inbound(
     ]
 
 
-def _call_template(behaviours: str = "") -> list[str]:
-    """Template ``call``: joins the caller's LiveKit room and greets."""
+def _call_template(behaviours: str = "", *, outbound: bool = False) -> list[str]:
+    """Template ``call``: joins the caller's LiveKit room and greets (``outbound``: it
+    may place calls too)."""
     return [
         "  call:",
         f"    stt: {STT_YAML}",
         f"    tts: {TTS_YAML}",
         "    livekit: {}",
+        *(["    outbound: true"] if outbound else []),
         "    behaviours:",
         '      greeting: {text: "hello caller"}' + behaviours,
     ]
@@ -143,11 +173,14 @@ def daemon_config(
     call_end: str = "",
     talk: bool = False,
     webhooks: str | None = None,
+    api: bool = False,
 ) -> str:
     """A small daemon configuration on the embedded emulator: always-on ``sessions``
     (template ``voice``: a greeting) and, with ``inbound``, a SIP webhook starting
     sessions of template ``call`` (``webhooks``: on the listener of ``http.webhooks``,
-    this YAML flow mapping).
+    this YAML flow mapping). ``api``: the API tokens (:data:`OPERATOR_TOKEN`,
+    :data:`DIALLER_TOKEN`, :data:`READER_TOKEN`), and template ``call`` places outbound
+    calls (caller id :data:`CALLER_ID`).
 
     ``talk``: the always-on sessions stream the bundled caller audio and echo back what
     the emulator's STT hears (transcripts, replies, barge-ins).
@@ -164,6 +197,7 @@ def daemon_config(
         drain_s=drain_s,
         control=control,
         webhooks=webhooks,
+        api=api,
     )
     if inbound:
         lines += _inbound(
@@ -171,6 +205,8 @@ def daemon_config(
             max_duration_s=max_duration_s,
             max_body_bytes=max_body_bytes,
         )
+    elif api:
+        lines += ["admission:", f"  max_sessions: {max_sessions}"]
     lines += [
         "templates:",
         "  voice:",
@@ -178,7 +214,7 @@ def daemon_config(
         f"    tts: {TTS_YAML}",
         "    behaviours:",
         '      greeting: {text: "hello"}' + end,
-        *_call_template(call_end),
+        *_call_template(call_end, outbound=api),
         "sessions:" + ("" if sessions else " []"),
     ]
     lines += [f"  - {{name: {name}, template: voice}}" for name in sessions]

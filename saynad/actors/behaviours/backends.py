@@ -277,7 +277,7 @@ class HttpBackend:
     @staticmethod
     def body(request: AgentRequest) -> dict[str, Any]:
         identity = request.identity
-        return {
+        body: dict[str, Any] = {
             "session": identity.name,
             "room": identity.room,
             "caller": identity.caller,
@@ -285,6 +285,9 @@ class HttpBackend:
             "transcript": request.turn.text,
             "history": [m.as_json() for m in request.history],
         }
+        if identity.variables:  # a session started over the API with variables
+            body["variables"] = dict(identity.variables)
+        return body
 
     async def reply(self, request: AgentRequest, out: ReplyWriter) -> None:
         if self._http is None:
