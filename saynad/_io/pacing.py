@@ -6,8 +6,10 @@ builds a cancel scope per call and wakes the sleeper by cancelling it (an except
 raised and caught), about 15 µs of CPU each on a 2020s core — as much as sending the
 chunk. :func:`sleep_until` here has the same contract (a checkpoint, cancellable,
 wakes at or after ``deadline`` on trio's clock) and costs a heap push and a plain
-reschedule: one timer task per trio run, started on first use, sleeps until the
-earliest deadline and wakes every sleeper that is due.
+reschedule: one timer per trio run, started on first use, wakes every sleeper that is
+due right after trio's I/O wait (a trio instrument's ``after_io_wait`` hook, so a timer
+pass costs no task step; a system task parked until the earliest deadline keeps trio's
+wait short enough and makes the passes the hook cannot).
 
 ::
 
@@ -37,7 +39,6 @@ the client, because the emulator paces its audio on the same timer.
 from __future__ import annotations
 
 import heapq
-import itertools
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
@@ -63,78 +64,174 @@ TimerEntry = list[Any]
 once cancelled (left in the heap and skipped when due)."""
 
 
-class _Timer:
-    """The per-run timer: a heap of :data:`TimerEntry` and the system task that wakes
-    sleepers and runs callbacks when they are due."""
+class _Timer(trio.abc.Instrument):
+    """The per-run timer: a heap of :data:`TimerEntry`, served right after trio's I/O
+    wait (this instrument's ``after_io_wait`` hook), with a system task as the fallback.
 
-    __slots__ = ("_heap", "_seq", "_task", "_waiting", "_wake_at")
+    The task parks in a cancel scope whose deadline is the earliest entry, so that
+    trio's I/O wait ends in time. Right after that wait, before trio looks at its
+    deadlines, the hook makes the pass: it runs what is due and moves the scope's
+    deadline on, so the scope does not fire and no task steps for the pass (a task
+    step is a sixth of the CPU of a wake-up at small fleets). The task makes the pass
+    when the hook did not: an entry added during a pass and already due (see
+    :meth:`_pass`) wakes it directly, and if the scope fires after all (the clock moved
+    past the deadline between the hook and trio's check) it makes the pass itself.
+    """
+
+    __slots__ = (
+        "_due",
+        "_error",
+        "_heap",
+        "_parked",
+        "_scope",
+        "_seq",
+        "_task",
+        "_wake_at",
+        "passes",
+    )
 
     def __init__(self) -> None:
         self._heap: list[TimerEntry] = []
-        self._seq = itertools.count()
+        self._seq = 0
         self._task: trio.lowlevel.Task | None = None
-        self._wake_at = math.inf  # the deadline the timer task is parked until
-        self._waiting = False  # parked in wait_task_rescheduled, may be poked
+        self._scope: trio.CancelScope | None = None
+        # The scope's deadline (the earliest entry), or -inf while a pass is pending.
+        self._wake_at = math.inf
+        self._parked = False  # the task waits in its scope and may be woken
+        self._due: list[object] = []
+        self._error: BaseException | None = None  # raised by a callback in the hook
+        self.passes = 0
+        """Timer passes so far."""
 
     def add(self, deadline: float, target: object, reuse: TimerEntry | None = None) -> TimerEntry:
         """Register ``target`` (a task to wake or a callback to run) at ``deadline``,
         in ``reuse`` (an entry that has run) when given, else in a new entry."""
+        seq = self._seq
+        self._seq = seq + 1
         if reuse is None:
-            entry = [deadline, next(self._seq), target]
+            entry = [deadline, seq, target]
         else:
             entry = reuse
             entry[0] = deadline
-            entry[1] = next(self._seq)
+            entry[1] = seq
             entry[2] = target
         heapq.heappush(self._heap, entry)
-        if deadline < self._wake_at and self._waiting:
-            # The timer sleeps past this deadline: wake it to re-arm.
-            self._waiting = False
-            assert self._task is not None
-            trio.lowlevel.reschedule(self._task)
+        if deadline < self._wake_at:
+            self._arm(deadline)
         return entry
 
-    async def run(self) -> None:
-        """Wake due sleepers and run due callbacks; park until the next deadline or a
-        poke. Never raises (a system task must not) except ``Cancelled`` when the run
-        ends.
+    def _arm(self, deadline: float) -> None:
+        """Have the earliest entry, due at ``deadline``, served in time."""
+        if deadline <= trio.current_time():
+            # Already due. A deadline in the past would have trio fire the scope (and
+            # sleep no longer in the meantime only if something else is runnable):
+            # wake the task, which makes the pass in the next batch unless the hook
+            # made it first.
+            self._wake_at = -math.inf
+            deadline = math.inf
+            self._wake()
+        else:
+            self._wake_at = deadline
+        scope = self._scope
+        if scope is not None:
+            scope.deadline = deadline
 
-        Each pass takes what is due when it starts; an entry a callback adds during the
-        pass (even one already due) waits for the next pass, after other tasks ran.
+    def _wake(self) -> None:
+        if self._parked:
+            self._parked = False
+            assert self._task is not None
+            trio.lowlevel.reschedule(self._task)
+
+    def after_io_wait(self, timeout: float) -> None:
+        """trio's hook after each I/O wait: the pass, when something is due.
+
+        Never raises: trio would only log the error and remove the instrument. A
+        callback's error goes to the task instead, which raises it (and so ends the
+        run, as it would have in the task's own pass)."""
+        heap = self._heap
+        if heap and heap[0][0] <= trio.current_time() and self._error is None:
+            try:
+                self._pass()
+            except BaseException as exc:  # handed to the task, which raises it
+                self._error = exc
+                self._wake_at = -math.inf
+                self._wake()
+
+    def _pass(self) -> None:
+        """Wake due sleepers and run due callbacks, then re-arm.
+
+        What comes due while the pass runs is served too, but an entry added during
+        the pass (a callback re-arming itself, even already due) waits for the next
+        pass, after other tasks ran.
         """
         heap = self._heap
-        reschedule = trio.lowlevel.reschedule
+        due = self._due
+        added = self._seq  # entries numbered from here on are added during this pass
+        held: list[TimerEntry] | None = None
+        self.passes += 1
         task_type = trio.lowlevel.Task
-        due: list[object] = []
-        while True:
-            now = trio.current_time()
-            while heap and heap[0][0] <= now:
-                target = heapq.heappop(heap)[2]
-                if target is not None:
-                    due.append(target)
-            for target in due:
-                if type(target) is task_type:
-                    reschedule(target)
-                else:
-                    target()  # type: ignore[operator]
+        reschedule = trio.lowlevel.reschedule
+        try:
+            for _ in range(_SWEEPS):
+                now = trio.current_time()
+                while heap and heap[0][0] <= now:
+                    entry = heapq.heappop(heap)
+                    if entry[1] >= added:
+                        if held is None:
+                            held = []
+                        held.append(entry)
+                    elif entry[2] is not None:
+                        due.append(entry[2])
+                if not due:
+                    break
+                for target in due:
+                    if type(target) is task_type:
+                        reschedule(target)
+                    else:
+                        target()  # type: ignore[operator]
+                due.clear()
+        finally:
             due.clear()
-            self._wake_at = heap[0][0] if heap else math.inf
-            with trio.CancelScope(deadline=self._wake_at):
-                self._waiting = True
-                await trio.lowlevel.wait_task_rescheduled(self._on_deadline)
-            self._waiting = False
+            if held is not None:
+                for entry in held:
+                    heapq.heappush(heap, entry)
+        self._arm(heap[0][0] if heap else math.inf)
 
-    def _on_deadline(self, _: Any) -> trio.lowlevel.Abort:
-        self._waiting = False
-        if trio.current_time() >= self._wake_at:
+    async def run(self) -> None:
+        """The task's part (see the class docstring). Raises only ``Cancelled`` when
+        the run ends, and what a callback raised (a system task's error ends the run:
+        callbacks must not raise)."""
+        while True:
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                self._arm(self._heap[0][0] if self._heap else math.inf)
+                while not scope.cancel_called:
+                    if self._wake_at == -math.inf:
+                        # Due already (or failed): serve it after a schedule point.
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    else:
+                        self._parked = True
+                        await trio.lowlevel.wait_task_rescheduled(self._on_abort)
+                    if self._error is not None:
+                        raise self._error
+                    self._pass()
+            self._scope = None
+
+    def _on_abort(self, _: Any) -> trio.lowlevel.Abort:
+        self._parked = False
+        scope = self._scope
+        if scope is not None and scope.cancel_called:
             # Our own deadline: wake with a plain reschedule. (Letting trio deliver the
-            # Cancelled instead creates, throws and catches an exception per wake-up,
-            # the very cost this module saves its sleepers.)
+            # Cancelled instead creates, throws and catches an exception, the very cost
+            # this module saves its sleepers.)
             assert self._task is not None
             trio.lowlevel.reschedule(self._task)
             return trio.lowlevel.Abort.FAILED
         return trio.lowlevel.Abort.SUCCEEDED  # the run is ending
 
+
+_SWEEPS: Final = 4
+"""How often one pass looks again for entries that came due while it ran."""
 
 _TIMER: Final[trio.lowlevel.RunVar[_Timer]] = trio.lowlevel.RunVar("saynad_pacing_timer")
 
@@ -145,6 +242,7 @@ def _timer() -> _Timer:
     except LookupError:
         timer = _Timer()
         timer._task = trio.lowlevel.spawn_system_task(timer.run, name="saynad-pacing-timer")
+        trio.lowlevel.add_instrument(timer)
         _TIMER.set(timer)
         return timer
 
@@ -193,11 +291,13 @@ async def sleep(seconds: float) -> None:
 def call_at(
     deadline: float, callback: Callable[[], object], reuse: TimerEntry | None = None
 ) -> TimerEntry:
-    """Run ``callback()`` in the timer task once ``deadline`` (trio's clock) has come.
+    """Run ``callback()`` on the timer once ``deadline`` (trio's clock) has come.
 
-    For short, synchronous work that must not raise: the callback runs inside trio's
-    system task, where an exception would end the whole run. To cancel, set the
-    returned entry's last item to ``None``. Must be called from inside a trio run.
+    For short, synchronous work that must not raise: the callback runs outside any
+    task (right after trio's I/O wait, or in the timer's system task), so it may
+    reschedule tasks but not await or ask for the current task, and an exception ends
+    the whole run. To cancel, set the returned entry's last item to ``None``. Must be
+    called from inside a trio run.
 
     ``reuse``: an entry this function returned earlier whose callback has run (so it
     has left the timer's heap). A callback that re-arms itself every few milliseconds

@@ -11,7 +11,7 @@ thousands of sessions and pays this code on every 20 ms audio chunk:
   payload) in one buffer and written with one ``send_all``; concurrent senders are
   serialised by a flag, and only a contended send parks (FIFO hand-off);
 - **paced audio from the timer**: :meth:`WsprotoTransport.stream_bytes` writes each due
-  frame from the pacing timer's task (:func:`saynad._io.pacing.call_at`) straight to
+  frame from the pacing timer (:func:`saynad._io.pacing.call_at`) straight to
   the socket; the streaming task sleeps until the stream ends and wakes only when a
   write cannot finish at once (another writer holds the socket, or the kernel buffer
   is full);
@@ -499,7 +499,7 @@ class _PacedFrames:
     :meth:`run` first writes, from the streaming task itself, every frame already due
     when the stream starts (chunk 0, and the backlog of a stream whose ``start`` has
     passed), so a stream started while the process is busy loses no scheduler pass
-    before its first frame. After that, :meth:`__call__` runs in the pacing timer's task
+    before its first frame. After that, :meth:`__call__` runs on the pacing timer (outside any task)
     at each due time: it writes every frame that is due (at most :data:`_BURST` per
     pass, so a stream far behind schedule catches up without holding the timer) and
     re-arms the timer for the next one. It never awaits and never raises; what it cannot
@@ -604,8 +604,8 @@ class _PacedFrames:
     def __call__(self) -> None:
         """The timer's part (see the class docstring). The object itself is the timer
         callback, and its timer entry is reused: nothing is allocated per frame but the
-        frame. Nothing may escape into the timer's system task (it would end the whole
-        trio run), so anything unexpected fails the stream instead."""
+        frame. Nothing may escape into the timer (it would end the whole trio run), so
+        anything unexpected fails the stream instead."""
         self._entry = None
         try:
             self._write_due()

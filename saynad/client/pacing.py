@@ -2,7 +2,7 @@
 
 :func:`sleep_until` and :func:`sleep` have the contract of :func:`trio.sleep_until`
 and :func:`trio.sleep` (a checkpoint, cancellable, trio's clock) at a fraction of the
-CPU: one timer task per trio run wakes every sleeper that is due. :func:`call_at` runs
+CPU: one timer per trio run wakes every sleeper that is due. :func:`call_at` runs
 a short synchronous callback at a deadline on the same timer.
 
 ::

@@ -374,8 +374,8 @@ class Session:
         ``start=t0``: the stream then catches up on what it missed instead of shifting
         the whole stream by the delay.
         ``on_sent(i, lag_s)`` runs after chunk ``i`` was written, ``lag_s`` after its due
-        time; it must be quick and is called from saynad's pacing timer (an exception
-        from it stops the stream and is raised here).
+        time; it must be quick and is called from saynad's pacing timer, outside any
+        task (an exception from it stops the stream and is raised here).
 
         Returns once the last frame is written. Cheaper than a ``sleep_until`` and
         :meth:`send_audio` per chunk: the pacing timer writes due frames itself and this

@@ -16,6 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import pytest
 import trio
@@ -24,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
+from saynad._io import pacing as pacing_impl
 from saynad._io.sockets import FastSocketStream
 from saynad.client import pacing
 from saynad.client._wsproto import WsprotoTransport, handshake
@@ -143,45 +145,32 @@ async def test_every_chunk_leaves_on_schedule_in_order(autojump_clock: trio.abc.
     assert (progress.frames, progress.bytes) == (50, 50 * 640)
 
 
-class TimerSteps(trio.abc.Instrument):
-    """Counts the steps of the pacing timer's task (one per timer pass)."""
-
-    def __init__(self) -> None:
-        self.steps = 0
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        if task.name == "saynad-pacing-timer":
-            self.steps += 1
-
-
 async def test_overdue_chunks_catch_up_a_burst_per_timer_pass(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     data = chunks(40)
     lags: list[float] = []
-    steps = TimerSteps()
-    step_of_send: list[int] = []
-    trio.lowlevel.add_instrument(steps)
+    timer = timer_of_this_run()
+    pass_of_send: list[int] = []
 
     def on_sent(_: int, lag: float) -> None:
         lags.append(lag)
-        step_of_send.append(steps.steps)
+        pass_of_send.append(timer.passes)
 
     async with socket_pair() as (transport, received, _):
         # 20 chunks are overdue when the stream starts, the other 20 are due later.
         start = trio.current_time() - 20 * 0.02
         await transport.stream_bytes(data, 0.02, start=start, on_sent=on_sent)
         await received.until(lambda r: len(r.binary) == 40)
-    trio.lowlevel.remove_instrument(steps)
     assert received.binary == data
     assert all(lag >= 0 for lag in lags)
     assert lags[0] == pytest.approx(20 * 0.02)  # the backlog goes out at once...
     assert lags[25:] == pytest.approx([0] * 15)  # ...then the stream is on time again
     # At most one burst (16 frames) per timer pass, and other tasks run between passes.
-    per_pass = collections.Counter(step_of_send)
+    per_pass = collections.Counter(pass_of_send)
     assert max(per_pass.values()) == 16
-    assert per_pass[step_of_send[0]] == 16
-    assert per_pass[step_of_send[16]] >= 4
+    assert per_pass[pass_of_send[0]] == 16
+    assert per_pass[pass_of_send[16]] >= 4
 
 
 async def _busy(clock: trio.testing.MockClock, step_s: float) -> None:
@@ -391,25 +380,128 @@ async def test_timer_callbacks_run_in_deadline_order(autojump_clock: trio.abc.Cl
     assert ran == [("a", start + 1), ("b", start + 2), ("c", start + 3)]
 
 
+class TimerSteps(trio.abc.Instrument):
+    """Counts the steps of the pacing timer's task."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == "saynad-pacing-timer":
+            self.steps += 1
+
+
+def timer_of_this_run() -> Any:
+    """The pacing timer of the current trio run (started if need be)."""
+    return pacing_impl._timer()
+
+
 async def test_a_callback_adding_a_due_entry_runs_in_the_next_timer_pass() -> None:
-    steps = TimerSteps()
-    trio.lowlevel.add_instrument(steps)
-    ran_in_step: list[int] = []
+    timer = timer_of_this_run()
+    ran_in_pass: list[int] = []
+    switches = 0
+    switches_at_run: list[int] = []
     done = trio.Event()
 
     def again() -> None:
-        ran_in_step.append(steps.steps)
-        if len(ran_in_step) < 3:
+        ran_in_pass.append(timer.passes)
+        switches_at_run.append(switches)
+        if len(ran_in_pass) < 3:
             pacing.call_at(trio.current_time(), again)  # due at once
         else:
             done.set()
 
-    pacing.call_at(trio.current_time(), again)
-    with trio.fail_after(HANG_S):
-        await done.wait()
+    async def other() -> None:
+        nonlocal switches
+        while True:
+            switches += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        pacing.call_at(trio.current_time(), again)
+        with trio.fail_after(HANG_S):
+            await done.wait()
+        nursery.cancel_scope.cancel()
+    # Each in its own pass, a scheduler batch apart: other tasks ran meanwhile.
+    assert len(set(ran_in_pass)) == 3
+    assert switches_at_run == sorted(switches_at_run)
+    assert switches_at_run[2] > switches_at_run[0]
+
+
+async def test_due_entries_are_served_without_a_step_of_the_timer_task(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # The timer makes its passes in trio's after-I/O-wait hook: the system task stays
+    # parked (it steps once, to start) however many deadlines come due.
+    steps = TimerSteps()
+    trio.lowlevel.add_instrument(steps)
+    timer_of_this_run()
+    while not steps.steps:  # the timer task's first step
+        await trio.lowlevel.checkpoint()
+    steps.steps = 0
+    start = trio.current_time()
+    ran: list[float] = []
+    for i in range(20):
+        pacing.call_at(start + 0.01 * (i + 1), lambda: ran.append(trio.current_time()))
+    await pacing.sleep(1)
     trio.lowlevel.remove_instrument(steps)
-    # Each in its own pass: the timer task yields to the scheduler between them.
-    assert len(set(ran_in_step)) == 3
+    assert ran == pytest.approx([start + 0.01 * (i + 1) for i in range(20)])
+    assert steps.steps == 0
+
+
+class _ClockSkip(trio.abc.Instrument):
+    """Moves the mock clock on right after each I/O wait, after the timer's hook has
+    looked: deadlines then pass between the hook and trio's own check of them."""
+
+    def __init__(self, clock: trio.testing.MockClock, skip_s: float) -> None:
+        self.clock = clock
+        self.skip_s = skip_s
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.clock.jump(self.skip_s)
+
+
+async def test_the_timer_task_serves_what_comes_due_after_the_hook_looked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    timer_of_this_run()  # its hook first, the skipping instrument after it
+    steps = TimerSteps()
+    skip = _ClockSkip(autojump_clock, 0.0007)
+    trio.lowlevel.add_instrument(steps)
+    trio.lowlevel.add_instrument(skip)
+    start = trio.current_time()
+    ran: list[tuple[int, float]] = []
+    for i in range(30):
+        due = start + 0.0011 * (i + 1)
+        pacing.call_at(
+            due, partial(lambda i, due: ran.append((i, trio.current_time() - due)), i, due)
+        )
+    with trio.fail_after(HANG_S):
+        await pacing.sleep(1)
+    trio.lowlevel.remove_instrument(skip)
+    trio.lowlevel.remove_instrument(steps)
+    assert [i for i, _ in ran] == list(range(30))  # each once, in deadline order
+    assert all(lag >= 0 for _, lag in ran)
+    assert steps.steps > 0  # some passes were the task's
+
+
+def test_a_timer_callback_that_raises_ends_the_run() -> None:
+    # Callbacks must not raise; one that does ends the run (as an error of trio's
+    # system task), whether the hook or the task ran it.
+    def boom() -> None:
+        raise RuntimeError("a broken callback")
+
+    async def main() -> None:
+        pacing.call_at(trio.current_time() + 0.01, boom)
+        await pacing.sleep(1)
+
+    with pytest.raises(trio.TrioInternalError) as info:
+        trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    cause = info.value.__cause__
+    while isinstance(cause, BaseExceptionGroup):
+        (cause,) = cause.exceptions
+    assert isinstance(cause, RuntimeError)
 
 
 async def test_late_sleeps_are_cancellation_points_and_yield_now_and_then() -> None:
