@@ -29,6 +29,7 @@ import trio
 import trio.testing
 
 from tests.bench.bench_webhooks import _Connection, _machine, _median, _pct, _timestamp
+from tests.bench.common import save_results
 from tests.support.processes import DaemonProcess, daemon_process, emulator_process
 from tests.support.samples import LISTEN_ANY, OPERATOR_TOKEN, STT_YAML, TTS_YAML
 
@@ -223,12 +224,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     print(f"outbound-call benchmark: concurrent={args.concurrent} reps={args.reps}", flush=True)
     results = trio.run(_run, args)
-    results_dir = ROOT / "bench-results"
-    results_dir.mkdir(exist_ok=True)
-    (results_dir / "calls.json").write_text(json.dumps(results, indent=2))
-    if not args.no_write:
-        Path(args.out).write_text(markdown(results, args.reps))
-        print(f"wrote {args.out}")
+    document = None if args.no_write else args.out
+    save_results(results, "calls.json", document, markdown(results, args.reps))
     return results
 
 

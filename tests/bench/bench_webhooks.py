@@ -23,7 +23,6 @@ clock starts:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -46,6 +45,7 @@ from saynad.protocol.webhooks import (
     encode_webhook_payload,
     sign_webhook,
 )
+from tests.bench.common import save_results
 from tests.support.processes import DaemonProcess, daemon_process, emulator_process
 from tests.support.samples import LISTEN_ANY, SECRET, STT_YAML, TTS_YAML
 
@@ -451,12 +451,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
     results = trio.run(_run, args)
-    results_dir = ROOT / "bench-results"
-    results_dir.mkdir(exist_ok=True)
-    (results_dir / "webhooks.json").write_text(json.dumps(results, indent=2))
-    if not args.no_write:
-        Path(args.out).write_text(markdown(results, args.reps))
-        print(f"wrote {args.out}")
+    document = None if args.no_write else args.out
+    save_results(results, "webhooks.json", document, markdown(results, args.reps))
     return results
 
 

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 SENTENCE = "Hello from the saynad benchmark."
 SAMPLE_RATE = 16_000
@@ -31,6 +32,18 @@ STT = {
     "model": "nova-3",
 }
 TTS = {"provider": "deepgram", "model": "aura-asteria-en"}
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "bench-results"
+
+
+def save_results(results: object, name: str, document: str | None, markdown: str) -> None:
+    """Keep ``results`` as ``bench-results/NAME`` and, unless ``document`` is None, write
+    ``markdown`` there."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / name).write_text(json.dumps(results, indent=2))
+    if document is not None:
+        Path(document).write_text(markdown)
+        print(f"wrote {document}")
 
 
 def rss_kb() -> int:
