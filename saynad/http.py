@@ -44,9 +44,9 @@ from __future__ import annotations
 
 import errno
 import socket
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import msgspec
 import structlog
@@ -60,6 +60,7 @@ from hypercorn.typing import ConnectionState
 from prometheus_client.exposition import choose_encoder
 
 from saynad._groups import cause_of
+from saynad._io.asgi import Message, Receive, Scope, Send, serve_lifespan
 from saynad._io.listener import ReusePortListener
 from saynad.actors.admission import Verdict
 from saynad.errors import (
@@ -86,10 +87,6 @@ __all__ = ["DaemonSurface", "HttpApp", "ReloadOutcome", "WebhookServer", "serve_
 
 log = structlog.get_logger("saynad.http")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 HEALTH_TIMEOUT_S: Final = 5.0
 """How long ``/healthz`` waits for the supervisor's answer."""
@@ -292,7 +289,7 @@ class HttpApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await _lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         if kind != "http":  # websockets: nothing here speaks them
             return
@@ -579,16 +576,6 @@ def _answer(answer: Answer) -> _Response:
 
 def _unavailable(message: str, retry_after_s: int) -> _Response:
     return _error(503, message, {"retry-after": str(retry_after_s)})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 def hypercorn_config(host: str, port: int, *, graceful_timeout_s: float) -> HypercornConfig:

@@ -19,6 +19,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from saynad._io.asgi import serve_lifespan
 from saynad.emulator import rest, ws
 from saynad.emulator.asgi import Receive, Request, Response, Scope, Send, WebSocket, json_response
 from saynad.emulator.audio import prepare_tone
@@ -85,7 +86,7 @@ class EmulatorApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await _lifespan(receive, send)
+            await serve_lifespan(receive, send)
         elif kind == "http":
             await self._http(scope, receive, send)
         elif kind == "websocket":
@@ -132,16 +133,6 @@ class EmulatorApp:
             await ws.serve_session(socket, self.context(tenant))
         finally:
             self.state.connections_open -= 1
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 @dataclass

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
 
+from saynad._io.asgi import Receive, Scope, Send
+
 __all__ = ["Receive", "Request", "Response", "Scope", "Send", "WebSocket", "json_response"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _json = msgspec.json.Encoder()
 
