@@ -723,7 +723,7 @@ async def test_sip_transfer_sequence(emulator: Emulator) -> None:
         await ws.json()  # participant_connected
         await ws.send({"type": "sip_transfer", "transfer_to": " +15551234567 "})
         assert await ws.barrier() == []
-        assert state.transfers == [
+        assert list(state.transfers) == [
             {
                 "room_name": "sip-room",
                 "participant_identity": "sip_caller",

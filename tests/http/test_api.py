@@ -36,7 +36,7 @@ READER = {"authorization": f"Bearer {READER_TOKEN}"}
 
 def emulator_calls(daemon: Daemon) -> list[dict[str, object]]:
     assert daemon.emulator is not None
-    return daemon.emulator.state.calls
+    return list(daemon.emulator.state.calls)
 
 
 async def test_an_outbound_call_is_placed_once_its_session_is_ready(tmp_path: Path) -> None:
