@@ -131,6 +131,7 @@ def test_the_wheel_carries_the_package_its_data_and_nothing_of_the_tests(
         "examples/demo.yaml",
         "examples/livekit-phone-agent.yaml",
         "examples/websocket-only.yaml",
+        "examples/call-center.yaml",
         "systemd/saynad.service",
         "systemd/saynad@.service",
         "systemd/saynad.target",
