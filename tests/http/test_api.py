@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from saynad.actors.registry import SessionState
 from saynad.app import Daemon
+from saynad.config._schema import DEFAULT_MAX_SESSIONS
 from saynad.emulator import EmulatorOptions, open_emulator
 from tests.support.daemon import daemon_in_process, running_daemon, states, wait_until
 from tests.support.http import samples
@@ -401,6 +402,52 @@ async def test_draining_refuses_new_calls_and_sessions(tmp_path: Path) -> None:
             assert states(daemon).get("lobby") is SessionState.DRAINING
             assert daemon.admission.active == 0
         assert emulator_calls(daemon) == []
+
+
+async def test_readyz_is_503_while_the_api_calls_fill_max_sessions(tmp_path: Path) -> None:
+    # A full shard leaves the load balancer (a Kubernetes Service's endpoints): the
+    # sessions of the API count toward max_sessions as the webhooks' do; the always-on
+    # sessions (three here, above the cap of two) never do.
+    always_on = ("lobby", "desk", "hall")
+    async with running_daemon(
+        tmp_path, api=True, inbound=False, max_sessions=2, sessions=always_on
+    ) as (daemon, client):
+        await wait_until(
+            lambda: all(states(daemon).get(n) is SessionState.READY for n in always_on)
+        )
+        assert (await client.get("/readyz")).status_code == 200
+        call = {"template": "call", "to_phone_number": "+15551234567"}
+        placed = [(await client.post("/v1/calls", json=call, headers=DIALLER)) for _ in range(2)]
+        assert [r.status_code for r in placed] == [202, 202]
+        full = await client.get("/readyz")
+        assert full.status_code == 503
+        assert full.json() == {
+            "status": "not ready",
+            "checks": {
+                "config_loaded": True,
+                "supervisor_up": True,
+                "not_draining": True,
+                "admission_open": False,
+            },
+        }
+        refused = await client.post("/v1/calls", json=call, headers=DIALLER)
+        assert (refused.status_code, refused.json()["error"]) == (503, "saturated")
+        # A call ends: the shard has room again, and says so.
+        name = placed[0].json()["session"]
+        assert (await client.delete(f"/v1/sessions/{name}", headers=OPERATOR)).status_code == 202
+        await wait_until(lambda: daemon.registry.get(name) is None)
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_always_on_sessions_alone_never_make_a_daemon_unready(tmp_path: Path) -> None:
+    # No admission section and no webhook: the default cap (10) is for sessions started
+    # from outside; eleven always-on sessions are ready, and so is the daemon.
+    names = tuple(f"desk-{i:02d}" for i in range(DEFAULT_MAX_SESSIONS + 1))
+    async with running_daemon(tmp_path, inbound=False, sessions=names) as (daemon, client):
+        await wait_until(lambda: all(states(daemon).get(n) is SessionState.READY for n in names))
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()["status"]) == (200, "ready")
+        assert daemon.admission.active == 0
 
 
 async def test_a_session_on_demand_gets_its_visitor_a_token(tmp_path: Path) -> None:
