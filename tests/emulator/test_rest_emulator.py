@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from saynad.emulator import Emulator, EmulatorOptions, Tenant, open_emulator
-from saynad.emulator.state import EmulatorState
 from saynad.emulator.audio import synthesize, wav_bytes
 from saynad.emulator.rest import VOICES
+from saynad.emulator.state import EmulatorState
 
 JSON = {"content-type": "application/json"}
 TTS = {"provider": "deepgram", "model": "aura-asteria-en"}
