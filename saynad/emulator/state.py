@@ -6,8 +6,9 @@ caller joins, a caller hangs up, a data packet arrives) and to inspect what sayn
 sent (``wire_log``).
 
 Every record the emulator keeps of what it was asked (the WebSocket frames, the data
-messages, the transfers, the dialled SIP calls, the tokens handed out) is bounded: the
-last :data:`RECORDS_KEPT` of each (``wire_log_size``), the oldest dropped first. An
+messages, the transfers, the dialled SIP calls, the tokens handed out, the recordings)
+is bounded: the last :data:`RECORDS_KEPT` of each (``wire_log_size``), the oldest
+dropped first. An
 emulator serving a demo for weeks (``make run``) holds no more than that. The rooms are
 the world itself: they go when they are deleted, as on the real server.
 """
@@ -123,7 +124,9 @@ class EmulatorState:
         self.rooms: dict[str, Room] = {}
         self.sip_hooks: dict[str, SipHookEntry] = {}
         self.fixed_hook_hosts: frozenset[str] = frozenset()
+        # Recordings by stream id, the oldest first (bounded: keep_recording).
         self.recordings: dict[str, bytes] = {}
+        self.records_kept = wire_log_size
         # What was asked of the server, in arrival order (bounded): transfers, dialled
         # SIP calls, LiveKit tokens handed out.
         self.transfers: deque[dict[str, str]] = deque(maxlen=wire_log_size)
@@ -184,6 +187,13 @@ class EmulatorState:
         if owner is not None:
             room.metadata["auth_id"] = owner
         return room
+
+    def keep_recording(self, stream_id: str, data: bytes) -> None:
+        """Store a session's recording; past :attr:`records_kept` the oldest goes."""
+        self.recordings.pop(stream_id, None)
+        self.recordings[stream_id] = data
+        while len(self.recordings) > self.records_kept:
+            del self.recordings[next(iter(self.recordings))]
 
     # ---------------------------------------------------------------- SIP hooks
 
