@@ -461,8 +461,20 @@ def openapi_document() -> dict[str, Any]:
             ok = json_content(
                 {
                     "type": "object",
-                    "properties": {"sessions": {"type": "array", "items": ref(_SESSION_ROW)}},
-                    "required": ["sessions"],
+                    "properties": {
+                        "shard": {
+                            "type": "object",
+                            "description": "the shard that answered (index 0 of count 1: "
+                            "not sharded); it lists only its own sessions",
+                            "properties": {
+                                "index": {"type": "integer", "minimum": 0},
+                                "count": {"type": "integer", "minimum": 1},
+                            },
+                            "required": ["index", "count"],
+                        },
+                        "sessions": {"type": "array", "items": ref(_SESSION_ROW)},
+                    },
+                    "required": ["shard", "sessions"],
                 }
             )
         elif route.path.startswith("/v1/sessions/"):

@@ -270,7 +270,8 @@ def _status(args: argparse.Namespace) -> int:
     if response.status_code != 200:
         print(f"saynad status: {url}/sessions answered {response.status_code}", file=sys.stderr)
         return EX_FAILURE
-    rows = response.json().get("sessions", [])
+    body = response.json()
+    rows = body.get("sessions", [])
     if args.json:
         print(json.dumps(rows, indent=2))
         return EX_OK
@@ -279,8 +280,19 @@ def _status(args: argparse.Namespace) -> int:
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no sessions"
-    print(f"\n{len(rows)} sessions: {summary}")
+    print(f"\n{len(rows)} sessions{_on_shard(body.get('shard'))}: {summary}")
     return EX_OK
+
+
+def _on_shard(shard: object) -> str:
+    """`` on shard I of N`` for a shard of a sharded fleet (which lists only its own
+    sessions), else nothing."""
+    if not isinstance(shard, dict):
+        return ""
+    index, count = shard.get("index"), shard.get("count")
+    if not isinstance(index, int) or not isinstance(count, int) or count <= 1:
+        return ""
+    return f" on shard {index} of {count}"
 
 
 # --------------------------------------------------------------------------- the API

@@ -79,6 +79,7 @@ from saynad.http_api import (
     ApiSurface,
     BodyRefused,
     authorize,
+    no_such_session,
 )
 from saynad.observability.metrics import Metrics
 from saynad.protocol.webhooks import VerifiedSipWebhook, WebhookVerifier
@@ -175,10 +176,6 @@ class DaemonSurface(ApiSurface, Protocol):
 
     def sessions(self) -> Sequence[Mapping[str, object]]:
         """Every supervised session as a JSON object, by name."""
-        ...
-
-    def placement(self) -> Mapping[str, int]:
-        """This process's shard: ``{"index": I, "count": N}`` (0 of 1 unsharded)."""
         ...
 
     def session(self, name: str) -> Mapping[str, object] | None:
@@ -396,7 +393,7 @@ class HttpApp:
     def _session(self, name: str) -> _Response:
         row = self.daemon.session(name)
         if row is None:
-            return _error(404, "no such session")
+            return _error(404, no_such_session(self.daemon.placement()))
         return _json_response(200, row)
 
     # ----------------------------------------------------------------- control routes
@@ -459,7 +456,7 @@ class HttpApp:
         if self.daemon.draining:
             return _error(503, "draining", {"retry-after": str(RETRY_AFTER_DRAINING_S)})
         if not await self.daemon.restart_session(name):
-            return _error(404, "no such session")
+            return _error(404, no_such_session(self.daemon.placement()))
         log.info("restart requested over http", session=name)
         if v1:
             return _json_response(202, {"session": name, "action": "restart"})

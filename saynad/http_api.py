@@ -64,6 +64,7 @@ __all__ = [
     "BodyRefused",
     "Caller",
     "authorize",
+    "no_such_session",
 ]
 
 log = structlog.get_logger("saynad.http")
@@ -117,6 +118,10 @@ class ApiSurface(Protocol):
 
     def api_tokens(self) -> tuple[ApiTokenSettings, ...]: ...
 
+    def placement(self) -> Mapping[str, int]:
+        """This process's shard: ``{"index": I, "count": N}`` (0 of 1 unsharded)."""
+        ...
+
     def api_session(self, name: str) -> Mapping[str, object] | None: ...
 
     def api_sessions(self) -> Sequence[Mapping[str, object]]: ...
@@ -157,6 +162,19 @@ def authorize(
     if scope not in holder.scopes:
         return _refusal(403, "forbidden", f"this token lacks the {scope} scope")
     return Caller(holder.name)
+
+
+def no_such_session(placement: Mapping[str, int]) -> str:
+    """What a 404 for an unknown session name says. A shard knows only its own sessions
+    (those it admitted, and the always-on ones the shard table gives it): in a sharded
+    fleet the answer names the shard that answered, so the client knows to ask another."""
+    index, count = placement.get("index", 0), placement.get("count", 1)
+    if count <= 1:
+        return "no such session"
+    return (
+        f"no such session on shard {index} of {count}: a session runs on the shard that "
+        "started it (saynad shards names the shard of an always-on session)"
+    )
 
 
 def _refusal(
@@ -293,7 +311,9 @@ class ApiRoutes:
         refused = request.read_access()
         if refused is not None:
             return refused
-        return Answer(200, {"sessions": self.daemon.api_sessions()})
+        return Answer(
+            200, {"shard": self.daemon.placement(), "sessions": self.daemon.api_sessions()}
+        )
 
     async def _one(self, request: _Request, name: str) -> Answer:
         refused = request.read_access()
@@ -301,7 +321,7 @@ class ApiRoutes:
             return refused
         row = self.daemon.api_session(name)
         if row is None:
-            return _refusal(404, "not_found", "no such session")
+            return self._unknown()
         return Answer(200, row)
 
     # ----------------------------------------------------------------- admission
@@ -398,13 +418,13 @@ class ApiRoutes:
         if refused is not None:
             return refused
         if not self.daemon.stop_session(name):
-            return _refusal(404, "not_found", "no such session")
+            return self._unknown()
         return Answer(202, ActionAccepted(session=name, action="delete"))
 
     def _admitted_only(self, name: str, action: str) -> Answer | None:
         origin = self.daemon.origin_of(name)
         if origin is None:
-            return _refusal(404, "not_found", "no such session")
+            return self._unknown()
         if origin == "config":
             return _refusal(
                 409,
@@ -414,13 +434,16 @@ class ApiRoutes:
             )
         return None
 
+    def _unknown(self) -> Answer:
+        return _refusal(404, "not_found", no_such_session(self.daemon.placement()))
+
     def _act(self, name: str, kind: ActionKind, action: Action) -> Answer:
         try:
             taken = self.daemon.act(name, action)
         except SessionBusyError as exc:
             return _refusal(503, "busy", str(exc), {"retry-after": "1"})
         if taken == "unknown":
-            return _refusal(404, "not_found", "no such session")
+            return self._unknown()
         if taken == "not_ready":
             return _refusal(409, "conflict", "the session is not ready")
         if taken == "no_room":

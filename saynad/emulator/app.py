@@ -220,13 +220,18 @@ async def _serve_hypercorn(
 
 @asynccontextmanager
 async def open_emulator(
-    options: EmulatorOptions | None = None, *, host: str = "127.0.0.1", port: int = 0
+    options: EmulatorOptions | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    state: EmulatorState | None = None,
 ) -> AsyncIterator[Emulator]:
-    """Run an emulator on loopback for the duration of the ``async with`` block."""
+    """Run an emulator on loopback for the duration of the ``async with`` block
+    (``state``: its world, e.g. one built with a smaller ``wire_log_size``)."""
     async with trio.open_nursery() as nursery:
         emulator: Emulator = await nursery.start(
             lambda task_status: serve_emulator(
-                options, host=host, port=port, task_status=task_status
+                options, host=host, port=port, state=state, task_status=task_status
             )
         )
         try:

@@ -4,6 +4,13 @@ One :class:`EmulatorState` is shared by the REST handlers and every WebSocket se
 of one emulator. Tests reach it through ``emulator.state`` to script the world (a
 caller joins, a caller hangs up, a data packet arrives) and to inspect what saynad
 sent (``wire_log``).
+
+Every record the emulator keeps of what it was asked (the WebSocket frames, the data
+messages, the transfers, the dialled SIP calls, the tokens handed out, the recordings)
+is bounded: the last :data:`RECORDS_KEPT` of each (``wire_log_size``), the oldest
+dropped first. An
+emulator serving a demo for weeks (``make run``) holds no more than that. The rooms are
+the world itself: they go when they are deleted, as on the real server.
 """
 
 from __future__ import annotations
@@ -14,11 +21,23 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-__all__ = ["Access", "EmulatorState", "Participant", "Room", "RoomEvent", "SipHookEntry"]
+__all__ = [
+    "RECORDS_KEPT",
+    "Access",
+    "EmulatorState",
+    "Participant",
+    "Room",
+    "RoomEvent",
+    "SipHookEntry",
+]
 
 Access = Literal["ok", "absent", "denied"]
+
+RECORDS_KEPT: Final = 10_000
+"""How many of each record (frames, messages, transfers, calls, tokens) an emulator keeps
+by default: the most recent, the oldest dropped first."""
 
 _ids = itertools.count(1)
 
@@ -100,14 +119,19 @@ class SipHookEntry:
 class EmulatorState:
     """Everything the emulated server remembers between requests."""
 
-    def __init__(self, *, wire_log_size: int = 10_000) -> None:
+    def __init__(self, *, wire_log_size: int = RECORDS_KEPT) -> None:
+        """``wire_log_size``: how many of each record are kept (the most recent)."""
         self.rooms: dict[str, Room] = {}
         self.sip_hooks: dict[str, SipHookEntry] = {}
         self.fixed_hook_hosts: frozenset[str] = frozenset()
+        # Recordings by stream id, the oldest first (bounded: keep_recording).
         self.recordings: dict[str, bytes] = {}
-        self.transfers: list[dict[str, str]] = []
-        self.calls: list[dict[str, Any]] = []
-        self.tokens: list[dict[str, str]] = []
+        self.records_kept = wire_log_size
+        # What was asked of the server, in arrival order (bounded): transfers, dialled
+        # SIP calls, LiveKit tokens handed out.
+        self.transfers: deque[dict[str, str]] = deque(maxlen=wire_log_size)
+        self.calls: deque[dict[str, Any]] = deque(maxlen=wire_log_size)
+        self.tokens: deque[dict[str, str]] = deque(maxlen=wire_log_size)
         # Raw text frames received on every WebSocket, in arrival order (bounded).
         self.wire_log: deque[str] = deque(maxlen=wire_log_size)
         self.connections_total = 0
@@ -163,6 +187,13 @@ class EmulatorState:
         if owner is not None:
             room.metadata["auth_id"] = owner
         return room
+
+    def keep_recording(self, stream_id: str, data: bytes) -> None:
+        """Store a session's recording; past :attr:`records_kept` the oldest goes."""
+        self.recordings.pop(stream_id, None)
+        self.recordings[stream_id] = data
+        while len(self.recordings) > self.records_kept:
+            del self.recordings[next(iter(self.recordings))]
 
     # ---------------------------------------------------------------- SIP hooks
 

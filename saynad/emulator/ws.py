@@ -321,7 +321,7 @@ class _Session:
             room.listeners.remove(self.room_listener)
         room.participants.pop(self.agent_identity, None)
         if self.recording and self.options.recordings and self.stream_id is not None:
-            self.state.recordings[self.stream_id] = _RECORDING_MAGIC + self.stream_id.encode()
+            self.state.keep_recording(self.stream_id, _RECORDING_MAGIC + self.stream_id.encode())
         room.active_recording = False
         self.state.delete_room(room.name)
 

@@ -39,7 +39,7 @@ import trio
 
 from saynad._io.listener import MIGRATE_SYSCTL
 from tests.bench.__main__ import machine
-from tests.support.processes import daemon_process, free_port
+from tests.support.processes import daemon_process, shared_port
 from tests.support.samples import daemon_config, signed_call
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,51 +54,53 @@ CONCURRENCY = (1, 3, 16)
 
 
 async def _webhook_run(mode: str, concurrency: int, run: int) -> dict[str, Any]:
-    port = free_port()
-    hooks = f'{{listen: "127.0.0.1:{port}", reuse_port: true, when_full: {mode}}}'
-    url = f"http://127.0.0.1:{port}/webhooks/sip"
-    outcomes: Counter[str] = Counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        async with AsyncExitStack() as stack:
-            shards = []
-            for name, cap in (("small", SMALL), ("large", LARGE)):
-                config = Path(tmp) / f"{name}.yaml"
-                config.write_text(daemon_config(sessions=(), max_sessions=cap, webhooks=hooks))
-                process = await stack.enter_async_context(daemon_process(config, keep_raw=False))
-                await process.event("webhook listener listening")
-                shards.append(process)
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
-            )
-            limit = trio.CapacityLimiter(concurrency)
+    with shared_port() as port:
+        hooks = f'{{listen: "127.0.0.1:{port}", reuse_port: true, when_full: {mode}}}'
+        url = f"http://127.0.0.1:{port}/webhooks/sip"
+        outcomes: Counter[str] = Counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            async with AsyncExitStack() as stack:
+                shards = []
+                for name, cap in (("small", SMALL), ("large", LARGE)):
+                    config = Path(tmp) / f"{name}.yaml"
+                    config.write_text(daemon_config(sessions=(), max_sessions=cap, webhooks=hooks))
+                    process = await stack.enter_async_context(
+                        daemon_process(config, keep_raw=False)
+                    )
+                    await process.event("webhook listener listening")
+                    shards.append(process)
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_keepalive_connections=0))
+                )
+                limit = trio.CapacityLimiter(concurrency)
 
-            async def one(number: int) -> None:
-                headers, body = signed_call(f"sip-{number}", f"EV_bench_{run}_{number:04d}")
-                async with limit:
-                    try:
-                        response = await client.post(url, headers=headers, content=body)
-                    except httpx.TransportError as exc:
-                        outcomes[f"connection error ({type(exc).__name__})"] += 1
-                        return
-                outcomes[str(response.status_code)] += 1
+                async def one(number: int) -> None:
+                    headers, body = signed_call(f"sip-{number}", f"EV_bench_{run}_{number:04d}")
+                    async with limit:
+                        try:
+                            response = await client.post(url, headers=headers, content=body)
+                        except httpx.TransportError as exc:
+                            outcomes[f"connection error ({type(exc).__name__})"] += 1
+                            return
+                    outcomes[str(response.status_code)] += 1
 
-            async with trio.open_nursery() as nursery:
-                for number in range(CALLS):
-                    nursery.start_soon(one, number)
-            split = []
-            for process in shards:
-                rows = (await client.get(f"{process.url}/sessions")).json()["sessions"]
-                split.append(sum(1 for row in rows if row["origin"] == "inbound"))
-    lost = sum(n for key, n in outcomes.items() if key.startswith("connection"))
-    return {
-        "admitted": outcomes["202"],
-        "refused": outcomes["503"],
-        "lost": lost,
-        "other": CALLS - outcomes["202"] - outcomes["503"] - lost,
-        "small": split[0],
-        "large": split[1],
-        "errors": dict(outcomes),
-    }
+                async with trio.open_nursery() as nursery:
+                    for number in range(CALLS):
+                        nursery.start_soon(one, number)
+                split = []
+                for process in shards:
+                    rows = (await client.get(f"{process.url}/sessions")).json()["sessions"]
+                    split.append(sum(1 for row in rows if row["origin"] == "inbound"))
+        lost = sum(n for key, n in outcomes.items() if key.startswith("connection"))
+        return {
+            "admitted": outcomes["202"],
+            "refused": outcomes["503"],
+            "lost": lost,
+            "other": CALLS - outcomes["202"] - outcomes["503"] - lost,
+            "small": split[0],
+            "large": split[1],
+            "errors": dict(outcomes),
+        }
 
 
 @contextmanager

@@ -281,7 +281,7 @@ async def test_sip_transfer(emulator: Emulator) -> None:
     assert result.status == "completed"
     assert result.transfer_to == "tel:+15551234567"
     assert (result.room_name, result.participant_identity) == ("call-1", "sip-caller")
-    assert emulator.state.transfers == [
+    assert list(emulator.state.transfers) == [
         {
             "room_name": "call-1",
             "participant_identity": "sip-caller",
@@ -427,7 +427,7 @@ async def test_tenant_isolation() -> None:
         # Nothing of acme's was touched.
         participant = emulator.state.rooms["acme/room 1"].participants["caller"]
         assert participant.tracks == {"TR_1": False}
-        assert emulator.state.transfers == []
+        assert not emulator.state.transfers
 
     assert token.value.status_code == 403
     assert token.value.error == "Access denied: room belongs to a different tenant"

@@ -34,11 +34,14 @@ EXAMPLE_CREDENTIALS = {
     "openai-api-key": "sk-test-openai-credential",
     "transcripts-token": "Bearer transcripts-token-value",
     "agent-token": "Bearer agent-test-token",
+    "api-campaigns": "api-campaigns-token-0123456789",
+    "api-operator": "api-operator-token-0123456789",
+    "api-dashboard": "api-dashboard-token-0123456789",
 }
 
 
 def test_the_package_ships_the_demo_and_the_examples() -> None:
-    assert {"demo", "livekit-phone-agent", "websocket-only"} <= set(EXAMPLES)
+    assert {"call-center", "demo", "livekit-phone-agent", "websocket-only"} <= set(EXAMPLES)
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

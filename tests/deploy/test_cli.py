@@ -50,14 +50,20 @@ def test_config_example_lists_and_prints_each_shipped_example() -> None:
     listing = saynad("config", "example")
     assert listing.returncode == 0
     names = [line.split()[0] for line in listing.stdout.decode().splitlines()]
-    assert names == ["demo", "livekit-phone-agent", "sharded-host", "websocket-only"]
+    assert names == [
+        "call-center",
+        "demo",
+        "livekit-phone-agent",
+        "sharded-host",
+        "websocket-only",
+    ]
     for name in names:
         shown = saynad("config", "example", name)
         assert shown.returncode == 0
         assert shown.stdout == read_shipped(f"examples/{name}.yaml")
     unknown = saynad("config", "example", "nope")
     assert unknown.returncode == 1
-    assert b"no example named 'nope'; the examples are: demo, " in unknown.stderr
+    assert b"no example named 'nope'; the examples are: call-center, demo, " in unknown.stderr
 
 
 def test_files_lists_prints_and_locates_every_shipped_file() -> None:

@@ -131,6 +131,7 @@ def test_the_wheel_carries_the_package_its_data_and_nothing_of_the_tests(
         "examples/demo.yaml",
         "examples/livekit-phone-agent.yaml",
         "examples/websocket-only.yaml",
+        "examples/call-center.yaml",
         "systemd/saynad.service",
         "systemd/saynad@.service",
         "systemd/saynad.target",
@@ -179,7 +180,20 @@ def test_check_without_a_config_says_which_file_it_uses(installed: Installed) ->
     SYSTEM_CONFIG, reason=f"{DEFAULT_CONFIG_PATH} exists: a bare `saynad run` would run it"
 )
 async def test_run_on_the_embedded_default_stops_cleanly_on_sigterm(installed: Installed) -> None:
-    # The demo listens on 127.0.0.1:9464 (a fixed port, below the ephemeral range).
+    # The demo listens on 127.0.0.1:9464, a fixed port that another daemon on the machine
+    # (a `make run`, another test run) may hold: the installed copy listens on a port
+    # the system picks for the length of this test, the rest of the demo unchanged.
+    (demo,) = installed.venv.glob("lib/python*/site-packages/saynad/data/examples/demo.yaml")
+    shipped = demo.read_text()
+    assert shipped.count('listen: "127.0.0.1:9464"') == 1
+    demo.write_text(shipped.replace('listen: "127.0.0.1:9464"', 'listen: "127.0.0.1:0"'))
+    try:
+        await _run_the_embedded_default(installed)
+    finally:
+        demo.write_text(shipped)
+
+
+async def _run_the_embedded_default(installed: Installed) -> None:
     async with daemon_process(
         None, command=[str(installed.saynad), "run"], env=installed.env(), cwd=installed.work
     ) as daemon:

@@ -13,6 +13,7 @@ import pytest
 from saynad.emulator import Emulator, EmulatorOptions, Tenant, open_emulator
 from saynad.emulator.audio import synthesize, wav_bytes
 from saynad.emulator.rest import VOICES
+from saynad.emulator.state import EmulatorState
 
 JSON = {"content-type": "application/json"}
 TTS = {"provider": "deepgram", "model": "aura-asteria-en"}
@@ -554,7 +555,7 @@ async def test_transfer_check_order(http: httpx.AsyncClient, emulator: Emulator)
             "code": "PARTICIPANT_NOT_FOUND",
         },
     )
-    assert emulator.state.transfers == []
+    assert not emulator.state.transfers
 
 
 async def test_transfer_without_livekit() -> None:
@@ -626,6 +627,19 @@ async def test_call_outbound_address() -> None:
     assert overridden.status_code == 200
     assert overridden.json()["status"] == "initiated"
     assert emulator.state.calls[0]["outbound_address"] == "pbx.example"
+
+
+async def test_the_dialled_calls_kept_are_bounded_the_oldest_dropped() -> None:
+    # A demo emulator (make run) dials for weeks: it keeps the last calls, not all.
+    async with (
+        open_emulator(state=EmulatorState(wire_log_size=3)) as emulator,
+        httpx.AsyncClient(base_url=emulator.url) as http,
+    ):
+        for n in range(5):
+            room = {"room_name": f"out-{n}", "participant_identity": f"callee-{n}"}
+            response = await http.post("/sip/call", json=CALL | room)
+            assert response.status_code == 200
+    assert [call["room_name"] for call in emulator.state.calls] == ["out-2", "out-3", "out-4"]
 
 
 async def test_call_adds_a_sip_participant_and_notifies_the_room(emulator: Emulator) -> None:

@@ -22,6 +22,7 @@ import trio
 from saynad.client.transport import WebSocketTransport, connect_websocket
 from saynad.emulator import Chaos, Emulator, EmulatorOptions, Tenant, open_emulator
 from saynad.emulator.audio import synthesize, wav_bytes
+from saynad.emulator.state import EmulatorState
 from saynad.emulator.wire import (
     LoadingAudio,
     decode_client_frame,
@@ -696,6 +697,17 @@ async def test_room_is_deleted_even_if_it_existed_before(emulator: Emulator) -> 
     assert emulator.state.recordings["rec"].startswith(b"OggS")
 
 
+async def test_the_recordings_kept_are_bounded_the_oldest_dropped() -> None:
+    async with open_emulator(state=EmulatorState(wire_log_size=2)) as emulator:
+        for n in range(4):
+            async with raw(emulator) as ws:
+                await ws.config(
+                    livekit={"room_name": f"r{n}", "enable_recording": True}, stream_id=f"rec{n}"
+                )
+            await wait_until(lambda n=n: f"r{n}" not in emulator.state.rooms)
+    assert list(emulator.state.recordings) == ["rec2", "rec3"]
+
+
 # --------------------------------------------------------------------------- SIP transfer
 
 
@@ -723,7 +735,7 @@ async def test_sip_transfer_sequence(emulator: Emulator) -> None:
         await ws.json()  # participant_connected
         await ws.send({"type": "sip_transfer", "transfer_to": " +15551234567 "})
         assert await ws.barrier() == []
-        assert state.transfers == [
+        assert list(state.transfers) == [
             {
                 "room_name": "sip-room",
                 "participant_identity": "sip_caller",

@@ -14,7 +14,9 @@ from structlog.testing import capture_logs
 
 from saynad.actors.registry import SessionState
 from saynad.app import Daemon
+from saynad.config._schema import DEFAULT_MAX_SESSIONS
 from saynad.emulator import EmulatorOptions, open_emulator
+from saynad.shipped import example_file, read_shipped
 from tests.support.daemon import daemon_in_process, running_daemon, states, wait_until
 from tests.support.http import samples
 from tests.support.samples import (
@@ -36,7 +38,7 @@ READER = {"authorization": f"Bearer {READER_TOKEN}"}
 
 def emulator_calls(daemon: Daemon) -> list[dict[str, object]]:
     assert daemon.emulator is not None
-    return daemon.emulator.state.calls
+    return list(daemon.emulator.state.calls)
 
 
 async def test_an_outbound_call_is_placed_once_its_session_is_ready(tmp_path: Path) -> None:
@@ -275,6 +277,31 @@ async def test_hangup_says_goodbye_then_ends(tmp_path: Path) -> None:
         assert (row["state"], row["origin"], row["call"]) == ("stopped", "on_demand", None)
 
 
+async def test_a_hangup_without_text_says_the_templates_goodbye_with_its_variables(
+    tmp_path: Path,
+) -> None:
+    call_end = '\n      end: {goodbye_text: "Bye {name}, talk soon."}'
+    async with running_daemon(tmp_path, api=True, sessions=(), call_end=call_end) as (
+        daemon,
+        client,
+    ):
+        started = await client.post(
+            "/v1/sessions",
+            json={"template": "call", "variables": {"name": "Ada"}},
+            headers=OPERATOR,
+        )
+        name = started.json()["session"]
+        await wait_until(lambda: states(daemon).get(name) is SessionState.READY)
+        assert daemon.emulator is not None
+        wire = daemon.emulator.state.wire_log
+        hung = await client.post(f"/v1/sessions/{name}/hangup", headers=OPERATOR)
+        assert hung.status_code == 202
+        await wait_until(lambda: daemon.registry.get(name) is None)
+        spoken = [frame for frame in wire if '"type":"speak"' in frame]
+        assert '"Bye Ada, talk soon."' in spoken[-1]
+        assert not any('"Goodbye."' in frame for frame in spoken)
+
+
 async def test_hangup_text_and_delete(tmp_path: Path) -> None:
     async with running_daemon(tmp_path, api=True) as (daemon, client):
         names = []
@@ -401,6 +428,52 @@ async def test_draining_refuses_new_calls_and_sessions(tmp_path: Path) -> None:
             assert states(daemon).get("lobby") is SessionState.DRAINING
             assert daemon.admission.active == 0
         assert emulator_calls(daemon) == []
+
+
+async def test_readyz_is_503_while_the_api_calls_fill_max_sessions(tmp_path: Path) -> None:
+    # A full shard leaves the load balancer (a Kubernetes Service's endpoints): the
+    # sessions of the API count toward max_sessions as the webhooks' do; the always-on
+    # sessions (three here, above the cap of two) never do.
+    always_on = ("lobby", "desk", "hall")
+    async with running_daemon(
+        tmp_path, api=True, inbound=False, max_sessions=2, sessions=always_on
+    ) as (daemon, client):
+        await wait_until(
+            lambda: all(states(daemon).get(n) is SessionState.READY for n in always_on)
+        )
+        assert (await client.get("/readyz")).status_code == 200
+        call = {"template": "call", "to_phone_number": "+15551234567"}
+        placed = [(await client.post("/v1/calls", json=call, headers=DIALLER)) for _ in range(2)]
+        assert [r.status_code for r in placed] == [202, 202]
+        full = await client.get("/readyz")
+        assert full.status_code == 503
+        assert full.json() == {
+            "status": "not ready",
+            "checks": {
+                "config_loaded": True,
+                "supervisor_up": True,
+                "not_draining": True,
+                "admission_open": False,
+            },
+        }
+        refused = await client.post("/v1/calls", json=call, headers=DIALLER)
+        assert (refused.status_code, refused.json()["error"]) == (503, "saturated")
+        # A call ends: the shard has room again, and says so.
+        name = placed[0].json()["session"]
+        assert (await client.delete(f"/v1/sessions/{name}", headers=OPERATOR)).status_code == 202
+        await wait_until(lambda: daemon.registry.get(name) is None)
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_always_on_sessions_alone_never_make_a_daemon_unready(tmp_path: Path) -> None:
+    # No admission section and no webhook: the default cap (10) is for sessions started
+    # from outside; eleven always-on sessions are ready, and so is the daemon.
+    names = tuple(f"desk-{i:02d}" for i in range(DEFAULT_MAX_SESSIONS + 1))
+    async with running_daemon(tmp_path, inbound=False, sessions=names) as (daemon, client):
+        await wait_until(lambda: all(states(daemon).get(n) is SessionState.READY for n in names))
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()["status"]) == (200, "ready")
+        assert daemon.admission.active == 0
 
 
 async def test_a_session_on_demand_gets_its_visitor_a_token(tmp_path: Path) -> None:
@@ -558,3 +631,54 @@ async def test_refusals_are_logged_at_most_once_a_second_per_outcome(
         )
         == 31
     )
+
+
+async def test_the_call_center_example_dials_with_its_variables_and_scoped_tokens(
+    tmp_path: Path,
+) -> None:
+    # The shipped example as an operator installs it, on the embedded emulator instead of
+    # sayna.example.com, its files under tmp_path instead of /var/lib/saynad.
+    text = read_shipped(example_file("call-center")).decode()
+    server = "  url: https://sayna.example.com\n  api_key: ${credential:sayna-api-key}\n"
+    assert server in text
+    text = text.replace(server, "  emulator: {}\n").replace("/var/lib/saynad", str(tmp_path))
+    text = text.replace('listen: "127.0.0.1:9464"', 'listen: "127.0.0.1:0"')
+    path = tmp_path / "saynad.yaml"
+    path.write_text(text)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    tokens = {}
+    for name in ("api-campaigns", "api-operator", "api-dashboard", "sip-webhook-secret"):
+        tokens[name] = {"authorization": f"Bearer {name}-0123456789abcdef"}
+        (credentials / name).write_text(f"{name}-0123456789abcdef\n")
+    (credentials / "agent-token").write_text("Bearer agent\n")
+    campaigns, operator, dashboard = (
+        tokens[f"api-{n}"] for n in ("campaigns", "operator", "dashboard")
+    )
+    async with (
+        daemon_in_process(path, env={"CREDENTIALS_DIRECTORY": str(credentials)}) as daemon,
+        httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=HANG_S) as client,
+    ):
+        call = {
+            "template": "reminder",
+            "to_phone_number": "+15551234567",
+            "variables": {"name": "Ada", "day": "Tuesday"},
+        }
+        assert (await client.post("/v1/calls", json=call, headers=dashboard)).status_code == 403
+        placed = await client.post("/v1/calls", json=call, headers=campaigns)
+        assert placed.status_code == 202
+        name = placed.json()["session"]
+        await wait_until(lambda: len(emulator_calls(daemon)) == 1)
+        assert emulator_calls(daemon)[0]["from_phone_number"] == "+15105550100"
+        assert daemon.emulator is not None
+        wire = daemon.emulator.state.wire_log
+        greeting = "Hello Ada, this is a reminder of your appointment on Tuesday."
+        await wait_until(lambda: any(greeting in frame for frame in wire))
+        row = (await client.get(f"/v1/sessions/{name}", headers=dashboard)).json()
+        assert (row["template"], row["call"]["state"]) == ("reminder", "answered")
+        speak = f"/v1/sessions/{name}/speak"
+        assert (await client.post(speak, json={"text": "x"}, headers=campaigns)).status_code == 403
+        hung = await client.post(f"/v1/sessions/{name}/hangup", headers=operator)
+        assert hung.status_code == 202
+        await wait_until(lambda: daemon.registry.get(name) is None)
+        assert any("Thank you Ada. Goodbye!" in frame for frame in wire)

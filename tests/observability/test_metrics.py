@@ -18,6 +18,9 @@ from saynad.emulator import Emulator
 from saynad.errors import NotFoundError, TransportError
 from saynad.observability.metrics import (
     AGENT_FAILURE_REASONS,
+    API_OUTCOMES,
+    API_ROUTES,
+    CALL_OUTCOMES,
     FAILURE_REASONS,
     DaemonSnapshot,
     Metrics,
@@ -209,6 +212,16 @@ def test_every_fixed_label_set_is_exported_at_zero_from_the_start() -> None:
         for reason in FAILURE_REASONS:
             labels = (("origin", origin), ("reason", reason))
             assert values["saynad_session_failures_total"][labels] == 0
+    # What the alerts of the call control API and the shards read (alerts.yml).
+    for outcome in CALL_OUTCOMES:
+        assert values["saynad_outbound_calls_total"][(("outcome", outcome),)] == 0
+    for route in API_ROUTES:
+        for outcome in API_OUTCOMES:
+            labels = (("outcome", outcome), ("route", route))
+            assert values["saynad_api_requests_total"][labels] == 0
+    assert values["saynad_audio_chunks_late_total"][()] == 0
+    assert values["saynad_webhook_listener_open"][()] == 0
+    assert values["saynad_shard_info"] == {(("count", "1"), ("index", "0")): 1}
 
 
 def _fresh_registry() -> CollectorRegistry:

@@ -7,7 +7,8 @@ Topology, all on loopback::
 Each session streams the bundled 16 kHz WAV in real time (looped) and writes every final
 transcript to its own jsonl file. The emulator (``--numbered --utterance-ms 200``) answers
 with 5 numbered finals per second per connection. Every ``cycle_s`` (30 s) the emulator
-is SIGKILLed and restarted on the same port after a random 1–3 s outage; once the fleet
+is SIGKILLed and restarted after a random 1–3 s outage, on a port the system picks (the
+proxy then forwards there: the old port may have been taken meanwhile); once the fleet
 is ready again the proxy applies one fault (rotating: stall, reset, corrupt, half_close,
 latency, slice) to 10 % of the connections.
 
@@ -68,6 +69,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -182,11 +184,13 @@ class SoakProxy(FaultProxy):
 
 
 class Emulator:
-    """``saynad emulator``: the first start binds a free port, the restarts (after the
-    scenario kills it) the same one."""
+    """``saynad emulator`` on a port the system picks, every start. Reusing the port of
+    the killed process would fail whenever another process took it during the outage;
+    ``moved`` hears the new port at each start (the proxy forwards there)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, moved: Callable[[int], None] = lambda port: None) -> None:
         self.port = 0
+        self.moved = moved
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -202,6 +206,7 @@ class Emulator:
                 await trio.sleep(0.01)
         url = text.split(b"listening on", 1)[1].split(b"\n", 1)[0].decode().strip()
         self.port = int(url.rsplit(":", 1)[1])
+        self.moved(self.port)
         return time.time()
 
     def _spawn(self) -> Path:
@@ -210,7 +215,7 @@ class Emulator:
         with open(out, "wb") as fh:
             self.proc = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "saynad", "emulator", "--port", str(self.port)),
+                    *(sys.executable, "-m", "saynad", "emulator", "--port", "0"),
                     *("--numbered", "--utterance-ms", "200", "--interim-ms", "200"),
                 ],
                 stdout=fh,
@@ -380,7 +385,14 @@ async def soak(
         log = DaemonLog(work / "daemon.jsonl")
         try:
             await emulator.start()
-            proxy = SoakProxy("127.0.0.1", emulator.port, rng=random.Random(rng.random()))
+            proxy = forwarding = SoakProxy(
+                "127.0.0.1", emulator.port, rng=random.Random(rng.random())
+            )
+
+            def forward_to(port: int) -> None:
+                forwarding.upstream_port = port
+
+            emulator.moved = forward_to
             async with trio.open_nursery() as nursery:
                 proxy_port = await nursery.start(proxy.run)
                 config = work / "soak.yaml"

@@ -235,12 +235,25 @@ def closed_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
+@contextmanager
+def shared_port() -> Iterator[int]:
+    """A loopback port for listeners that share it with ``SO_REUSEPORT`` (the shards'
+    ``http.webhooks``), kept for them for as long as the block runs: bound here with
+    ``SO_REUSEPORT`` and never listening, so the kernel hands it no connection, the
+    daemons of this user may bind it too, and no other socket can take it meanwhile."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 def free_port() -> int:
     """A loopback port that was free a moment ago.
 
-    Only for third-party programs that cannot report the port they bound (Prometheus):
-    saynad, the emulator and every server in the tests bind port 0 and say which port
-    they got.
+    Only for third-party programs that cannot report the port they bound (Prometheus)
+    and ports that must be known in advance (``http.port_per_shard``'s base): saynad,
+    the emulator and every server in the tests bind port 0 and say which port they got;
+    listeners sharing a port take :func:`shared_port`.
     """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

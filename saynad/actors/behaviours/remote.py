@@ -134,9 +134,10 @@ class Remotes:
 class Remote:
     """The behaviour that carries out live actions (see the module docstring).
 
-    ``goodbye_text``: what a hangup without a text of its own says (the template's
-    goodbye line, else :data:`DEFAULT_GOODBYE`). Spoken lines go to the transcript as
-    the agent's.
+    ``goodbye_text``: what a hangup without a text of its own says; None: the session's
+    own goodbye line (the template's ``behaviours.end.goodbye_text``, its variables
+    filled), which the daemon leaves to the session when there is one and else gives
+    :data:`DEFAULT_GOODBYE`. Spoken lines go to the transcript as the agent's.
     """
 
     name = "remote"
@@ -146,7 +147,7 @@ class Remote:
     ) -> None:
         self._remotes = remotes
         self._journal = journal
-        self._goodbye = goodbye_text or DEFAULT_GOODBYE
+        self._goodbye = goodbye_text
 
     def wants(self, event: SessionEvent) -> bool:
         return False
@@ -182,6 +183,6 @@ class Remote:
             log.info("transfer requested", transfer_to=action.to)
             return False
         goodbye = self._goodbye if action.text is None else action.text
-        log.info("hangup requested", goodbye=bool(goodbye))
+        log.info("hangup requested", goodbye=goodbye != "")
         out.end("hangup", goodbye=goodbye)
         return True

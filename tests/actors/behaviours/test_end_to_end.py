@@ -259,7 +259,7 @@ async def test_http_agent_reply_and_sip_transfer(tmp_path: Path) -> None:
             await wait_until(lambda: "call-e2e" in emulator.state.rooms)
             emulator.state.join("call-e2e", "caller", kind="SIP")
             await wait_until(lambda: emulator.state.transfers)
-    assert emulator.state.transfers == [
+    assert list(emulator.state.transfers) == [
         {
             "room_name": "call-e2e",
             "participant_identity": "caller",
