@@ -7,6 +7,7 @@ hashing moves, and nothing else restarts."""
 from __future__ import annotations
 
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -149,8 +150,22 @@ def test_saynad_check_shows_the_shard_and_says_which_source_is_wrong(
     assert "shard:     0/2 (from --shard)" in capsys.readouterr().out
 
 
+def free_port_pair() -> int:
+    """A loopback port ``base`` such that ``base`` and ``base + 1`` were both free a
+    moment ago (both bound at once, then released)."""
+    while True:
+        base = free_port()
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", base))
+                second.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+
+
 async def test_port_per_shard_puts_shard_i_on_the_base_port_plus_i(tmp_path: Path) -> None:
-    base = free_port()
+    base = free_port_pair()
     config = tmp_path / "saynad.yaml"
     text = greeting_fleet(dict.fromkeys(NAMES[:4], "hello"), listen=f"127.0.0.1:{base}")
     config.write_text(text.replace("http:\n", "http:\n  port_per_shard: true\n", 1))
