@@ -285,7 +285,8 @@ class _Reader:
     only (epoll), as saynad.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval_s: float = 0.0) -> None:
+        self._interval_s = interval_s  # the shortest time between two passes
         self._epoll = select.epoll()
         self._sockets: dict[int, DirectWebSocket] = {}
         self._fds: dict[DirectWebSocket, int] = {}  # registered, watched or paused
@@ -337,11 +338,14 @@ class _Reader:
         """Read until cancelled; closes the epoll set on the way out."""
         epoll = self._epoll
         read = self._read
+        interval_s = self._interval_s
         with epoll:
             while True:
                 await trio.lowlevel.wait_readable(epoll)
                 for fd, _ in epoll.poll(0, READ_BATCH):
                     read(fd)
+                if interval_s > 0:
+                    await trio.sleep(interval_s)
 
 
 async def _no_receive() -> dict[str, object]:
@@ -518,17 +522,20 @@ async def serve_front(
     *,
     host: str,
     port: int,
+    read_interval_s: float = 0.0,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on ``host:port`` (0: any free port, reported through ``task_status``);
-    serve WebSocket upgrades with ``handler``, relay the rest to ``hypercorn_port``."""
+    serve WebSocket upgrades with ``handler``, relay the rest to ``hypercorn_port``.
+    ``read_interval_s``: the shortest time between two passes of the frame reader
+    (:attr:`~saynad.emulator.options.EmulatorOptions.read_interval_ms`)."""
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=LISTEN_BACKLOG)
     sockets = [socket.socket(fileno=listener.socket.detach()) for listener in listeners]
     try:
         for sock in sockets:
             sock.setblocking(False)
         async with trio.open_nursery() as nursery:
-            reader = _Reader()
+            reader = _Reader(read_interval_s)
             nursery.start_soon(reader.run, name="emulator-ws-reader")
             for sock in sockets:
                 nursery.start_soon(

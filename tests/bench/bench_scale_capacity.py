@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import trio
 
+from saynad.emulator import EmulatorOptions
 from tests.bench.sessions import listening_process
 from tests.support.http import metric_value
 from tests.support.processes import daemon_process
@@ -41,6 +42,7 @@ from tests.support.samples import CALLER_WAV, LISTEN_ANY, STT_YAML, tts_yaml
 
 WINDOW_S = float(os.environ.get("SCALE_WINDOW_S", "10"))
 SETTLE_S = float(os.environ.get("SCALE_SETTLE_S", "3"))
+READ_INTERVAL_MS = float(os.environ.get("SCALE_READ_INTERVAL_MS", "10"))
 LATE_FRACTION = 0.01
 RESOLUTION = 0.05
 START_N = 200
@@ -81,18 +83,30 @@ def _emulator(cpu: int | None) -> Iterator[tuple[str, int]]:
     """The emulator process, pinned to ``cpu`` (None: free) and at the lowest priority
     (``nice`` 19), so that where it shares a core with a shard it takes only what the
     shard leaves: the server of a real fleet runs elsewhere."""
-    command = [sys.executable, "-m", "tests.bench.emulator", "--collector", "off"]
+    command = [
+        *(sys.executable, "-m", "tests.bench.emulator", "--collector", "off"),
+        *("--read-interval-ms", str(READ_INTERVAL_MS)),
+    ]
     with listening_process(command, cpu=cpu) as (url, pid):
         os.setpriority(os.PRIO_PROCESS, pid, 19)
         yield url, pid
 
 
-async def _scrape(client: httpx.AsyncClient, url: str) -> tuple[float, float, float]:
+def _transcripts_per_session_s() -> float:
+    """The transcripts the emulator sends per second of streamed audio: a final one
+    every ``utterance_ms``, and an interim one before it."""
+    options = EmulatorOptions()
+    per_utterance = 2 if 0 < options.interim_ms < options.utterance_ms else 1
+    return per_utterance * 1000 / options.utterance_ms
+
+
+async def _scrape(client: httpx.AsyncClient, url: str) -> tuple[float, float, float, float]:
     text = (await client.get(f"{url}/metrics")).text
     return (
         metric_value(text, "saynad_sessions", 'state="ready"'),
         metric_value(text, "saynad_ws_frames_total", 'direction="out",type="audio"'),
         metric_value(text, "saynad_audio_chunks_late_total"),
+        metric_value(text, "saynad_ws_frames_total", 'direction="in",type="stt_result"'),
     )
 
 
@@ -137,15 +151,22 @@ async def _shards_run(n: int, shards: int) -> dict[str, Any]:
             cpu1 = [_cpu_s(d.pid) for d in daemons] + [_cpu_s(emu_pid)]
     sent = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
     late = sum(a[2] - b[2] for a, b in zip(after, before, strict=True))
+    heard = sum(a[3] - b[3] for a, b in zip(after, before, strict=True))
     cpu = [(c1 - c0) / WINDOW_S * 100 for c0, c1 in zip(cpu0, cpu1, strict=True)]
+    expected_heard = n * _transcripts_per_session_s() * WINDOW_S
     return {
         "n": n,
         "late_fraction": late / sent if sent else math.nan,
         "chunks_per_s": sent / WINDOW_S,
         "expected_chunks_per_s": n * 50,
+        "transcripts_per_s": heard / WINDOW_S,
+        "expected_transcripts_per_s": expected_heard / WINDOW_S,
         "shard_cpu_pct": cpu[:-1],
         "emulator_cpu_pct": cpu[-1],
-        "holds": bool(sent) and late / sent <= LATE_FRACTION and sent >= 0.95 * n * 50 * WINDOW_S,
+        "holds": bool(sent)
+        and late / sent <= LATE_FRACTION
+        and sent >= 0.95 * n * 50 * WINDOW_S
+        and heard >= 0.95 * expected_heard,
     }
 
 

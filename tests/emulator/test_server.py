@@ -220,12 +220,16 @@ class RawClient:
         return first, payload
 
 
-@pytest.mark.parametrize("server", ["direct", "hypercorn"])
+@pytest.mark.parametrize(
+    ("server", "read_interval_ms"), [("direct", 0), ("direct", 20), ("hypercorn", 0)]
+)
 @pytest.mark.parametrize("cut", ["one write", "frame by frame", "split frames"])
-async def test_frames_however_they_arrive_are_answered_alike(server: str, cut: str) -> None:
-    """Audio frames many to a read, one per read, or split across reads: the same
-    transcripts at the same points of the audio, the text frame among them answered in
-    its place, the ping answered, the Close echoed."""
+async def test_frames_however_they_arrive_are_answered_alike(
+    server: str, read_interval_ms: float, cut: str
+) -> None:
+    """Audio frames many to a read, one per read, or split across reads, read at once
+    or at most every 20 ms: the same transcripts at the same points of the audio, the
+    text frame among them answered in its place, the ping answered, the Close echoed."""
     frames = [
         CONFIG_FRAME,
         *[binary(CHUNK)] * 25,  # 500 ms: the interim result is due
@@ -235,7 +239,8 @@ async def test_frames_however_they_arrive_are_answered_alike(server: str, cut: s
         *[binary(CHUNK)] * 20,  # 1000 ms: the final result is due
         *[binary(CHUNK)] * 10,
     ]
-    async with running(server) as emu, RawClient.connect(emu) as client:
+    options = EmulatorOptions(read_interval_ms=read_interval_ms)
+    async with running(server, options) as emu, RawClient.connect(emu) as client:
         if cut == "one write":
             await client.send(b"".join(frames))
         elif cut == "frame by frame":
