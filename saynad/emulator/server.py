@@ -279,41 +279,39 @@ class DirectWebSocket(WebSocket):
 class _Reader:
     """Reads every direct WebSocket's socket from one task (see the module's docstring).
 
-    A socket is *watched* (in the epoll set, level-triggered) while its session waits
-    in ``receive`` with nothing left to handle, and paused (still in the set, with no
-    events asked) from the read that left it something until it waits again. Linux
-    only (epoll), as saynad.
+    A socket is in the epoll set (level-triggered) while its session waits in
+    ``receive`` with nothing left to handle, and out of it from the read that left it
+    something until the session waits again — out, not merely asking for no events:
+    epoll reports a hang-up whatever it was asked, and a level-triggered report of a
+    socket nobody reads would wake the reader on every pass. Linux only (epoll), as
+    saynad.
     """
 
     def __init__(self, interval_s: float = 0.0) -> None:
         self._interval_s = interval_s  # the shortest time between two passes
         self._epoll = select.epoll()
-        self._sockets: dict[int, DirectWebSocket] = {}
-        self._fds: dict[DirectWebSocket, int] = {}  # registered, watched or paused
-        self._watched: set[DirectWebSocket] = set()
+        self._sockets: dict[int, DirectWebSocket] = {}  # the set: fd → its socket
+        self._fds: dict[DirectWebSocket, int] = {}  # and back
 
     def watch(self, ws: DirectWebSocket) -> None:
-        if ws in self._watched:
+        """Read ``ws`` until a read leaves its session something to handle."""
+        if ws in self._fds:
             return
-        fd = self._fds.get(ws)
         try:
-            if fd is None:
-                fd = ws._stream.fileno()
-                self._epoll.register(fd, select.EPOLLIN)
-                self._sockets[fd] = ws
-                self._fds[ws] = fd
-            else:
-                self._epoll.modify(fd, select.EPOLLIN)
+            fd = ws._stream.fileno()
+            self._epoll.register(fd, select.EPOLLIN)
         except (OSError, ValueError):  # closed behind our back: the end of the stream
             ws.take(b"")
             ws.wake()
             return
-        self._watched.add(ws)
+        self._sockets[fd] = ws
+        self._fds[ws] = fd
 
     def forget(self, ws: DirectWebSocket) -> None:
-        """Stop reading ``ws`` for good (before its socket is closed)."""
-        self._watched.discard(ws)
+        """Stop reading ``ws`` (until it is watched again)."""
         fd = self._fds.pop(ws, None)
+        # The kernel drops a closed socket from the set by itself, and its number may
+        # have been given to a newer socket since: that one stays.
         if fd is not None and self._sockets.get(fd) is ws:
             del self._sockets[fd]
             with contextlib.suppress(OSError, ValueError):
@@ -321,7 +319,7 @@ class _Reader:
 
     def _read(self, fd: int) -> None:
         ws = self._sockets.get(fd)
-        if ws is None or ws not in self._watched:
+        if ws is None:
             return
         try:
             data = ws._stream.try_receive(RECEIVE_BYTES)
@@ -329,9 +327,7 @@ class _Reader:
             data = b""
         if data is None or not ws.take(data):
             return
-        self._watched.discard(ws)
-        with contextlib.suppress(OSError, ValueError):
-            self._epoll.modify(fd, 0)
+        self.forget(ws)
         ws.wake()
 
     async def run(self) -> None:

@@ -4,6 +4,8 @@ to hypercorn; and the same behaviour with ``server="hypercorn"``."""
 from __future__ import annotations
 
 import json
+import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -312,3 +314,39 @@ async def test_a_peer_gone_mid_stream_ends_its_session_only() -> None:
             assert answer is not None
             kinds.append(json.loads(answer[1]).get("is_final"))
         assert kinds == [None, False, True]  # ready, interim, final
+
+
+class _ReaderSteps(trio.abc.Instrument):
+    """Counts the steps of the emulator's frame reader task."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == "emulator-ws-reader":
+            self.steps += 1
+
+
+async def test_a_reset_connection_left_unread_does_not_wake_the_reader() -> None:
+    """A client resets its connection while its session is busy with frames it sent
+    (here: more speaks than the TTS queue holds). The socket reports the hang-up until
+    someone reads it; the reader must not wake for it pass after pass meanwhile."""
+    async with running("direct") as emu, RawClient.connect(emu) as client:
+        await client.send(CONFIG_FRAME)
+        assert await client.frame() is not None  # ready
+        await client.send(text('{"type":"speak","text":"' + "la " * 200 + '"}') * 300)
+        with trio.fail_after(HANG_S):
+            while emu.state.connections_open != 1 or client.buffer == b"":
+                client.buffer += await client.stream.receive_some(65536)
+        # Unread data in our buffer: close() sends a reset.
+        client.stream.socket.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        client.stream.socket.close()
+        counter = _ReaderSteps()
+        trio.lowlevel.add_instrument(counter)
+        try:
+            await trio.sleep(0.5)
+        finally:
+            trio.lowlevel.remove_instrument(counter)
+        assert counter.steps < 20
