@@ -98,6 +98,22 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         except OSError as exc:
             raise self._error(exc) from exc
 
+    def try_receive(self, max_bytes: int = RECEIVE_BYTES) -> bytes | None:
+        """What the kernel buffer holds now, without waiting: up to ``max_bytes``,
+        ``b""`` at the end of the stream, ``None`` when there is nothing to read yet.
+        Raises like :meth:`receive_some`. For a caller that waits for readability
+        itself (one epoll set for many sockets)."""
+        try:
+            return self._sock.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (-1 once closed)."""
+        return self._sock.fileno()
+
     def _abort_torn_write(self) -> None:
         if not self._closed:
             self._closed = True

@@ -204,7 +204,14 @@ async def serve_emulator(
         )
         internal_port = int(binds[0].rsplit(":", 1)[1])
         bound = await nursery.start(
-            partial(serve_front, app.websocket, internal_port, host=host, port=port)
+            partial(
+                serve_front,
+                app.websocket,
+                internal_port,
+                host=host,
+                port=port,
+                read_interval_s=chosen.read_interval_ms / 1000,
+            )
         )
         report(bound)
 

@@ -90,6 +90,12 @@ class WebSocket:
         self._send = send
         self.closed = False
         self.close_code: int | None = None
+        self.binary_sink: Callable[[bytes], bool] | None = None
+        """Where a server that reads many sockets in one task may hand binary messages
+        synchronously, as they are parsed, instead of returning them from
+        :meth:`receive`: it returns whether it handled the message (``False``: the
+        message, and everything after it, comes from :meth:`receive`). Only ever called
+        while :meth:`receive` waits; ignored behind hypercorn."""
 
     async def accept(self) -> None:
         await self._send({"type": "websocket.accept"})

@@ -49,7 +49,12 @@ class EmulatorOptions(msgspec.Struct, frozen=True):
     TTS pacing: speech is ``tts_ms_per_char`` of audio
     per character, sent in ``tts_chunk_ms`` chunks at real-time pace, the first one
     ``tts_first_audio_ms`` after the ``speak`` is handled (a real provider's time to
-    its first byte; 0, the default, sends it at once).
+    its first byte; 0, the default, sends it at once). ``read_interval_ms``: the
+    shortest time between two passes of the reader of WebSocket frames (the direct
+    server only): a frame that arrives within that time of the last pass waits for the
+    next one, so that a busy emulator reads many sessions' frames per wake-up (as a
+    server across a network would see them arrive, a little later); 0, the default,
+    reads each frame as soon as it arrives.
     """
 
     tenants: tuple[Tenant, ...] = ()
@@ -60,6 +65,7 @@ class EmulatorOptions(msgspec.Struct, frozen=True):
     tts_ms_per_char: int = 20
     tts_chunk_ms: int = 100
     tts_first_audio_ms: int = 0
+    read_interval_ms: float = 0.0
     livekit: bool = True
     livekit_url: str = "http://localhost:7880"
     recordings: bool = True

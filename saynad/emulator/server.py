@@ -10,9 +10,20 @@ the listener here reads each connection's request head itself (h11) and:
   :class:`~saynad.emulator.asgi.WebSocket` interface and the same scope, but
   :class:`DirectWebSocket` parses frames
   (:class:`~saynad.protocol.framing.ClientFrameParser`, sans-IO) straight out of 64 KiB
-  reads in the session's own read loop, over the thin
-  :class:`~saynad._io.sockets.FastSocketStream`, and writes each outgoing frame with
-  one ``send_all``. Accepts are batched (everything queued per wake-up);
+  reads, over the thin :class:`~saynad._io.sockets.FastSocketStream`, and writes each
+  outgoing frame with one ``send_all``. Accepts are batched (everything queued per
+  wake-up);
+- reads every session's socket from one task, the :class:`_Reader`: one epoll set of
+  its own (each socket registered once, level-triggered) wakes it for all the sockets
+  that became readable, and each binary frame goes to the session's
+  :attr:`~saynad.emulator.asgi.WebSocket.binary_sink` right there. A streamed audio
+  frame therefore costs one ``recv`` and the parse; the session's task only wakes for
+  what it must handle itself (text frames, audio that completes a transcript, pings,
+  the close), and its socket is left unread meanwhile, so frames are still handled
+  strictly in order and a session that cannot keep up is not read (TCP backpressure),
+  as before. A task per socket waiting on trio's I/O manager cost one ``epoll_ctl``,
+  one futile ``recv`` and two task switches per audio frame: about three quarters of
+  the emulator's CPU in the scale benchmark;
 - hands every other connection (REST, malformed upgrades, anything hypercorn should
   judge) to hypercorn, listening on an internal loopback port, by relaying its bytes
   unchanged. REST therefore behaves exactly as under hypercorn alone.
@@ -25,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import select
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -57,28 +69,43 @@ MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024  # as configured for hypercorn
 CLOSE_WAIT_S: Final = 1.0  # how long to wait for the client's answer to our Close frame
 LISTEN_BACKLOG: Final = 4096  # benchmarks open thousands of connections at once
 ACCEPT_BATCH: Final = 512  # connections accepted per wake-up of the accept loop
+READ_BATCH: Final = 1024  # readable sockets handled per wake-up of the reader
 _ACCEPT_RESOURCE_ERRORS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 )
 
 
+_Control = tuple[object, ...] | ProtocolViolation
+_END_OF_STREAM: Final = ("eof",)  # the peer went away without a Close frame
+
+
 class DirectWebSocket(WebSocket):
     """:class:`~saynad.emulator.asgi.WebSocket` over a socket stream and the frame codec.
 
-    ``receive`` reads the socket only when its queue of parsed messages is empty, in
-    the caller's task. Writes (the session's writer, plus Pong and Close answers from
+    The :class:`_Reader` reads the socket while ``receive`` waits and hands what it read to
+    :meth:`take`; writes (the session's writer, plus Pong and Close answers from
     ``receive``) are serialised by a lock.
     """
 
     def __init__(
-        self, scope: Scope, stream: FastSocketStream, http: h11.Connection, request: h11.Request
+        self,
+        scope: Scope,
+        stream: FastSocketStream,
+        http: h11.Connection,
+        request: h11.Request,
+        reader: _Reader,
     ) -> None:
         super().__init__(scope, _no_receive, _no_send)
         self._stream = stream
         self._http = http  # has read the upgrade request; writes our answer
         self._request = request
+        self._reader = reader
         self._parser: ClientFrameParser | None = None  # set by accept()
+        # What one read left to the session's task: its messages, and the control
+        # frames (or the end) it carried, which are answered before those messages.
         self._messages: deque[str | bytes] = deque()
+        self._controls: deque[_Control] = deque()
+        self._wakeup: trio.Event | None = None  # set while receive() waits
         self._pending = b""
         self._close_sent = False
         self._peer_closed = False
@@ -118,47 +145,81 @@ class DirectWebSocket(WebSocket):
     # ------------------------------------------------------------------ frames
 
     async def receive(self) -> str | bytes | None:
-        messages = self._messages
+        messages, controls = self._messages, self._controls
         while True:
+            while controls:
+                await self._answer(controls.popleft())
             if messages:
                 return messages.popleft()
             if self.closed:
                 return None
-            await self._read()
+            await self._wait()
 
-    async def _read(self) -> None:
-        parser = self._parser
-        assert parser is not None, "receive() before accept()"
-        data, self._pending = self._pending, b""
+    async def _wait(self) -> None:
+        """Until the reader has left something to this task."""
+        assert self._parser is not None, "receive() before accept()"
+        pending, self._pending = self._pending, b""
+        if pending and self.take(pending):
+            return
+        self._wakeup = wakeup = trio.Event()
+        try:
+            self._reader.watch(self)
+            await wakeup.wait()
+        finally:
+            self._wakeup = None
+
+    def take(self, data: bytes) -> bool:
+        """Parse what was read from the socket (``b""``: the end of the stream); whether
+        it left anything to the session's task (then the socket must not be read until
+        that task has handled it all).
+
+        A binary frame goes to :attr:`binary_sink` while nothing is left before it;
+        the first one the sink declines, and everything after it, stays for the task.
+        """
+        messages, controls = self._messages, self._controls
         if not data:
-            try:
-                data = await self._stream.receive_some(RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
-        if not data:
+            controls.append(_END_OF_STREAM)
+            return True
+        assert self._parser is not None
+        try:
+            items = self._parser.feed(data)
+        except ProtocolViolation as exc:
+            controls.append(exc)
+            return True
+        sink = self.binary_sink
+        for item in items:
+            kind = type(item)
+            if kind is bytes:
+                if sink is None or messages or not sink(item):  # type: ignore[arg-type]
+                    messages.append(item)  # type: ignore[arg-type]
+            elif kind is str:
+                messages.append(item)  # type: ignore[arg-type]
+            else:
+                controls.append(item)  # type: ignore[arg-type]
+        return bool(messages or controls)
+
+    def wake(self) -> None:
+        """The reader left something: let ``receive`` go on."""
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    async def _answer(self, control: _Control) -> None:
+        if isinstance(control, ProtocolViolation):
+            self.close_code = control.code
+            self.closed = self._peer_closed = True
+            await self._send_close(control.code, control.reason)
+        elif control is _END_OF_STREAM:
             self.close_code = ABNORMAL_CLOSURE  # gone without a Close frame
             self.closed = self._peer_closed = True
-            return
-        try:
-            items = parser.feed(data)
-        except ProtocolViolation as exc:
-            self.close_code = exc.code
+        elif control[0] == "ping":
+            if not self._close_sent:
+                await self._write(unmasked_frame(PONG_FRAME, control[1]))  # type: ignore[arg-type]
+        else:
+            # ("close", code, reason): echo it (without code for 1005), stop reading.
+            code, reason = control[1], control[2]
+            self.close_code = code  # type: ignore[assignment]
             self.closed = self._peer_closed = True
-            await self._send_close(exc.code, exc.reason)
-            return
-        for item in items:
-            if type(item) is tuple:
-                if item[0] == "ping":
-                    if not self._close_sent:
-                        await self._write(unmasked_frame(PONG_FRAME, item[1]))  # type: ignore[arg-type]
-                    continue
-                # ("close", code, reason): echo it (without code for 1005), stop reading.
-                code, reason = item[1], item[2]
-                self.close_code = code  # type: ignore[assignment]
-                self.closed = self._peer_closed = True
-                await self._send_close(code, reason)  # type: ignore[arg-type]
-                return
-            self._messages.append(item)  # type: ignore[arg-type]
+            await self._send_close(code, reason)  # type: ignore[arg-type]
 
     async def send_text(self, text: str) -> None:
         await self._send_frame(TEXT_FRAME, text.encode())
@@ -191,7 +252,10 @@ class DirectWebSocket(WebSocket):
         """After the application returned: complete the closing handshake (bounded)."""
         if self._parser is None:
             return
+        self._reader.forget(self)
         await self._send_close(NORMAL_CLOSURE)
+        if any(type(c) is not tuple or c[0] != "ping" for c in self._controls):
+            return  # the reader already saw the peer's Close frame, or the end
         with trio.move_on_after(CLOSE_WAIT_S):
             while not self._peer_closed:
                 try:
@@ -210,6 +274,74 @@ class DirectWebSocket(WebSocket):
     async def _write(self, data: bytes) -> None:
         async with self._write_lock:
             await self._stream.send_all(data)
+
+
+class _Reader:
+    """Reads every direct WebSocket's socket from one task (see the module's docstring).
+
+    A socket is in the epoll set (level-triggered) while its session waits in
+    ``receive`` with nothing left to handle, and out of it from the read that left it
+    something until the session waits again — out, not merely asking for no events:
+    epoll reports a hang-up whatever it was asked, and a level-triggered report of a
+    socket nobody reads would wake the reader on every pass. Linux only (epoll), as
+    saynad.
+    """
+
+    def __init__(self, interval_s: float = 0.0) -> None:
+        self._interval_s = interval_s  # the shortest time between two passes
+        self._epoll = select.epoll()
+        self._sockets: dict[int, DirectWebSocket] = {}  # the set: fd → its socket
+        self._fds: dict[DirectWebSocket, int] = {}  # and back
+
+    def watch(self, ws: DirectWebSocket) -> None:
+        """Read ``ws`` until a read leaves its session something to handle."""
+        if ws in self._fds:
+            return
+        try:
+            fd = ws._stream.fileno()
+            self._epoll.register(fd, select.EPOLLIN)
+        except (OSError, ValueError):  # closed behind our back: the end of the stream
+            ws.take(b"")
+            ws.wake()
+            return
+        self._sockets[fd] = ws
+        self._fds[ws] = fd
+
+    def forget(self, ws: DirectWebSocket) -> None:
+        """Stop reading ``ws`` (until it is watched again)."""
+        fd = self._fds.pop(ws, None)
+        # The kernel drops a closed socket from the set by itself, and its number may
+        # have been given to a newer socket since: that one stays.
+        if fd is not None and self._sockets.get(fd) is ws:
+            del self._sockets[fd]
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(fd)
+
+    def _read(self, fd: int) -> None:
+        ws = self._sockets.get(fd)
+        if ws is None:
+            return
+        try:
+            data = ws._stream.try_receive(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if data is None or not ws.take(data):
+            return
+        self.forget(ws)
+        ws.wake()
+
+    async def run(self) -> None:
+        """Read until cancelled; closes the epoll set on the way out."""
+        epoll = self._epoll
+        read = self._read
+        interval_s = self._interval_s
+        with epoll:
+            while True:
+                await trio.lowlevel.wait_readable(epoll)
+                for fd, _ in epoll.poll(0, READ_BATCH):
+                    read(fd)
+                if interval_s > 0:
+                    await trio.sleep(interval_s)
 
 
 async def _no_receive() -> dict[str, object]:
@@ -326,7 +458,7 @@ async def _read_head(stream: FastSocketStream, http: h11.Connection, head: bytea
 
 
 async def _connection(
-    handler: WebSocketHandler, hypercorn_port: int, stream: FastSocketStream
+    handler: WebSocketHandler, hypercorn_port: int, reader: _Reader, stream: FastSocketStream
 ) -> None:
     async with stream:
         http = h11.Connection(h11.SERVER)
@@ -339,7 +471,7 @@ async def _connection(
             if head:
                 await _to_hypercorn(stream, bytes(head), hypercorn_port)
             return
-        socket = DirectWebSocket(_scope(request, stream), stream, http, request)
+        socket = DirectWebSocket(_scope(request, stream), stream, http, request, reader)
         try:
             await handler(socket)
             if not socket.answered:
@@ -347,6 +479,8 @@ async def _connection(
             await socket.finish()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        finally:
+            reader.forget(socket)
 
 
 async def _accept_all(
@@ -384,19 +518,27 @@ async def serve_front(
     *,
     host: str,
     port: int,
+    read_interval_s: float = 0.0,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on ``host:port`` (0: any free port, reported through ``task_status``);
-    serve WebSocket upgrades with ``handler``, relay the rest to ``hypercorn_port``."""
+    serve WebSocket upgrades with ``handler``, relay the rest to ``hypercorn_port``.
+    ``read_interval_s``: the shortest time between two passes of the frame reader
+    (:attr:`~saynad.emulator.options.EmulatorOptions.read_interval_ms`)."""
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=LISTEN_BACKLOG)
     sockets = [socket.socket(fileno=listener.socket.detach()) for listener in listeners]
     try:
         for sock in sockets:
             sock.setblocking(False)
         async with trio.open_nursery() as nursery:
+            reader = _Reader(read_interval_s)
+            nursery.start_soon(reader.run, name="emulator-ws-reader")
             for sock in sockets:
                 nursery.start_soon(
-                    _accept_all, sock, partial(_connection, handler, hypercorn_port), nursery
+                    _accept_all,
+                    sock,
+                    partial(_connection, handler, hypercorn_port, reader),
+                    nursery,
                 )
             task_status.started(sockets[0].getsockname()[1])
     finally:

@@ -532,6 +532,29 @@ class _Session:
             self.stt_utterances += 1
             self.stt_interim_sent = False
 
+    def audio_nowait(self, data: bytes) -> bool:
+        """:meth:`on_audio` for audio that completes no transcript: count it and return
+        ``True``; ``False`` (nothing changed) when :meth:`on_audio` has a frame to send.
+        The socket's :attr:`~saynad.emulator.asgi.WebSocket.binary_sink`: a streamed
+        frame costs no task switch."""
+        pipeline = self.pipeline
+        if not self.audio or pipeline is None:
+            return False
+        utterance_ms = self.options.utterance_ms
+        if utterance_ms <= 0:
+            return True
+        interim_ms = self.options.interim_ms
+        stt_bytes = self.stt_bytes + len(data)
+        due = self.stt_utterances * utterance_ms
+        if not self.stt_interim_sent and 0 < interim_ms < utterance_ms:
+            due += interim_ms
+        else:
+            due += utterance_ms
+        if stt_bytes * 1000 // pipeline.stt_bytes_per_s >= due:
+            return False
+        self.stt_bytes = stt_bytes
+        return True
+
     def transcript(self, *, final: bool) -> STTResult:
         script = self.options.script or ("",)
         line = script[self.stt_utterances % len(script)]
@@ -727,6 +750,7 @@ class _Session:
 async def serve_session(socket: WebSocket, ctx: Context) -> None:
     """Serve one accepted WebSocket until it closes."""
     session = _Session(socket, ctx)
+    socket.binary_sink = session.audio_nowait
     try:
         with session.cancel_scope:
             async with trio.open_nursery() as nursery:

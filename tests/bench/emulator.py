@@ -6,7 +6,8 @@ served straight over wsproto) or ``hypercorn`` (hypercorn serves everything; kep
 measure what the direct server saves), ``--collector off`` to run without CPython's
 cyclic garbage collector (the session benchmark's setting, see
 :func:`tests.bench.sessions.emulator_process`), and the TTS pacing of a differently
-paced server (``--tts-first-audio-ms``, ``--tts-chunk-ms``).
+paced server (``--tts-first-audio-ms``, ``--tts-chunk-ms``), and the shortest time
+between two passes of its frame reader (``--read-interval-ms``).
 """
 
 from __future__ import annotations
@@ -77,11 +78,19 @@ def main() -> None:
         help="delay before the first TTS chunk of each speak (a real provider's latency)",
     )
     parser.add_argument("--tts-chunk-ms", type=int, default=EmulatorOptions().tts_chunk_ms)
+    parser.add_argument(
+        "--read-interval-ms",
+        type=float,
+        default=0.0,
+        help="the shortest time between two passes of the frame reader (0: read at once)",
+    )
     args = parser.parse_args()
     if args.collector == "off":
         gc.disable()
     options = EmulatorOptions(
-        tts_first_audio_ms=args.tts_first_audio_ms, tts_chunk_ms=args.tts_chunk_ms
+        tts_first_audio_ms=args.tts_first_audio_ms,
+        tts_chunk_ms=args.tts_chunk_ms,
+        read_interval_ms=args.read_interval_ms,
     )
     serve_until_signal(options, server=args.server, timings=args.timings)
 
