@@ -1,10 +1,10 @@
 """Capacity per core (part of :mod:`tests.bench.bench_scale`).
 
 The workload: always-on sessions that greet once, then stream the bundled caller audio
-(16 kHz, 20 ms chunks, looped, real time) and receive its transcripts, against an
-emulator process. A configuration *holds* N sessions when, over a
-:data:`WINDOW_S` window after all N are ready (and :data:`SETTLE_S` more), at most 1 %
-of the audio chunks went out more than 50 ms late — the send lag's p99 ≤ 50 ms
+(16 kHz, 20 ms chunks, looped, real time) and receive its transcripts, against
+emulator processes standing in for Sayna. A configuration *holds* N sessions when, over
+a :data:`WINDOW_S` window after all N are ready (and :data:`SETTLE_S` more), at most
+1 % of the audio chunks went out more than 50 ms late — the send lag's p99 ≤ 50 ms
 (``saynad_audio_chunks_late`` over ``saynad_ws_frames{direction="out",type="audio"}``)
 — and the emulator kept up: the shards received 95 % of the transcripts the streamed
 audio is worth (``saynad_ws_frames{direction="in",type="stt_result"}``). The capacity
@@ -12,12 +12,17 @@ is the largest N that holds, found by doubling then bisecting to within
 :data:`RESOLUTION`. The emulator reads its sockets at most every
 :data:`READ_INTERVAL_MS` (``--read-interval-ms``), in every configuration.
 
-- one shard: ``saynad run`` pinned to core 0, the emulator pinned to core 1;
-- two shards: the same file with ``sharding.count: 2``, the shards pinned to cores 0
-  and 1, the emulator unpinned (it shares both cores at ``nice`` 19: its CPU is
-  reported);
-- the official SDK: one asyncio process (``tests/bench/client_sdk.py --stream-s``)
-  pinned to core 0, the emulator to core 1, its own send lag p99 over the same window.
+Two rigs, because the server a fleet talks to has to run on the same two cores here:
+
+- **per core** (the scaling figure): every core carries one client process and the
+  emulator serving it, both pinned to that core, at the same priority — one shard and
+  its emulator on core 0; two shards from the same file (``sharding.count: 2``), shard
+  *i* and an emulator of its own on core *i*; the official SDK (one asyncio process,
+  ``tests/bench/client_sdk.py --stream-s``) and its emulator on core 0. A core's load is
+  the same in every configuration, so two shards against one measure what sharding
+  itself costs or gives.
+- **server on the other core** (a shard's own ceiling): one shard, or the SDK, alone on
+  core 0, the emulator on core 1 at ``nice`` 19.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +87,14 @@ def _cpu_s(pid: int) -> float:
 
 
 @contextmanager
-def _emulator(cpu: int | None) -> Iterator[tuple[str, int]]:
-    """The emulator process, pinned to ``cpu`` (None: free) and at the lowest priority
-    (``nice`` 19), so that where it shares a core with a shard it takes only what the
-    shard leaves: the server of a real fleet runs elsewhere."""
+def _emulator(cpu: int, nice: int) -> Iterator[tuple[str, int]]:
+    """An emulator process pinned to core ``cpu`` at priority ``nice``."""
     command = [
         *(sys.executable, "-m", "tests.bench.emulator", "--collector", "off"),
         *("--read-interval-ms", str(READ_INTERVAL_MS)),
     ]
     with listening_process(command, cpu=cpu) as (url, pid):
-        os.setpriority(os.PRIO_PROCESS, pid, 19)
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
         yield url, pid
 
 
@@ -113,26 +116,52 @@ async def _scrape(client: httpx.AsyncClient, url: str) -> tuple[float, float, fl
     )
 
 
-async def _shards_run(n: int, shards: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, _emulator(1 if shards == 1 else None) as emu:
-        emu_url, emu_pid = emu
-        config = Path(tmp) / "saynad.yaml"
-        config.write_text(
-            TEMPLATE.format(
-                url=emu_url,
-                listen=LISTEN_ANY,
-                count=shards,
-                stt=STT_YAML,
-                tts=tts_yaml(sample_rate=None),
-                wav=json.dumps(str(CALLER_WAV)),
-                sessions="".join(f"  - {{name: s{i:05d}, template: voice}}\n" for i in range(n)),
+PER_CORE_NICE = 0
+"""In the per-core rig the emulator shares its core with the client it serves at the
+same priority: the CPU scheduler gives each what it needs up to a fair half. (At
+``nice`` 19 it would get only what the client leaves, and a shard is never idle for
+long — its pacing timer has a chunk due every few tens of microseconds — so the
+emulator falls behind long before the shard's core is full.)"""
+
+SERVER_CORE_NICE = 19
+"""In the server-on-the-other-core rig the emulator has core 1 to itself; ``nice`` 19
+keeps it from ever taking core 0 from the process measured."""
+
+
+async def _shards_run(n: int, shards: int, rig: str) -> dict[str, Any]:
+    """``shards`` shards of one file holding ``n`` sessions. ``rig``: ``per-core``
+    (shard *i* and an emulator of its own on core *i*) or ``server-core`` (one shard
+    on core 0, the emulator on core 1)."""
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as emulators:
+        if rig == "per-core":
+            servers = [emulators.enter_context(_emulator(i, PER_CORE_NICE)) for i in range(shards)]
+        else:
+            assert shards == 1, "the server-core rig has no core left for a second shard"
+            servers = [emulators.enter_context(_emulator(1, SERVER_CORE_NICE))]
+        sessions = "".join(f"  - {{name: s{i:05d}, template: voice}}\n" for i in range(n))
+        configs = []
+        # One file per shard that differs only in the server's address: shard i talks
+        # to the emulator on its own core; which sessions it runs depends only on the
+        # session names and the shard count, the same in every file.
+        for index, (emu_url, _) in enumerate(servers):
+            config = Path(tmp) / f"saynad-{index}.yaml"
+            config.write_text(
+                TEMPLATE.format(
+                    url=emu_url,
+                    listen=LISTEN_ANY,
+                    count=shards,
+                    stt=STT_YAML,
+                    tts=tts_yaml(sample_rate=None),
+                    wav=json.dumps(str(CALLER_WAV)),
+                    sessions=sessions,
+                )
             )
-        )
+            configs.append(config)
         async with AsyncExitStack() as stack:
             daemons = [
                 await stack.enter_async_context(
                     daemon_process(
-                        config,
+                        configs[index],
                         env={"SAYNAD_SHARD": f"{index}/{shards}"},
                         cpu=index,
                         keep_raw=False,
@@ -143,15 +172,16 @@ async def _shards_run(n: int, shards: int) -> dict[str, Any]:
             ]
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
             urls = [d.url for d in daemons]
+            pids = [d.pid for d in daemons] + [pid for _, pid in servers]
             with trio.fail_after(300):
                 while sum([(await _scrape(client, u))[0] for u in urls]) < n:  # noqa: ASYNC110
                     await trio.sleep(0.5)
             await trio.sleep(SETTLE_S)
             before = [await _scrape(client, u) for u in urls]
-            cpu0 = [_cpu_s(d.pid) for d in daemons] + [_cpu_s(emu_pid)]
+            cpu0 = [_cpu_s(pid) for pid in pids]
             await trio.sleep(WINDOW_S)
             after = [await _scrape(client, u) for u in urls]
-            cpu1 = [_cpu_s(d.pid) for d in daemons] + [_cpu_s(emu_pid)]
+            cpu1 = [_cpu_s(pid) for pid in pids]
     sent = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
     late = sum(a[2] - b[2] for a, b in zip(after, before, strict=True))
     heard = sum(a[3] - b[3] for a, b in zip(after, before, strict=True))
@@ -164,8 +194,8 @@ async def _shards_run(n: int, shards: int) -> dict[str, Any]:
         "expected_chunks_per_s": n * 50,
         "transcripts_per_s": heard / WINDOW_S,
         "expected_transcripts_per_s": expected_heard / WINDOW_S,
-        "shard_cpu_pct": cpu[:-1],
-        "emulator_cpu_pct": cpu[-1],
+        "shard_cpu_pct": cpu[:shards],
+        "emulator_cpu_pct": cpu[shards:],
         "holds": bool(sent)
         and late / sent <= LATE_FRACTION
         and sent >= 0.95 * n * 50 * WINDOW_S
@@ -173,8 +203,11 @@ async def _shards_run(n: int, shards: int) -> dict[str, Any]:
     }
 
 
-def _sdk_run(n: int) -> dict[str, Any]:
-    with _emulator(1) as (url, emu_pid):
+def _sdk_run(n: int, rig: str) -> dict[str, Any]:
+    """The official SDK in one process on core 0 holding ``n`` streams; its emulator
+    on core 0 (``per-core``) or core 1 (``server-core``)."""
+    server = (0, PER_CORE_NICE) if rig == "per-core" else (1, SERVER_CORE_NICE)
+    with _emulator(*server) as (url, emu_pid):
         cpu0 = _cpu_s(emu_pid)
         stream_s = SETTLE_S + WINDOW_S + 5
         out = subprocess.run(
@@ -200,7 +233,7 @@ def _sdk_run(n: int) -> dict[str, Any]:
         "send_lag_p99_ms": p99 * 1000,
         "failures": result["failures"],
         "client_cpu_pct": result["cpu_s"] / result["wall_s"] * 100,
-        "emulator_cpu_pct": emulator_cpu,
+        "emulator_cpu_pct": [emulator_cpu],
         "holds": result["failures"] == 0 and p99 <= 0.050,
     }
 
@@ -230,15 +263,19 @@ def search(trial: Callable[[int], dict[str, Any]], label: str) -> dict[str, Any]
 
 
 TRIALS: dict[str, tuple[str, Callable[[int], dict[str, Any]]]] = {
-    "one": ("1 shard", lambda n: trio.run(_shards_run, n, 1)),
-    "two": ("2 shards", lambda n: trio.run(_shards_run, n, 2)),
-    "sdk": ("sdk", _sdk_run),
+    "one": ("1 shard, per core", lambda n: trio.run(_shards_run, n, 1, "per-core")),
+    "two": ("2 shards, per core", lambda n: trio.run(_shards_run, n, 2, "per-core")),
+    "sdk": ("sdk, per core", lambda n: _sdk_run(n, "per-core")),
+    "one-alone": ("1 shard, server core", lambda n: trio.run(_shards_run, n, 1, "server-core")),
+    "sdk-alone": ("sdk, server core", lambda n: _sdk_run(n, "server-core")),
 }
+"""The configurations: ``one``, ``two`` and ``sdk`` in the per-core rig (the scaling
+figure), ``one-alone`` and ``sdk-alone`` with the emulator on the other core."""
 
 
 def measure(
     reps: int,
-    which: tuple[str, ...] = ("one", "two", "sdk"),
+    which: tuple[str, ...] = tuple(TRIALS),
     previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``reps`` searches of each configuration in ``which``; the others are kept from
@@ -274,44 +311,51 @@ def section(data: dict[str, Any] | None) -> list[str]:
     if data is None:
         return [*lines, "*Not measured yet.*", ""]
     capacity = data["capacity"]
-    one, two, sdk = capacity["one"], capacity["two"], capacity["sdk"]
+    one = capacity.get("one", math.nan)
 
     def at(key: str) -> dict[str, Any]:
-        runs = data["searches"][key]
-        return dict(runs[len(runs) // 2].get("at_capacity") or {})
+        runs = data["searches"].get(key) or []
+        return dict(runs[len(runs) // 2].get("at_capacity") or {}) if runs else {}
 
-    def cpu(row: dict[str, Any], field: str) -> str:
-        value = row.get(field)
+    def cpu(value: object) -> str:
         if value is None:
             return "–"
-        if isinstance(value, list):
-            return " + ".join(f"{v:.0f}" for v in value)
-        return f"{value:.0f}"
+        values = value if isinstance(value, list) else [value]
+        return " + ".join(f"{v:.0f}" for v in values)
 
+    def row(key: str, label: str) -> str:
+        held = capacity.get(key, math.nan)
+        best = at(key)
+        client = best.get("shard_cpu_pct", best.get("client_cpu_pct"))
+        ratio = held / one if one else math.nan
+        return (
+            f"| {label} | {held:g} | {ratio:.2f} | {cpu(client)} | "
+            f"{cpu(best.get('emulator_cpu_pct'))} |"
+        )
+
+    two = capacity.get("two", math.nan)
     lines += [
         f"Medians of {data['reps']} searches ({data['date']}, {data['machine']}).",
         "",
-        "| | sessions held | × one shard | process CPU at capacity (% of a core) | "
+        "| | sessions held | × one shard per core | client CPU at capacity (% of a core) | "
         "emulator CPU (%) |",
         "|---|---|---|---|---|",
-        f"| saynad, 1 shard (core 0; emulator on core 1) | {one:g} | 1.00 | "
-        f"{cpu(at('one'), 'shard_cpu_pct')} | {cpu(at('one'), 'emulator_cpu_pct')} |",
-        f"| saynad, 2 shards (cores 0 and 1; emulator unpinned, sharing them) | {two:g} | "
-        f"{two / one if one else math.nan:.2f} | {cpu(at('two'), 'shard_cpu_pct')} | "
-        f"{cpu(at('two'), 'emulator_cpu_pct')} |",
-        f"| official SDK, 1 process (core 0; emulator on core 1) | {sdk:g} | "
-        f"{sdk / one if one else math.nan:.2f} | {cpu(at('sdk'), 'client_cpu_pct')} | "
-        f"{cpu(at('sdk'), 'emulator_cpu_pct')} |",
+        row("one", "**per core**: saynad, 1 shard + its emulator on core 0"),
+        row("two", "**per core**: saynad, 2 shards, shard *i* + an emulator on core *i*"),
+        row("sdk", "**per core**: official SDK, 1 process + its emulator on core 0"),
+        row("one-alone", "saynad, 1 shard on core 0, the emulator on core 1"),
+        row("sdk-alone", "official SDK, 1 process on core 0, the emulator on core 1"),
         "",
         "Every search: "
         + "; ".join(
-            f"{key} " + ", ".join(f"{run['capacity']:g}" for run in data["searches"][key])
-            for key in ("one", "two", "sdk")
+            f"{TRIALS[key][0]} " + ", ".join(f"{run['capacity']:g}" for run in runs)
+            for key, runs in data["searches"].items()
+            if runs
         )
         + ".",
         "",
-        "Target: two shards hold ≥ 1.8 × what one shard holds — "
-        + ("**met**" if one and two / one >= 1.8 else "**not met** on this machine")
+        "Target: two shards hold ≥ 1.8 × what one shard holds on one core — "
+        + ("**met**" if one and two / one >= 1.8 else "**not met**")
         + f" ({two / one if one else math.nan:.2f}× by the medians).",
         "",
         *NOTES,
