@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
@@ -285,12 +286,25 @@ def measure(
     for _ in range(reps):
         for key in which:
             label, trial = TRIALS[key]
-            results[key].append(search(trial, label))
+            started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            results[key].append({**search(trial, label), "started": started})
     summary = {
         key: statistics.median(r["capacity"] for r in runs) if runs else math.nan
         for key, runs in results.items()
     }
     return {"reps": reps, "capacity": summary, "searches": results}
+
+
+def _period(data: dict[str, Any]) -> str:
+    """When the searches shown started: configurations may have been measured apart."""
+    starts = sorted(
+        run["started"] for runs in data["searches"].values() for run in runs if "started" in run
+    )
+    if not starts:
+        return str(data["date"])
+    if starts[0][:10] == starts[-1][:10]:
+        return f"searches started {starts[0]}–{starts[-1][11:]}"
+    return f"searches started {starts[0]} to {starts[-1]}"
 
 
 def section(data: dict[str, Any] | None) -> list[str]:
@@ -335,7 +349,7 @@ def section(data: dict[str, Any] | None) -> list[str]:
 
     two = capacity.get("two", math.nan)
     lines += [
-        f"Medians of {data['reps']} searches ({data['date']}, {data['machine']}).",
+        f"Medians of {data['reps']} searches ({_period(data)}, {data['machine']}).",
         "",
         "| | sessions held | × one shard per core | client CPU at capacity (% of a core) | "
         "emulator CPU (%) |",
@@ -366,25 +380,43 @@ def section(data: dict[str, Any] | None) -> list[str]:
 NOTES = [
     "How to read it:",
     "",
-    "- **The emulator is the other side of every stream** and runs in its own process "
-    "(`tests/bench/emulator.py`, garbage collector off), so its work is never counted "
-    "in a shard's CPU. With one shard (and with the SDK) it has core 1 to itself, "
-    "unused by the process measured. With two shards there is no third core: it shares "
-    "both with the shards, and the CPU it takes (its column) is CPU the shards do not "
-    "get — two shards on this 2-core machine understate what two cores give when the "
-    "server is elsewhere, as Sayna is in production. There it runs at `nice` 19, so that it "
-    "takes only what the shards leave.",
-    "- **The emulator must keep up.** At `nice` 19 beside two busy shards the emulator "
-    "can be starved: the audio then piles up unread in the socket buffers, few "
-    "transcripts come back, and the shards are spared the work of handling them — a "
-    "trial would hold with the server doing a fraction of its job (before this check, "
-    'two shards "held" 1,200 sessions with the emulator at 5 % of a core; in another '
-    "trial at 1,000 sessions 373 of the 2,000 transcripts a second due came back"
-    "). So a trial holds only if the "
-    "sessions received at least 95 % of their transcripts "
+    "- **Why two rigs.** In production the Sayna server runs elsewhere and costs a "
+    "shard's host nothing. Here its stand-in, the emulator (`tests/bench/emulator.py`, "
+    "its own process, garbage collector off), must run on the same two cores, and "
+    "where it runs decides what is compared. *Per core*, every core carries one "
+    "client process and the emulator that serves it, pinned together: one core's load "
+    "is the same with one shard as with two, so two shards against one shard is what "
+    "sharding itself gives — no shared state, lock or listener between the shards "
+    "that would make two cores hold less than twice one. *Server on the other core* "
+    "gives the shard (or the SDK) a core of its own with the server's work done "
+    "elsewhere: a shard's own ceiling, as in production; there is no third core for "
+    "a second shard's server, so that rig has one shard only.",
+    "- **The rig we left.** Until 2026-12-05 the two-shard trial ran one emulator, "
+    "unpinned at `nice` 19, on the two cores the shards used, against one shard whose "
+    "emulator had core 1 to itself: 675 against 1,000 sessions, 1.48 ×. That ratio is "
+    "the rig's arithmetic, not the shards': with a shard costing *s* of a core per "
+    "session and the emulator *e*, one shard holds 1/*s* and two hold 2/(*s* + *e*), "
+    "so 2*s*/(*s* + *e*) ≤ 1.8 needs *e* ≤ *s*/9; measured, *e* ≈ 0.05 % and *s* ≈ "
+    "0.15 % of a core per session (*e*/*s* ≈ 0.35: at most 1.5 ×), and making a shard "
+    "cheaper only lowers the ratio further.",
+    "- **The emulator must keep up.** A starved emulator leaves the audio unread in "
+    "the socket buffers and sends few transcripts back, which spares the shards the "
+    "work of handling them: a trial would hold with the server doing a fraction of "
+    "its job. So a trial holds only if the sessions received at least 95 % of their "
+    "transcripts "
     '(`saynad_ws_frames_total{direction="in",type="stt_result"}`); the SDK '
     "client's sessions wait for their final transcripts, and a session that misses "
     "them fails the trial.",
+    "- **Same priority on a shared core.** In the per-core rig the emulator runs at "
+    "the client's priority, and the CPU scheduler gives each what it asks up to a "
+    "fair half. At `nice` 19 it would get only what the shard leaves, and a shard "
+    "leaves little: with a chunk due every few tens of microseconds its pacing timer "
+    "is never idle for long, and it spends a core it has on smaller batches (one "
+    "shard alone on core 0 used 99 % of it at 500 sessions and 102 % at 675, the "
+    "most it holds). Measured 2026-12-06 01:25 UTC, one shard and the emulator on "
+    "core 0: at `nice` 19 the emulator got 8–10 % of the core and 180–458 of the "
+    "1,000 / 900 transcripts a second due came back (at 450 and 500 sessions); at "
+    "`nice` 0 it took 20–24 % and every transcript came back.",
     f"- **The emulator reads at most every {READ_INTERVAL_MS:g} ms** "
     f"(`--read-interval-ms {READ_INTERVAL_MS:g}`, the same in every configuration). "
     "One task reads every session's socket (one epoll set, a streamed audio frame "
@@ -392,41 +424,20 @@ NOTES = [
     "take the frames of many sessions at once instead of waking for nearly every "
     "frame. A frame waits at most that long before the emulator reads it, as if the "
     "server were a short network hop away; nothing the clients measure (the send lag "
-    "is taken where they send) depends on it.",
-    "- **Where the emulator's CPU went** (one shard, 500 sessions, emulator on core 1; "
-    "CPU % of a core, medians of 3, 2026-12-05 17:05–18:01 UTC): a task per socket, "
-    "as before, 68 % (shard 100 %); one reader 53 % (shard 101 %); one reader at most "
-    "every 10 ms 22 % (shard 92 %: fewer reads also mean fewer TCP window updates for "
-    "the sender to take in). A py-spy profile of the task-per-socket emulator put "
-    "about three quarters of its time in trio's I/O wait, the `epoll_ctl` that re-arms "
-    "each socket, the futile `recv` before each wait and the task switches — one of "
-    "each per audio frame — and under 10 % in the frame parser and the STT "
-    "bookkeeping. Beside two shards at 1,000 sessions the emulator took 22 % of a "
-    "core and the shards 88 + 84 %: per session the emulator costs 0.13 of what a "
-    "shard does (0.42 before), close to but not under the 0.11 that ≥ 1.8 × needs.",
-    "- **Why two shards still hold less than twice one shard.** One shard's limit is "
-    "its own core (at capacity it uses all of it); two shards share both cores with "
-    "the emulator, and at `nice` 19 the emulator is starved the moment the shards "
-    "want both cores whole — above about 1,000 sessions the transcripts stop coming "
-    "back (270–800 a second of the 2,200–2,400 due) while the shards still send on "
-    "time. Per session the shards cost about as much in both configurations (0.17 % "
-    "of a core at 1,000 sessions on two shards, 0.15 % at 675 on one): what is "
-    "missing to 1.8 × is the emulator's share of the two cores, which a server "
-    "elsewhere, as in production, would not take.",
-    "- **What late means.** For saynad, a chunk counts as late when the audio source "
-    "queued it to the session's writer more than 50 ms after its due time (the "
-    "`saynad_audio_chunks_late_total` counter); for the SDK, when its `on_audio_input` "
-    "returned more than 50 ms after the chunk's due time (its own schedule, lags of "
-    "the first 5 s — the connect burst — left out).",
+    "is taken where they send) depends on it. A task per socket, as before, cost the "
+    "emulator three times the CPU (68 % of a core against 22 % beside one shard at 500 "
+    "sessions, 2026-12-05), three quarters of it in trio's I/O wait, the `epoll_ctl` "
+    "that re-armed each socket and the task switches, one of each per audio frame.",
+    "- **What late means.** For saynad, a chunk counts as late when it left more than "
+    "50 ms after its due time (the `saynad_audio_chunks_late_total` counter); for the "
+    "SDK, when its `on_audio_input` returned more than 50 ms after the chunk's due "
+    "time (its own schedule, lags of the first 5 s — the connect burst — left out).",
     "- **A saynad session is more than a client session**: each always-on session has "
     "its reader fanning events out to its behaviours, its writer, the audio source, "
     "the recorder of its journal and its metrics, so a shard holds fewer streams per "
-    "core than one process of bare SDK sessions does. The lag bound is reached before "
-    "the shard's core is fully used: the sessions' chunks fall due at the same "
-    "instants, and a burst of them must all be sent within the bound.",
+    "core than one process of bare SDK sessions does.",
     "- **A shared machine.** Other programs ran on the same two cores during these "
-    "runs (test suites outside the benchmark lock); a trial can fail because of them, "
-    "which is why each figure is the median of several searches and every search is "
-    "listed.",
+    "runs; a trial can fail because of them, which is why each figure is the median "
+    "of several searches and every search is listed.",
     "",
 ]
