@@ -157,11 +157,17 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             except OSError as exc:
                 raise self._error(exc) from exc
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close the socket at once (closing a plain socket never blocks); a task
+        blocked on it gets :class:`trio.ClosedResourceError`. :meth:`aclose` is this
+        and a checkpoint."""
         if not self._closed:
             self._closed = True
             trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
+
+    async def aclose(self) -> None:
+        self.close()
         await trio.lowlevel.checkpoint()
 
 

@@ -475,7 +475,15 @@ class WsprotoTransport:
     async def _close_stream(self) -> None:
         if not self._stream_closed:
             self._stream_closed = True
-            await trio.aclose_forcefully(self._stream)
+            stream = self._stream
+            if type(stream) is FastSocketStream:
+                # A plain socket closes at once. trio.aclose_forcefully would close it
+                # inside a cancelled scope, whose checkpoint raises and catches a
+                # Cancelled: an exception per connection, 3–4 % of a benchmark
+                # session's CPU at N = 2000.
+                stream.close()
+            else:
+                await trio.aclose_forcefully(stream)
 
     def _record_close(self, code: int, reason: str | None) -> None:
         if self._close_error is None:
