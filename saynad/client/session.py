@@ -381,6 +381,7 @@ class Session:
         :meth:`send_audio` per chunk: the pacing timer writes due frames itself and this
         task wakes only at the end (see :mod:`saynad.client.pacing`). Commands sent from
         other tasks meanwhile go out between two frames. Cancelling stops the stream.
+        Each frame counts in :attr:`stats` as soon as it is written.
         """
         if self._closing:
             raise SessionClosedError("the session is closed")
