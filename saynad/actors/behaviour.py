@@ -12,6 +12,11 @@ is a :class:`CommandQueue` with two lanes: control commands (``speak``, ``clear`
 are written before queued audio, so a reply or a barge-in never waits behind seconds of
 caller audio when the socket is slow. Both lanes block their producers when full.
 
+Paced audio (the audio source's file, at real-time pace) does not go through the
+queue: :meth:`Outbox.stream_audio` hands whole passes of prepared chunks to
+:meth:`~saynad.client.session.Session.stream_audio`, whose pacing timer writes each
+frame at its due time, between the writer's commands.
+
 A behaviour may finish early (a greeting that has spoken): the reader then stops
 sending it events.
 
@@ -30,14 +35,16 @@ Fan-out overflow policy (per behaviour channel, ``capacity`` events):
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import trio
 import trio.lowlevel
 
+from saynad.client.pacing import OnSent
 from saynad.client.session import SessionEvent
+from saynad.errors import ConnectionClosedError, SessionClosedError
 from saynad.protocol.messages import (
     AudioFrame,
     ClearFrame,
@@ -54,6 +61,8 @@ from saynad.protocol.messages import (
 
 __all__ = [
     "AUDIO_LATE_S",
+    "STREAM_CLOSE_WAIT_S",
+    "AudioStreamer",
     "Behaviour",
     "BehaviourContext",
     "Command",
@@ -100,7 +109,7 @@ class SessionCounters:
     - ``transcripts``: non-empty final transcripts received;
     - ``replies``: agent replies spoken (at least one sentence sent);
     - ``spoken``: ``speak`` frames sent (greeting, reply sentences, fallback, goodbye);
-    - ``audio_chunks_sent``: binary audio frames queued by the audio source;
+    - ``audio_chunks_sent``: binary audio frames the audio source sent;
     - ``tts_audio_frames``: binary TTS audio frames received (the agent tells from it
       whether the sentence playing when the caller cut in was partly heard);
     - ``dropped_events``: media events the fan-out dropped (a behaviour's channel was full);
@@ -273,12 +282,43 @@ class CommandQueue:
             lot.unpark_all()
 
 
-class Outbox:
-    """The behaviours' way to act on the session. Every method queues one command."""
+class AudioStreamer(Protocol):
+    """What :meth:`Outbox.stream_audio` uses of the session: its
+    :meth:`~saynad.client.session.Session.stream_audio`."""
 
-    def __init__(self, queue: CommandQueue, end: trio.Event) -> None:
+    async def stream_audio(
+        self,
+        chunks: Sequence[bytes | bytearray | memoryview],
+        interval_s: float = 0.020,
+        *,
+        start: float | None = None,
+        on_sent: OnSent | None = None,
+    ) -> None: ...
+
+
+STREAM_CLOSE_WAIT_S: Final = 2.0
+"""How long :meth:`Outbox.stream_audio`, whose connection closed under it, waits for
+the session to report the close (and cancel the behaviour) before raising it itself."""
+
+
+class Outbox:
+    """The behaviours' way to act on the session.
+
+    Every method but :meth:`stream_audio` and :meth:`end` queues one command for the
+    session's writer. :meth:`stream_audio` streams paced audio (a caller's voice, a
+    file) without the queue: the session's pacing timer writes each frame straight to
+    the socket at its due time, so a real-time stream costs no task step and no queue
+    work per chunk. Commands queued meanwhile (``speak``, ``clear``, …) are written
+    between two frames, as soon as the writer takes them. :meth:`send_audio` (one
+    chunk through the writer's media lane) remains for audio that is not paced.
+    """
+
+    def __init__(
+        self, queue: CommandQueue, end: trio.Event, streamer: AudioStreamer | None = None
+    ) -> None:
         self._queue = queue
         self._end = end
+        self._streamer = streamer
         self.end_reason: str | None = None
         self.goodbye: str | None = None
         """The goodbye line asked for with :meth:`end` (None: the session's own)."""
@@ -297,6 +337,46 @@ class Outbox:
     async def send_audio(self, pcm: bytes) -> None:
         """Queue caller audio (the media lane: written after any pending control command)."""
         await self._queue.put(AudioFrame(pcm), media=True)
+
+    async def stream_audio(
+        self,
+        chunks: Sequence[bytes | bytearray | memoryview],
+        interval_s: float = 0.020,
+        *,
+        start: float | None = None,
+        on_sent: OnSent | None = None,
+    ) -> None:
+        """Stream caller audio at a steady pace: ``chunks[i]`` goes out as one binary
+        frame at ``start + i * interval_s`` on trio's clock (``start``: the moment of
+        the call by default). :meth:`saynad.client.session.Session.stream_audio` on the
+        session's socket, with its guarantees: frames never leave early, a late frame
+        does not delay the ones after it (what is overdue goes out back to back),
+        ``interval_s=0`` sends as fast as the socket takes them, and ``on_sent(i,
+        lag_s)`` runs (quick, from the pacing timer, outside any task) after chunk ``i``
+        was written, ``lag_s`` after its due time. Returns once the last frame is
+        written; cancelling stops the stream.
+
+        A long or looping source keeps one absolute schedule by calling this once per
+        pass with ``start`` advanced by the length of the pass (``start + len(chunks) *
+        interval_s``): the next pass then never drifts. Bytes chunks are used as they
+        are: build them once.
+
+        When the connection closes under the stream, that is the session's business,
+        not the behaviour's: this waits (at most :data:`STREAM_CLOSE_WAIT_S`) for the
+        session to notice — it then ends, normally or with its error, and cancels its
+        behaviours — and only then raises the close
+        (:class:`~saynad.errors.ConnectionClosedError`).
+        """
+        if self._streamer is None:
+            raise RuntimeError("this outbox has no session to stream to")
+        try:
+            await self._streamer.stream_audio(chunks, interval_s, start=start, on_sent=on_sent)
+        except (ConnectionClosedError, SessionClosedError):
+            # The session's reader reports how the connection ended: a normal end (a
+            # closing session is no error) or the session's error. Either way this
+            # behaviour is cancelled here.
+            await trio.sleep(STREAM_CLOSE_WAIT_S)
+            raise
 
     async def send(self, command: Command) -> None:
         """Queue a prepared command (an ``AudioFrame`` goes to the media lane). A source

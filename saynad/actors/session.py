@@ -5,11 +5,14 @@
     run_session(plan, control)
     └── open_session(...)                      connect, config, ready
         └── outer nursery
-            ├── writer                         outbox → socket (the only sender)
+            ├── writer                         outbox → socket (commands)
             ├── sinks                          journal queues → jsonl files, …
             └── inner nursery
                 ├── reader                     events → decode → fan-out per behaviour
                 └── behaviours                 greeting, agent, recorder, audio, …
+
+Paced audio (``Outbox.stream_audio``: the audio source) is written by the session's
+pacing timer at each frame's due time, between the writer's commands.
 
 The session ends *normally* when the server closes it (e.g. after
 ``participant_disconnected``), when a behaviour calls ``out.end``, on a drain request,
@@ -54,6 +57,7 @@ from saynad.actors.behaviour import (
 )
 from saynad.actors.behaviours.transcripts import EntryQueue, Journal, Recorder, Sink
 from saynad.actors.supervisor import ChildControl
+from saynad.client.pacing import OnSent
 from saynad.client.session import SessionEvent, SessionStats, open_session
 from saynad.errors import BehaviourOverloadError, ConnectionClosedError, SessionClosedError
 from saynad.protocol.messages import (
@@ -112,6 +116,15 @@ class SessionPort(Protocol):
     def stats(self) -> Any: ...
 
     async def send(self, frame: SessionCommand) -> None: ...
+
+    async def stream_audio(
+        self,
+        chunks: Sequence[bytes | bytearray | memoryview],
+        interval_s: float = 0.020,
+        *,
+        start: float | None = None,
+        on_sent: OnSent | None = None,
+    ) -> None: ...
 
     def events(self) -> AsyncIterator[SessionEvent]: ...
 
@@ -289,7 +302,7 @@ async def _serve(run: _Run, control: ChildControl) -> None:
     plan = run.plan
     journal = Journal(run.identity, run.counters)
     commands = CommandQueue(plan.outbox_capacity, plan.audio_capacity)
-    outbox = Outbox(commands, run.end)
+    outbox = Outbox(commands, run.end, run.session)
     behaviours = [Recorder(journal), *plan.behaviours(journal)]
     subscribers = []
     for behaviour in behaviours:

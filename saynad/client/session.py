@@ -381,6 +381,7 @@ class Session:
         :meth:`send_audio` per chunk: the pacing timer writes due frames itself and this
         task wakes only at the end (see :mod:`saynad.client.pacing`). Commands sent from
         other tasks meanwhile go out between two frames. Cancelling stops the stream.
+        Each frame counts in :attr:`stats` as soon as it is written.
         """
         if self._closing:
             raise SessionClosedError("the session is closed")
@@ -391,21 +392,24 @@ class Session:
             if all(type(chunk) is bytes for chunk in chunks)
             else [bytes(chunk) for chunk in chunks]
         )
-        progress = pacing.StreamProgress()
-        try:
-            await self._transport.stream_bytes(
-                frames,
-                interval_s,
-                start=trio.current_time() if start is None else start,
-                on_sent=on_sent,
-                progress=progress,
-            )
-        finally:
-            stats = self.stats
-            stats.frames_out += progress.frames
-            stats.bytes_out += progress.bytes
-            if progress.frames:
-                stats.out_by_kind["audio"] = stats.out_by_kind.get("audio", 0) + progress.frames
+        stats = self.stats
+        kinds = stats.out_by_kind
+
+        # Counted frame by frame, as send_audio does, so stats (and the daemon's metrics,
+        # read at scrape time) follow a long stream while it runs.
+        def sent(index: int, lag_s: float) -> None:
+            stats.frames_out += 1
+            stats.bytes_out += len(frames[index])
+            kinds["audio"] = kinds.get("audio", 0) + 1
+            if on_sent is not None:
+                on_sent(index, lag_s)
+
+        await self._transport.stream_bytes(
+            frames,
+            interval_s,
+            start=trio.current_time() if start is None else start,
+            on_sent=sent,
+        )
 
     async def clear(self) -> None:
         """Drop queued and unsent speech (ignored inside a non-interruptible window)."""

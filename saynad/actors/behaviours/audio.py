@@ -12,14 +12,12 @@ from typing import Final
 
 import structlog
 import trio
-import trio.lowlevel
 
 from saynad.actors.behaviour import AUDIO_LATE_S, BehaviourContext
 from saynad.actors.behaviours.transcripts import ErrorLog, render_path
-from saynad.client.pacing import sleep_until
 from saynad.client.session import SessionEvent
 from saynad.paths import PathEscapeError, open_regular, safe_component
-from saynad.protocol.messages import AudioFrame, TTSAudio, TTSPlaybackComplete
+from saynad.protocol.messages import TTSAudio, TTSPlaybackComplete
 
 __all__ = ["AUDIO_ERROR_LOG_INTERVAL_S", "AudioSink", "AudioSource", "load_pcm"]
 
@@ -42,7 +40,20 @@ def load_pcm(path: Path, fmt: str = "wav") -> tuple[bytes, int, int]:
 
 @dataclass
 class AudioSource:
-    """Stream a WAV or raw s16le file in ``chunk_ms`` chunks, at real-time pace or at once."""
+    """Stream a WAV or raw s16le file in ``chunk_ms`` chunks, at real-time pace or at once.
+
+    The chunks are cut once; each pass over the file is one
+    :meth:`~saynad.actors.behaviour.Outbox.stream_audio` call, whose pacing timer writes
+    every frame at its due time straight to the socket (no task step, no queue, no
+    allocation per chunk). In real time, chunk *k* of the whole (looped) stream is due
+    at start + *k* × ``chunk_ms``: each pass starts where the previous one's schedule
+    ends, so a loop never drifts and a late chunk does not delay the ones after it.
+    ``realtime=False`` sends as fast as the socket takes the frames.
+
+    Counts every chunk sent in ``SessionCounters.audio_chunks_sent``, and a real-time
+    chunk written more than :data:`~saynad.actors.behaviour.AUDIO_LATE_S` after its due
+    time in ``audio_chunks_late``.
+    """
 
     path: Path
     fmt: str = "wav"
@@ -61,30 +72,36 @@ class AudioSource:
         rate = rate or self.sample_rate
         channels = channels or self.channels
         step = max(2 * channels, rate * channels * 2 * self.chunk_ms // 1000)
-        period = self.chunk_ms / 1000
         # Built once: a looping source allocates nothing per chunk.
-        chunks = [AudioFrame(pcm[offset : offset + step]) for offset in range(0, len(pcm), step)]
+        chunks = [pcm[offset : offset + step] for offset in range(0, len(pcm), step)]
         if not chunks:
             return
-        # Real time: chunk i of the whole (looped) stream leaves at start + i * period, so
-        # pacing never drifts, and a late chunk does not delay the ones after it.
+        counters = ctx.counters
+        if self.realtime:
+            period = self.chunk_ms / 1000
+
+            def on_sent(index: int, lag_s: float) -> None:
+                counters.audio_chunks_sent += 1
+                if lag_s > AUDIO_LATE_S:
+                    counters.audio_chunks_late += 1
+
+        else:
+            period = 0.0
+
+            def on_sent(index: int, lag_s: float) -> None:
+                counters.audio_chunks_sent += 1
+
+        # One absolute schedule for the whole stream: pass p starts at start + p * length.
         start = trio.current_time()
-        sent = 0
+        length = len(chunks) * period
+        passes = 0
         while True:
-            for chunk in chunks:
-                if self.realtime:
-                    due = start + sent * period
-                    if due > trio.current_time():  # late: no sleep (the send checkpoints)
-                        await sleep_until(due)  # the shared timer: cheap for 1000s of sources
-                await ctx.out.send(chunk)
-                if self.realtime and trio.current_time() - due > AUDIO_LATE_S:
-                    ctx.counters.audio_chunks_late += 1
-                sent += 1
-                ctx.counters.audio_chunks_sent += 1
+            await ctx.out.stream_audio(
+                chunks, period, start=start + passes * length, on_sent=on_sent
+            )
             if not self.loop:
                 return
-            if not self.realtime:
-                await trio.lowlevel.checkpoint()  # let the writer drain between loops
+            passes += 1
 
 
 AUDIO_ERROR_LOG_INTERVAL_S: Final = 60.0

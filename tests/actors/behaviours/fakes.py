@@ -11,7 +11,7 @@ speech unless inside a non-interruptible utterance. No sockets, so ``MockClock``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +22,7 @@ from saynad.actors.behaviour import SessionIdentity
 from saynad.actors.registry import Registry
 from saynad.actors.session import SessionPlan
 from saynad.actors.supervisor import ChildControl
+from saynad.client.pacing import OnSent
 from saynad.client.session import SessionEvent, SessionStats
 from saynad.errors import SessionClosedError
 from saynad.protocol.messages import (
@@ -135,6 +136,24 @@ class FakeSession:
         if self.audio_send_s:
             await trio.sleep(self.audio_send_s)
         await trio.lowlevel.checkpoint()
+
+    async def stream_audio(
+        self,
+        chunks: Sequence[bytes | bytearray | memoryview],
+        interval_s: float = 0.020,
+        *,
+        start: float | None = None,
+        on_sent: OnSent | None = None,
+    ) -> None:
+        """Paced audio, as the real session's: chunk ``i`` at ``start + i * interval_s``
+        (never early), each recorded as a ``send_audio``."""
+        start = trio.current_time() if start is None else start
+        for index, chunk in enumerate(chunks):
+            due = start + index * interval_s
+            await trio.sleep_until(due)
+            await self.send_audio(bytes(chunk))
+            if on_sent is not None:
+                on_sent(index, trio.current_time() - due)
 
     async def clear(self) -> None:
         self._record("clear")

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 
-from saynad.actors.behaviour import Behaviour, Command, CommandQueue
+from saynad.actors.behaviour import Behaviour, BehaviourContext, Command, CommandQueue
 from saynad.actors.behaviours.agent import Agent, EchoBackend
-from saynad.actors.behaviours.audio import AudioSource
 from saynad.actors.behaviours.transcripts import Journal
 from saynad.actors.session import EndPolicy, serve_session
+from saynad.client.session import SessionEvent
 from saynad.protocol.messages import AudioFrame, ClearFrame, SpeakFrame
 from tests.actors.behaviours.fakes import FakeSession, control, fake_session, plan
 
@@ -67,17 +67,27 @@ async def test_producers_fail_once_the_writer_is_gone(
         queue.close_receiving()
 
 
-async def test_a_reply_overtakes_queued_audio_on_a_slow_socket(
-    autojump_clock: trio.testing.MockClock, tmp_path: Path
-) -> None:
-    pcm = tmp_path / "caller.pcm"
-    pcm.write_bytes(b"\x00\x00" * 16_000 * 30)  # 30 s of audio in 20 ms chunks
+@dataclass
+class QueuedAudio:
+    """Caller audio through the writer's media lane (``Outbox.send_audio``), as fast as
+    the lane takes it: the lane stays full."""
 
+    name: str = "queued-audio"
+
+    def wants(self, event: SessionEvent) -> bool:
+        return False
+
+    async def run(self, ctx: BehaviourContext) -> None:
+        chunk = b"\x00\x00" * 320
+        while True:
+            await ctx.out.send_audio(chunk)
+
+
+async def test_a_reply_overtakes_queued_audio_on_a_slow_socket(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     def behaviours(journal: Journal) -> list[Behaviour]:
-        return [
-            Agent(EchoBackend(), journal=journal),
-            AudioSource(pcm, fmt="pcm", sample_rate=16_000, realtime=False),
-        ]
+        return [Agent(EchoBackend(), journal=journal), QueuedAudio()]
 
     # Each audio frame takes 10 ms to leave: the media lane stays full.
     async with fake_session(audio_send_s=0.01) as fake, trio.open_nursery() as nursery:
