@@ -396,14 +396,30 @@ NOTES = [
     "gives the shard (or the SDK) a core of its own with the server's work done "
     "elsewhere: a shard's own ceiling, as in production; there is no third core for "
     "a second shard's server, so that rig has one shard only.",
+    "- **What the figures show.** Per core, one shard holds 850 streams: the shard "
+    "takes 60 % of the core and its emulator 40 %, the whole core. Two shards hold "
+    "1,600, 1.88 ×, each core loaded exactly as in the one-shard trial (60 + 40 % on "
+    "each): the shards share nothing that costs them capacity, and what keeps the "
+    "figure under 2 × is the search's 5 % steps (1,650 failed by a hair in all three "
+    "searches: 1.0–2.3 % of the chunks late) and what two busy cores share (caches, "
+    "the benchmark driver's scrapes). On a core of its own a shard holds 1,200 "
+    "streams, as many as one process of bare SDK sessions, and more than the SDK per "
+    "core once the server's share is counted (850 against 750).",
+    "- **The audio source** streams each pass over its file through the session's "
+    "pacing timer (`Outbox.stream_audio`): the timer writes each frame at its due time, "
+    "with no task step and no queue work per chunk. Before, each chunk went through the "
+    "session's command queue and writer task (two task steps per chunk), and a shard "
+    "alone on its core held 550–675 streams (2026-12-05 17:24 UTC and 2026-12-06 "
+    "02:10 UTC) instead of 1,200.",
     "- **The rig we left.** Until 2026-12-05 the two-shard trial ran one emulator, "
     "unpinned at `nice` 19, on the two cores the shards used, against one shard whose "
     "emulator had core 1 to itself: 675 against 1,000 sessions, 1.48 ×. That ratio is "
     "the rig's arithmetic, not the shards': with a shard costing *s* of a core per "
-    "session and the emulator *e*, one shard holds 1/*s* and two hold 2/(*s* + *e*), "
-    "so 2*s*/(*s* + *e*) ≤ 1.8 needs *e* ≤ *s*/9; measured, *e* ≈ 0.05 % and *s* ≈ "
-    "0.15 % of a core per session (*e*/*s* ≈ 0.35: at most 1.5 ×), and making a shard "
-    "cheaper only lowers the ratio further.",
+    "session and the emulator *e*, one shard holds 1/*s* and two hold at most "
+    "2/(*s* + *e*), so 2*s*/(*s* + *e*) ≥ 1.8 needs *e* ≤ *s*/9. Then *e* was about a "
+    "third of *s* (at most 1.5 ×); with today's cheaper shard it is about 0.7 of *s* "
+    "(0.06 % against 0.08 % of a core per session, from the server-on-the-other-core "
+    "row): that rig would now show at most 1.2 ×, the better the shard the lower.",
     "- **The emulator must keep up.** A starved emulator leaves the audio unread in "
     "the socket buffers and sends few transcripts back, which spares the shards the "
     "work of handling them: a trial would hold with the server doing a fraction of "
@@ -416,9 +432,10 @@ NOTES = [
     "the client's priority, and the CPU scheduler gives each what it asks up to a "
     "fair half. At `nice` 19 it would get only what the shard leaves, and a shard "
     "leaves little: with a chunk due every few tens of microseconds its pacing timer "
-    "is never idle for long, and it spends a core it has on smaller batches (one "
-    "shard alone on core 0 used 99 % of it at 500 sessions and 102 % at 675, the "
-    "most it holds). Measured 2026-12-06 01:25 UTC, one shard and the emulator on "
+    "is never idle for long, and it spends a core it has on smaller batches (before "
+    "the audio source streamed through the pacing timer, one shard alone on core 0 "
+    "used 99 % of it at 500 sessions and 102 % at 675, the most it then held). "
+    "Measured 2026-12-06 01:25 UTC with that shard, one shard and the emulator on "
     "core 0: at `nice` 19 the emulator got 8–10 % of the core and 180–458 of the "
     "1,000 / 900 transcripts a second due came back (at 450 and 500 sessions); at "
     "`nice` 0 it took 20–24 % and every transcript came back.",
@@ -439,8 +456,8 @@ NOTES = [
     "time (its own schedule, lags of the first 5 s — the connect burst — left out).",
     "- **A saynad session is more than a client session**: each always-on session has "
     "its reader fanning events out to its behaviours, its writer, the audio source, "
-    "the recorder of its journal and its metrics, so a shard holds fewer streams per "
-    "core than one process of bare SDK sessions does.",
+    "the recorder of its journal and its metrics; a shard still paces as many streams "
+    "on a core of its own as one process of bare SDK sessions does.",
     "- **A shared machine.** Other programs ran on the same two cores during these "
     "runs; a trial can fail because of them, which is why each figure is the median "
     "of several searches and every search is listed.",
