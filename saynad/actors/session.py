@@ -45,6 +45,7 @@ import trio
 
 from saynad._groups import unwrapped
 from saynad.actors.behaviour import (
+    AudioStreamer,
     Behaviour,
     BehaviourContext,
     Command,
@@ -57,7 +58,6 @@ from saynad.actors.behaviour import (
 )
 from saynad.actors.behaviours.transcripts import EntryQueue, Journal, Recorder, Sink
 from saynad.actors.supervisor import ChildControl
-from saynad.client.pacing import OnSent
 from saynad.client.session import SessionEvent, SessionStats, open_session
 from saynad.errors import BehaviourOverloadError, ConnectionClosedError, SessionClosedError
 from saynad.protocol.messages import (
@@ -105,9 +105,10 @@ class EndPolicy:
 BehaviourFactory = Callable[[Journal], Sequence[Behaviour]]
 
 
-class SessionPort(Protocol):
+class SessionPort(AudioStreamer, Protocol):
     """What the actor uses of a :class:`~saynad.client.session.Session` (tests pass a
-    fake with the same methods)."""
+    fake with the same methods): its ``stream_audio`` (:class:`AudioStreamer`, for the
+    outbox) and the following."""
 
     @property
     def ready(self) -> Ready: ...
@@ -116,15 +117,6 @@ class SessionPort(Protocol):
     def stats(self) -> Any: ...
 
     async def send(self, frame: SessionCommand) -> None: ...
-
-    async def stream_audio(
-        self,
-        chunks: Sequence[bytes | bytearray | memoryview],
-        interval_s: float = 0.020,
-        *,
-        start: float | None = None,
-        on_sent: OnSent | None = None,
-    ) -> None: ...
 
     def events(self) -> AsyncIterator[SessionEvent]: ...
 
