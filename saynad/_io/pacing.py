@@ -48,7 +48,6 @@ import trio
 __all__ = [
     "LATE_SCHEDULE_EVERY",
     "OnSent",
-    "StreamProgress",
     "TimerEntry",
     "call_at",
     "sleep",
@@ -314,16 +313,6 @@ OnSent = Callable[[int, float], object]
 """``on_sent(index, lag_s)``: chunk ``index`` was written ``lag_s`` after its due time."""
 
 
-class StreamProgress:
-    """What a paced stream has written so far (filled in as it goes, also on failure)."""
-
-    __slots__ = ("bytes", "frames")
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.bytes = 0
-
-
 async def stream_by_sleeping(
     send_bytes: Callable[[bytes], Awaitable[None]],
     chunks: Sequence[bytes],
@@ -331,17 +320,13 @@ async def stream_by_sleeping(
     *,
     start: float,
     on_sent: OnSent | None = None,
-    progress: StreamProgress | None = None,
 ) -> None:
     """Send ``chunks[i]`` with ``send_bytes`` at ``start + i * interval_s``: the plain
     loop (a :func:`sleep_until` and a send per chunk), for transports that cannot write
     from the timer."""
-    progress = progress if progress is not None else StreamProgress()
     for index, chunk in enumerate(chunks):
         due = start + index * interval_s
         await sleep_until(due)
         await send_bytes(chunk)
-        progress.frames += 1
-        progress.bytes += len(chunk)
         if on_sent is not None:
             on_sent(index, trio.current_time() - due)

@@ -238,7 +238,6 @@ class WsprotoTransport:
         *,
         start: float,
         on_sent: pacing.OnSent | None = None,
-        progress: pacing.StreamProgress | None = None,
     ) -> None:
         """Send ``chunks[i]`` as a binary frame at ``start + i * interval_s``.
 
@@ -250,7 +249,6 @@ class WsprotoTransport:
         """
         if self._close_error is not None:
             raise self._closed()
-        progress = progress if progress is not None else pacing.StreamProgress()
         if self._fast is None:
             await pacing.stream_by_sleeping(
                 self.send_bytes,
@@ -258,13 +256,12 @@ class WsprotoTransport:
                 interval_s,
                 start=start,
                 on_sent=on_sent,
-                progress=progress,
             )
             return
         if not chunks:
             await trio.lowlevel.checkpoint()
             return
-        paced = _PacedFrames(self, self._fast, chunks, interval_s, start, on_sent, progress)
+        paced = _PacedFrames(self, self._fast, chunks, interval_s, start, on_sent)
         try:
             await paced.run()
         finally:
@@ -530,7 +527,6 @@ class _PacedFrames:
         "_owner",
         "_parked",
         "_partial",
-        "_progress",
         "_spent",
         "_start",
         "_state",
@@ -546,7 +542,6 @@ class _PacedFrames:
         interval_s: float,
         start: float,
         on_sent: pacing.OnSent | None,
-        progress: pacing.StreamProgress,
     ) -> None:
         self._transport = transport
         self._fast = fast
@@ -554,7 +549,6 @@ class _PacedFrames:
         self._interval_s = interval_s
         self._start = start
         self._on_sent = on_sent
-        self._progress = progress
         self.index = 0  # the next chunk to write
         self._entry: pacing.TimerEntry | None = None  # armed, in the timer's heap
         self._spent: pacing.TimerEntry | None = None  # the entry to re-arm, once run
@@ -600,7 +594,7 @@ class _PacedFrames:
                     transport._release_write()
             else:
                 await transport.send_bytes(chunk)
-            self._sent(index, chunk, due)
+            self._sent(index, due)
             waited = True  # the send above was a checkpoint
             self._write_due()  # what came due meanwhile, then the timer
 
@@ -651,14 +645,11 @@ class _PacedFrames:
                 self._partial = (frame, sent)
                 self._wake(_OWNER)
                 return
-            self._sent(index, chunk, due)  # on_sent's error ends the stream (__call__)
+            self._sent(index, due)  # on_sent's error ends the stream (__call__)
         self._arm(now)  # more is overdue: the next timer pass, after other tasks ran
 
-    def _sent(self, index: int, chunk: bytes, due: float) -> None:
+    def _sent(self, index: int, due: float) -> None:
         self.index = index + 1
-        progress = self._progress
-        progress.frames += 1
-        progress.bytes += len(chunk)
         if self._on_sent is not None:
             self._on_sent(index, trio.current_time() - due)
 

@@ -96,11 +96,10 @@ class WebSocketTransport(Protocol):
         *,
         start: float,
         on_sent: pacing.OnSent | None = None,
-        progress: pacing.StreamProgress | None = None,
     ) -> None:
         """Send ``chunks[i]`` as a binary frame at ``start + i * interval_s`` (trio's
         clock), never early; overdue frames go out back to back. Calls
-        ``on_sent(i, lag_s)`` after each and counts them in ``progress``."""
+        ``on_sent(i, lag_s)`` after each."""
         ...
 
     async def receive(self) -> str | bytes:
@@ -192,10 +191,9 @@ class _TrioWebSocketTransport:
         *,
         start: float,
         on_sent: pacing.OnSent | None = None,
-        progress: pacing.StreamProgress | None = None,
     ) -> None:
         await pacing.stream_by_sleeping(
-            self.send_bytes, chunks, interval_s, start=start, on_sent=on_sent, progress=progress
+            self.send_bytes, chunks, interval_s, start=start, on_sent=on_sent
         )
 
     async def receive(self) -> str | bytes:

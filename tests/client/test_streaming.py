@@ -121,22 +121,34 @@ async def socket_pair(
             nursery.cancel_scope.cancel()  # last: nothing may await in a cancelled scope
 
 
+class Written:
+    """What a paced stream reported written through ``on_sent``: frames and bytes."""
+
+    def __init__(self, data: list[bytes]) -> None:
+        self.data = data
+        self.frames = 0
+        self.bytes = 0
+
+    def __call__(self, index: int, lag_s: float) -> None:
+        self.frames += 1
+        self.bytes += len(self.data[index])
+
+
 # --------------------------------------------------------------------------- the fast path
 
 
 async def test_every_chunk_leaves_on_schedule_in_order(autojump_clock: trio.abc.Clock) -> None:
     data = chunks(50)
     sent: list[tuple[int, float]] = []
-    progress = pacing.StreamProgress()
+    progress = Written(data)
+
+    def on_sent(index: int, lag_s: float) -> None:
+        sent.append((index, trio.current_time() - start))
+        progress(index, lag_s)
+
     async with socket_pair() as (transport, received, _):
         start = trio.current_time() + 1
-        await transport.stream_bytes(
-            data,
-            0.02,
-            start=start,
-            on_sent=lambda i, lag: sent.append((i, trio.current_time() - start)),
-            progress=progress,
-        )
+        await transport.stream_bytes(data, 0.02, start=start, on_sent=on_sent)
         assert trio.current_time() == pytest.approx(start + 49 * 0.02)
         await received.until(lambda r: len(r.binary) == 50)
     assert received.binary == data
@@ -273,7 +285,8 @@ async def test_short_writes_and_a_full_kernel_buffer_keep_frames_whole(
 async def test_a_broken_connection_ends_the_stream_with_connection_closed(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    progress = pacing.StreamProgress()
+    data = chunks(500)
+    progress = Written(data)
     async with socket_pair() as (transport, received, server):
 
         async def hang_up() -> None:
@@ -284,7 +297,7 @@ async def test_a_broken_connection_ends_the_stream_with_connection_closed(
             nursery.start_soon(hang_up)
             with pytest.raises(ConnectionClosedError) as caught:
                 await transport.stream_bytes(
-                    chunks(500), 0.02, start=trio.current_time(), progress=progress
+                    data, 0.02, start=trio.current_time(), on_sent=progress
                 )
     assert caught.value.code == 1006
     assert 10 <= progress.frames < 500
@@ -293,12 +306,11 @@ async def test_a_broken_connection_ends_the_stream_with_connection_closed(
 async def test_cancelling_stops_the_stream_and_the_connection_stays_usable(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    progress = pacing.StreamProgress()
+    data = chunks(100)
+    progress = Written(data)
     async with socket_pair() as (transport, received, _):
         with trio.move_on_after(0.51):
-            await transport.stream_bytes(
-                chunks(100), 0.02, start=trio.current_time(), progress=progress
-            )
+            await transport.stream_bytes(data, 0.02, start=trio.current_time(), on_sent=progress)
         await trio.sleep(1)  # nothing more is sent after the cancel
         await transport.send_text("still open")
         await received.until(lambda r: r.messages[-1:] == ["still open"])
