@@ -313,9 +313,7 @@ class Outbox:
     chunk through the writer's media lane) remains for audio that is not paced.
     """
 
-    def __init__(
-        self, queue: CommandQueue, end: trio.Event, streamer: AudioStreamer | None = None
-    ) -> None:
+    def __init__(self, queue: CommandQueue, end: trio.Event, streamer: AudioStreamer) -> None:
         self._queue = queue
         self._end = end
         self._streamer = streamer
@@ -367,8 +365,6 @@ class Outbox:
         behaviours — and only then raises the close
         (:class:`~saynad.errors.ConnectionClosedError`).
         """
-        if self._streamer is None:
-            raise RuntimeError("this outbox has no session to stream to")
         try:
             await self._streamer.stream_audio(chunks, interval_s, start=start, on_sent=on_sent)
         except (ConnectionClosedError, SessionClosedError):
