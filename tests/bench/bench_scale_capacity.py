@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import trio
@@ -129,16 +129,27 @@ SERVER_CORE_NICE = 19
 keeps it from ever taking core 0 from the process measured."""
 
 
-async def _shards_run(n: int, shards: int, rig: str) -> dict[str, Any]:
+Rig = Literal["per-core", "server-core"]
+
+
+def _server_for(rig: Rig, client_core: int) -> tuple[int, int]:
+    """The (core, nice) of the emulator serving a client on ``client_core``: the same
+    core at the same priority (``per-core``), or core 1 at ``nice`` 19
+    (``server-core``, whose client is on core 0)."""
+    if rig == "per-core":
+        return client_core, PER_CORE_NICE
+    assert client_core == 0, "the server-core rig has no core left for a second client"
+    return 1, SERVER_CORE_NICE
+
+
+async def _shards_run(n: int, shards: int, rig: Rig) -> dict[str, Any]:
     """``shards`` shards of one file holding ``n`` sessions. ``rig``: ``per-core``
     (shard *i* and an emulator of its own on core *i*) or ``server-core`` (one shard
     on core 0, the emulator on core 1)."""
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as emulators:
-        if rig == "per-core":
-            servers = [emulators.enter_context(_emulator(i, PER_CORE_NICE)) for i in range(shards)]
-        else:
-            assert shards == 1, "the server-core rig has no core left for a second shard"
-            servers = [emulators.enter_context(_emulator(1, SERVER_CORE_NICE))]
+        servers = [
+            emulators.enter_context(_emulator(*_server_for(rig, index))) for index in range(shards)
+        ]
         sessions = "".join(f"  - {{name: s{i:05d}, template: voice}}\n" for i in range(n))
         configs = []
         # One file per shard that differs only in the server's address: shard i talks
@@ -209,11 +220,10 @@ async def _shards_run(n: int, shards: int, rig: str) -> dict[str, Any]:
     }
 
 
-def _sdk_run(n: int, rig: str) -> dict[str, Any]:
+def _sdk_run(n: int, rig: Rig) -> dict[str, Any]:
     """The official SDK in one process on core 0 holding ``n`` streams; its emulator
     on core 0 (``per-core``) or core 1 (``server-core``)."""
-    server = (0, PER_CORE_NICE) if rig == "per-core" else (1, SERVER_CORE_NICE)
-    with _emulator(*server) as (url, emu_pid):
+    with _emulator(*_server_for(rig, 0)) as (url, emu_pid):
         cpu0 = _cpu_s(emu_pid)
         stream_s = SETTLE_S + WINDOW_S + 5
         out = subprocess.run(
