@@ -19,8 +19,9 @@ thousands of sessions and pays this code on every 20 ms audio chunk:
   :func:`saynad.protocol.framing.cut_frames`; every other frame goes through wsproto's
   sans-IO :class:`~wsproto.connection.Connection` (reassembly, UTF-8 checks, close
   codes); pings are answered inline by the reader;
-- the opening handshake is wsproto's :class:`~wsproto.handshake.H11Handshake`, without
-  the permessage-deflate offer (audio does not compress, and inflating costs CPU).
+- the opening handshake is :mod:`saynad.protocol.upgrade` (request and ``101`` in a few
+  operations; a refusal is read by wsproto's h11-based ``H11Handshake``), without the
+  permessage-deflate offer (audio does not compress, and inflating costs CPU).
 
 Everything here speaks trio and saynad's error types;
 :func:`saynad.client.transport.connect_websocket` opens the stream and owns the timeout.
@@ -32,13 +33,12 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import msgspec
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
-    AcceptConnection,
     BytesMessage,
     CloseConnection,
     Ping,
@@ -52,7 +52,13 @@ from wsproto.utilities import RemoteProtocolError
 
 from saynad._io import pacing
 from saynad._io.sockets import RECEIVE_BYTES, FastSocketStream
-from saynad.errors import ConnectionClosedError, HandshakeRejectedError, TransportError
+from saynad.errors import (
+    ConnectionClosedError,
+    HandshakeRejectedError,
+    TransportError,
+    ValidationError,
+)
+from saynad.protocol import upgrade
 from saynad.protocol.framing import (
     ABNORMAL_CLOSURE,
     BINARY,
@@ -709,65 +715,91 @@ async def handshake(
 ) -> WsprotoTransport:
     """Send the upgrade request on ``stream`` and read the answer.
 
-    Returns the open transport on ``101``; raises :class:`HandshakeRejectedError` for
-    any other status (with the body, read until its end, the connection's end, or
-    :data:`MAX_REJECTION_BODY_BYTES`) and :class:`TransportError` when the peer hangs
-    up or answers something that is not HTTP. The caller bounds the time and closes
-    ``stream`` on failure.
+    Returns the open transport on a valid ``101``; raises :class:`HandshakeRejectedError`
+    for any other status (with the body, read until its end, the connection's end, or
+    :data:`MAX_REJECTION_BODY_BYTES`), :class:`TransportError` when the peer hangs up or
+    answers something that is not a valid upgrade, and :class:`ValidationError` (nothing
+    sent) when a request part cannot go on the wire. The caller bounds the time and
+    closes ``stream`` on failure.
+
+    The request and a ``101`` answer are written and checked by
+    :mod:`saynad.protocol.upgrade`; a refusal's status and body are read by wsproto's
+    HTTP/1.1 parser (h11).
     """
-    upgrade = H11Handshake(ConnectionType.CLIENT)
-    request = Request(host=host, target=resource, extra_headers=extra_headers)
+    key = upgrade.new_key()
     try:
-        await stream.send_all(upgrade.send(request))
+        request = upgrade.upgrade_request(host, resource, extra_headers, key)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    try:
+        await stream.send_all(request)
     except trio.BrokenResourceError as exc:
         raise TransportError(f"connection broken during the WebSocket handshake: {exc}") from exc
+    head = bytearray()
+    while True:
+        data = await _handshake_read(stream)
+        if not data:
+            raise TransportError("the server closed the connection during the WebSocket handshake")
+        start = max(0, len(head) - 3)
+        head += data
+        end = head.find(b"\r\n\r\n", start)
+        if end >= 0:
+            break
+        if len(head) > upgrade.MAX_ANSWER_HEAD_BYTES:
+            raise TransportError(
+                "invalid WebSocket handshake answer: no end of its head "
+                f"within {upgrade.MAX_ANSWER_HEAD_BYTES} bytes"
+            )
+    try:
+        accepted = upgrade.check_answer(bytes(head[:end]), key)
+    except upgrade.UpgradeError as exc:
+        raise TransportError(f"invalid WebSocket handshake answer: {exc}") from None
+    if not accepted:
+        await _refused(stream, host, resource, extra_headers, bytes(head))
+    # What follows the head of a 101 answer is WebSocket frames, for the transport's
+    # own parser (see WsprotoTransport._parse).
+    transport = WsprotoTransport(
+        stream,
+        Connection(ConnectionType.CLIENT),
+        max_message_bytes=max_message_bytes,
+        close_timeout_s=close_timeout_s,
+        received=bytes(head[end + 4 :]),
+    )
+    # Frames that came in the same read as the 101 answer.
+    await transport._parse(b"")
+    return transport
+
+
+async def _handshake_read(stream: trio.abc.Stream) -> bytes | bytearray:
+    try:
+        return await stream.receive_some(RECEIVE_BYTES)
+    except trio.BrokenResourceError as exc:
+        raise TransportError(f"connection broken during the WebSocket handshake: {exc}") from exc
+
+
+async def _refused(
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    extra_headers: list[tuple[bytes, bytes]],
+    received: bytes,
+) -> NoReturn:
+    """Read an answer that is not a ``101`` (``received`` so far) with h11 and raise:
+    :class:`HandshakeRejectedError` for an HTTP refusal, :class:`TransportError` for
+    anything that is not HTTP."""
+    parser = H11Handshake(ConnectionType.CLIENT)
+    # Puts the parser in the state of a sent request (the bytes already went out).
+    parser.send(Request(host=host, target=resource, extra_headers=extra_headers))
     rejection: RejectConnection | None = None
     body = bytearray()
-    head = bytearray()  # the answer's head so far (h11 bounds its size)
-    head_complete = False
+    data: bytes | bytearray = received
     while True:
         try:
-            data = await stream.receive_some(RECEIVE_BYTES)
-        except trio.BrokenResourceError as exc:
-            raise TransportError(
-                f"connection broken during the WebSocket handshake: {exc}"
-            ) from exc
-        if not data and rejection is None:
-            raise TransportError("the server closed the connection during the WebSocket handshake")
-        chunk = bytes(data)
-        after_head = b""
-        if chunk and not head_complete:
-            # What follows the head of a 101 answer is WebSocket frames, for the
-            # transport's own parser (see WsprotoTransport._parse), not for wsproto.
-            start = max(0, len(head) - 3)
-            head += chunk
-            end = head.find(b"\r\n\r\n", start)
-            if end >= 0:
-                head_complete = True
-                cut = len(chunk) - (len(head) - end - 4)
-                chunk, after_head = chunk[:cut], chunk[cut:]
-        try:
-            upgrade.receive_data(chunk if data else None)
-            events = list(upgrade.events())
-            if after_head and not any(isinstance(e, AcceptConnection) for e in events):
-                upgrade.receive_data(after_head)  # a refusal's body
-                events += upgrade.events()
+            parser.receive_data(bytes(data) if data else None)
+            events = list(parser.events())
         except RemoteProtocolError as exc:
             raise TransportError(f"invalid WebSocket handshake answer: {exc}") from exc
         for event in events:
-            if isinstance(event, AcceptConnection):
-                conn = upgrade.connection
-                assert conn is not None
-                transport = WsprotoTransport(
-                    stream,
-                    conn,
-                    max_message_bytes=max_message_bytes,
-                    close_timeout_s=close_timeout_s,
-                    received=after_head,
-                )
-                # Frames that came in the same read as the 101 answer.
-                await transport._parse(b"")
-                return transport
             if isinstance(event, RejectConnection):
                 rejection = event
                 if not event.has_body:
@@ -778,6 +810,15 @@ async def handshake(
                 body += event.data[:room]
                 if event.body_finished or room <= len(event.data):
                     raise rejection_error(rejection.status_code, bytes(body))
+            else:  # a 101 is never handed here
+                raise TransportError("invalid WebSocket handshake answer")
+        if not data:
+            if rejection is None:
+                raise TransportError(
+                    "the server closed the connection during the WebSocket handshake"
+                )
+            raise rejection_error(rejection.status_code, bytes(body))
+        data = await _handshake_read(stream)
         if not data:
             assert rejection is not None
             raise rejection_error(rejection.status_code, bytes(body))

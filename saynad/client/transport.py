@@ -52,6 +52,7 @@ from saynad.errors import (
     TransportError,
     ValidationError,
 )
+from saynad.protocol import upgrade
 from saynad.protocol.framing import ABNORMAL_CLOSURE
 
 __all__ = [
@@ -363,6 +364,20 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
+def _header_bytes(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """``headers`` as HTTP/1.1 writes them (Latin-1); :class:`ValidationError` names the
+    header whose name or value does not fit, never the value (it may be a secret)."""
+    encoded = []
+    for name, value in headers.items():
+        try:
+            encoded.append((name.encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"header {name[:40]!r} holds characters outside Latin-1"
+            ) from None
+    return encoded
+
+
 Implementation = Literal["wsproto", "trio-websocket"]
 """Which WebSocket implementation :func:`connect_websocket` uses."""
 
@@ -389,7 +404,11 @@ async def connect_websocket(
     demand and queues no more than one read).
     """
     target = _target(url)
-    extra_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    extra_headers = _header_bytes(headers or {})
+    try:
+        upgrade.check_request(target.host_header, target.resource, extra_headers)
+    except ValueError as exc:  # its message quotes no header value (an API key)
+        raise ValidationError(f"cannot send the upgrade request: {exc}") from None
     if implementation == "trio-websocket":
         async with _connect_trio_websocket(
             target,

@@ -30,8 +30,15 @@ from wsproto.frame_protocol import CloseReason, FrameProtocol
 from saynad._io.sockets import SEND_SCHEDULE_EVERY, FastSocketStream
 from saynad.client import pacing
 from saynad.client._wsproto import WsprotoTransport, handshake
-from saynad.errors import ConnectionClosedError, HandshakeRejectedError, TransportError
+from saynad.client.transport import connect_websocket
+from saynad.errors import (
+    ConnectionClosedError,
+    HandshakeRejectedError,
+    TransportError,
+    ValidationError,
+)
 from saynad.protocol.framing import FIN, masked_frame, unmasked_frame
+from saynad.protocol.upgrade import accept_value
 from tests.timing import HANG_S
 
 # --------------------------------------------------------------------------- frames
@@ -543,6 +550,59 @@ async def test_hang_up_during_handshake_is_a_transport_error() -> None:
     exc = await answer_upgrade_with(b"")
     assert isinstance(exc, TransportError)
     assert "during the WebSocket handshake" in str(exc)
+
+
+async def test_a_101_with_the_wrong_accept_value_is_a_transport_error() -> None:
+    exc = await answer_upgrade_with(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept_value(b"not the key sent") + b"\r\n\r\n",
+        then_close=False,
+    )
+    assert isinstance(exc, TransportError)
+
+
+async def test_an_endless_answer_head_is_a_transport_error() -> None:
+    exc = await answer_upgrade_with(
+        b"HTTP/1.1 101 Switching Protocols\r\n" + b"X-Filler: y\r\n" * 2000, then_close=False
+    )
+    assert isinstance(exc, TransportError)
+
+
+async def test_a_refusal_whose_head_and_body_arrive_in_pieces() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    body = b'{"error":"busy"}'
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            await server_stream.receive_some(65536)
+            answer = (
+                b"HTTP/1.1 503 Busy\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+            ) + body
+            for i in range(len(answer)):
+                await server_stream.send_all(answer[i : i + 1])
+                await trio.testing.wait_all_tasks_blocked()
+
+        nursery.start_soon(serve)
+        with pytest.raises(HandshakeRejectedError) as caught, trio.fail_after(HANG_S):
+            await handshake(
+                client_stream,
+                host="h",
+                resource="/ws",
+                extra_headers=[],
+                max_message_bytes=100,
+                close_timeout_s=0.1,
+            )
+    assert (caught.value.status_code, caught.value.error) == (503, "busy")
+
+
+async def test_a_header_that_cannot_go_on_the_wire_is_refused_before_connecting() -> None:
+    # Nothing listens on port 9 of the loopback: a connection attempt would be a
+    # TransportError. The value is never quoted (it may be an API key).
+    for headers in ({"Authorization": "Bearer k\r\nX-Evil: 1"}, {"Authorization": "Bearer \u2603"}):
+        with pytest.raises(ValidationError) as caught:
+            async with connect_websocket("ws://127.0.0.1:9/ws", headers, connect_timeout_s=HANG_S):
+                pass
+        assert "Bearer" not in str(caught.value)
 
 
 def test_wsproto_rejection_events_are_the_ones_handled() -> None:
