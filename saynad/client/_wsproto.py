@@ -144,13 +144,16 @@ class WsprotoTransport:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        conn: Connection,
+        conn: Connection | None = None,
         *,
         max_message_bytes: int,
         close_timeout_s: float,
         received: bytes = b"",
     ) -> None:
         self._stream = stream
+        # wsproto's state machine, for everything but whole data frames: made on first
+        # use (see _protocol), since most connections need it only to close, and it is
+        # ten objects for the garbage collector to walk while the session lasts.
         self._conn = conn
         # Bytes read but not yet parsed into frames (a partial frame at most, between
         # reads); see _parse.
@@ -181,6 +184,13 @@ class WsprotoTransport:
         # Keepalive: when bytes last arrived, and who waits for the next ones.
         self.last_activity = trio.current_time()
         self._activity_lot: trio.lowlevel.ParkingLot | None = None
+
+    def _protocol(self) -> Connection:
+        """wsproto's client-side connection state (made on first use)."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = Connection(ConnectionType.CLIENT)
+        return conn
 
     # ------------------------------------------------------------------ sending
 
@@ -318,7 +328,7 @@ class WsprotoTransport:
                     await self._parse(data, pos)
             else:
                 # EOF: wsproto reports it as a close with 1006.
-                self._conn.receive_data(None)
+                self._protocol().receive_data(None)
                 await self._process_events()
         finally:
             self._reading = False
@@ -374,7 +384,7 @@ class WsprotoTransport:
                 first in (TEXT_FRAME, BINARY_FRAME) and not buf[pos + 1] & 0x80
             ):
                 self._fragmented = not first & FIN
-            self._conn.receive_data(bytes(buf[pos:end]))
+            self._protocol().receive_data(bytes(buf[pos:end]))
             pos = end
             await self._process_events()
         if buf is inbox:
@@ -383,7 +393,7 @@ class WsprotoTransport:
             inbox += buf[pos:]
 
     async def _process_events(self) -> None:
-        for event in self._conn.events():
+        for event in self._protocol().events():
             if isinstance(event, TextMessage | BytesMessage):
                 if not self._on_data(event.data, event.message_finished):
                     reason = f"Exceeded maximum message size: {self._max_message_bytes} bytes"
@@ -392,8 +402,8 @@ class WsprotoTransport:
             elif isinstance(event, CloseConnection):
                 await self._fail(event)
                 return
-            elif isinstance(event, Ping) and self._conn.state is ConnectionState.OPEN:
-                await self._write(self._conn.send(event.response()))
+            elif isinstance(event, Ping) and self._protocol().state is ConnectionState.OPEN:
+                await self._write(self._protocol().send(event.response()))
             # Pong: nothing to do (saynad sends no pings).
 
     def _on_data(self, chunk: str | bytes | bytearray, finished: bool) -> bool:
@@ -434,11 +444,11 @@ class WsprotoTransport:
         code = int(event.code)
         self._record_close(code, None if code == ABNORMAL_CLOSURE else event.reason or None)
         self._peer_closed = True
-        if self._conn.state is not ConnectionState.CLOSED:
+        if self._protocol().state is not ConnectionState.CLOSED:
             with contextlib.suppress(ConnectionClosedError):
                 # event.response() keeps wsproto's NO_STATUS_RCVD member, which it sends
                 # as a Close frame without code (1005 itself may not go on the wire).
-                await self._write(self._conn.send(event.response()))
+                await self._write(self._protocol().send(event.response()))
         await self._close_stream()
 
     # ------------------------------------------------------------------ keepalive
@@ -446,7 +456,7 @@ class WsprotoTransport:
     async def ping(self) -> None:
         if self._close_error is not None:
             raise self._closed()
-        await self._write(self._conn.send(Ping(b"saynad")))
+        await self._write(self._protocol().send(Ping(b"saynad")))
 
     async def wait_activity(self) -> None:
         await _park(self, "_activity_lot")
@@ -469,7 +479,7 @@ class WsprotoTransport:
                     self._local_close = True
                     self._close_error = ConnectionClosedError(code, None)
                     with contextlib.suppress(ConnectionClosedError):
-                        await self._write(self._conn.send(CloseConnection(code=code)))
+                        await self._write(self._protocol().send(CloseConnection(code=code)))
                 while not self._peer_closed:
                     await self._read_or_wait()
         finally:
@@ -760,7 +770,6 @@ async def handshake(
     # own parser (see WsprotoTransport._parse).
     transport = WsprotoTransport(
         stream,
-        Connection(ConnectionType.CLIENT),
         max_message_bytes=max_message_bytes,
         close_timeout_s=close_timeout_s,
         received=bytes(head[end + 4 :]),

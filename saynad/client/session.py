@@ -716,6 +716,7 @@ async def open_session(
             session = Session(connection, url=ws_url)
             try:
                 await session._send(frame)
+                del frame  # sent: not kept alive for the whole session
                 try:
                     with trio.fail_after(ready_timeout_s):
                         await session._wait_ready()
