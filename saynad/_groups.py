@@ -20,7 +20,7 @@ The cause is raised without a ``__context__`` pointing back at the group.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import NoReturn
 
 import trio
@@ -63,15 +63,30 @@ def raise_bare(exc: BaseException) -> NoReturn:
         del exc, context
 
 
-@contextmanager
-def unwrapped() -> Iterator[None]:
-    """Raise the cause of an exception group leaving the block, never the group."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
+class unwrapped:  # lower case: used like a function, ``with unwrapped():``
+    """Raise the cause of an exception group leaving the block, never the group.
+
+    A class rather than a ``@contextmanager`` generator: :func:`saynad.open_session`
+    holds one for the whole life of every session, and a generator and its frame are
+    two more objects for the garbage collector to walk.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        group: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not isinstance(group, BaseExceptionGroup):
+            return
         cause = cause_of(group)
         if cause is group:
-            raise
+            return
         others = [e for e in leaves(group) if e is not cause and not isinstance(e, trio.Cancelled)]
         for other in others[:_MAX_NOTES]:
             cause.add_note(f"also: {type(other).__name__}: {other}")
