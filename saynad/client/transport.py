@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import Literal, NoReturn, Protocol
 from urllib.parse import urlsplit
 
@@ -382,8 +383,7 @@ Implementation = Literal["wsproto", "trio-websocket"]
 """Which WebSocket implementation :func:`connect_websocket` uses."""
 
 
-@asynccontextmanager
-async def connect_websocket(
+def connect_websocket(
     url: str,
     headers: Mapping[str, str] | None = None,
     *,
@@ -393,7 +393,7 @@ async def connect_websocket(
     close_timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S,
     ssl_context: ssl.SSLContext | None = None,
     implementation: Implementation = "wsproto",
-) -> AsyncIterator[WebSocketTransport]:
+) -> AbstractAsyncContextManager[WebSocketTransport]:
     """Open a WebSocket to ``url`` (``ws://`` or ``wss://``) for the ``async with`` block.
 
     ``headers`` go on the upgrade request. ``connect_timeout_s`` bounds TCP, TLS and the
@@ -402,6 +402,9 @@ async def connect_websocket(
     come out unchanged (never wrapped in an exception group). ``receive_queue_size``
     applies to the trio-websocket implementation only (the default one reads on
     demand and queues no more than one read).
+
+    Raises :class:`~saynad.errors.ValidationError` at once (nothing connects) for an
+    unknown ``implementation`` or a header that cannot go on the wire.
     """
     target = _target(url)
     extra_headers = _header_bytes(headers or {})
@@ -410,7 +413,7 @@ async def connect_websocket(
     except ValueError as exc:  # its message quotes no header value (an API key)
         raise ValidationError(f"cannot send the upgrade request: {exc}") from None
     if implementation == "trio-websocket":
-        async with _connect_trio_websocket(
+        return _connect_trio_websocket(
             target,
             extra_headers,
             connect_timeout_s=connect_timeout_s,
@@ -418,29 +421,75 @@ async def connect_websocket(
             receive_queue_size=receive_queue_size,
             close_timeout_s=close_timeout_s,
             ssl_context=ssl_context,
-        ) as transport:
-            yield transport
-        return
+        )
     if implementation != "wsproto":
         raise ValidationError(f"unknown WebSocket implementation {implementation!r}")
-    stream: trio.abc.Stream | None = None
-    try:
-        with trio.fail_after(connect_timeout_s):
-            stream = await _open_stream(target, ssl_context)
-            ws = await _wsproto.handshake(
-                stream,
-                host=target.host_header,
-                resource=target.resource,
-                extra_headers=extra_headers,
-                max_message_bytes=max_message_bytes,
-                close_timeout_s=close_timeout_s,
-            )
-    except BaseException as exc:
-        await _abandon_handshake(stream, exc, target, connect_timeout_s)
-    try:
-        yield ws
-    finally:
-        await ws.aclose()
+    return _WsprotoConnection(
+        target, extra_headers, connect_timeout_s, max_message_bytes, close_timeout_s, ssl_context
+    )
+
+
+class _WsprotoConnection:
+    """:func:`connect_websocket` over saynad's own transport. A class rather than an
+    ``@asynccontextmanager`` generator: a session holds it for its whole life, and the
+    generator, its frame and its wrapper would be three more objects for the garbage
+    collector to walk."""
+
+    __slots__ = (
+        "_close_timeout_s",
+        "_connect_timeout_s",
+        "_extra_headers",
+        "_max_message_bytes",
+        "_ssl_context",
+        "_target",
+        "_ws",
+    )
+
+    def __init__(
+        self,
+        target: _Target,
+        extra_headers: list[tuple[bytes, bytes]],
+        connect_timeout_s: float,
+        max_message_bytes: int,
+        close_timeout_s: float,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self._target = target
+        self._extra_headers = extra_headers
+        self._connect_timeout_s = connect_timeout_s
+        self._max_message_bytes = max_message_bytes
+        self._close_timeout_s = close_timeout_s
+        self._ssl_context = ssl_context
+        self._ws: _wsproto.WsprotoTransport | None = None
+
+    async def __aenter__(self) -> WebSocketTransport:
+        if self._ws is not None:
+            raise RuntimeError("a connect_websocket() context is entered once")
+        target = self._target
+        stream: trio.abc.Stream | None = None
+        try:
+            with trio.fail_after(self._connect_timeout_s):
+                stream = await _open_stream(target, self._ssl_context)
+                self._ws = await _wsproto.handshake(
+                    stream,
+                    host=target.host_header,
+                    resource=target.resource,
+                    extra_headers=self._extra_headers,
+                    max_message_bytes=self._max_message_bytes,
+                    close_timeout_s=self._close_timeout_s,
+                )
+        except BaseException as exc:
+            await _abandon_handshake(stream, exc, target, self._connect_timeout_s)
+        return self._ws
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._ws is not None
+        await self._ws.aclose()
 
 
 @asynccontextmanager
