@@ -287,6 +287,14 @@ async def sleep(seconds: float) -> None:
     await sleep_until(trio.current_time() + seconds)
 
 
+def current_timer() -> _Timer:
+    """This run's timer, started on first use. ``timer.add(deadline, callback, reuse)``
+    is :func:`call_at` without the lookup of the run's timer on every call, for a
+    caller that keeps the timer and re-arms thousands of times a second (a paced
+    stream); that caller makes sure ``deadline`` is never NaN."""
+    return _timer()
+
+
 def call_at(
     deadline: float, callback: Callable[[], object], reuse: TimerEntry | None = None
 ) -> TimerEntry:

@@ -30,6 +30,7 @@ Everything here speaks trio and saynad's error types;
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -546,6 +547,7 @@ class _PacedFrames:
         "_spent",
         "_start",
         "_state",
+        "_timer",
         "_transport",
         "index",
     )
@@ -563,7 +565,10 @@ class _PacedFrames:
         self._fast = fast
         self._chunks = chunks
         self._interval_s = interval_s
+        if not (math.isfinite(start) and math.isfinite(interval_s)):
+            raise ValueError("start and interval_s must be finite")
         self._start = start
+        self._timer = pacing.current_timer()  # kept: re-armed after every frame
         self._on_sent = on_sent
         self.index = 0  # the next chunk to write
         self._entry: pacing.TimerEntry | None = None  # armed, in the timer's heap
@@ -671,7 +676,7 @@ class _PacedFrames:
 
     def _arm(self, deadline: float) -> None:
         self._state = _WAITING
-        self._entry = self._spent = pacing.call_at(deadline, self, self._spent)
+        self._entry = self._spent = self._timer.add(deadline, self, self._spent)
 
     def _wake(self, state: object) -> None:
         self._state = state

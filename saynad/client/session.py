@@ -387,6 +387,8 @@ class Session:
             raise SessionClosedError("the session is closed")
         if not (interval_s >= 0 and math.isfinite(interval_s)):
             raise ValidationError("interval_s must be a finite number ≥ 0")
+        if start is not None and not math.isfinite(start):
+            raise ValidationError("start must be a finite time on trio's clock")
         frames: Sequence[bytes] = (
             chunks  # type: ignore[assignment]
             if all(type(chunk) is bytes for chunk in chunks)

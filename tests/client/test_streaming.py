@@ -10,6 +10,7 @@ server; time is trio's autojump clock.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import socket
 import sys
@@ -366,6 +367,10 @@ async def test_stream_audio_yields_transcripts_and_counts_frames(
         assert len(lags) == 100
         with pytest.raises(ValidationError):
             await session.stream_audio(audio, -1)
+        for start in (math.nan, math.inf):
+            with pytest.raises(ValidationError):
+                await session.stream_audio(audio, start=start)
+        assert session.stats.out_by_kind["audio"] == 100  # nothing went out
     with pytest.raises(SessionClosedError):
         await session.stream_audio(audio)
 
