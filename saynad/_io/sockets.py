@@ -38,13 +38,16 @@ SEND_SCHEDULE_EVERY = 16
 class FastSocketStream(trio.abc.HalfCloseableStream):
     """:class:`trio.abc.Stream` over a connected stdlib socket (made non-blocking)."""
 
-    __slots__ = ("_closed", "_sends_unscheduled", "_sock")
+    __slots__ = ("_closed", "_drained", "_sends_unscheduled", "_sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._closed = False
         self._sends_unscheduled = 0
+        # The last read took less than it asked for: the socket was empty then, and a
+        # read at once would most likely fail (a wasted system call); wait first.
+        self._drained = False
 
     def _error(self, exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
         if self._closed:
@@ -138,24 +141,30 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         sock = self._sock
         size = RECEIVE_BYTES if max_bytes is None else max_bytes
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            data = sock.recv(size)
-        except BlockingIOError:
-            pass
-        except OSError as exc:
-            raise self._error(exc) from exc
-        else:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
-        while True:
-            await trio.lowlevel.wait_readable(sock)
+        if not self._drained:
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
-                return sock.recv(size)
+                data = sock.recv(size)
             except BlockingIOError:
                 pass
             except OSError as exc:
                 raise self._error(exc) from exc
+            else:
+                self._drained = 0 < len(data) < size
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
+        # Data that came since the last read makes the socket readable at once: the wait
+        # (a checkpoint) then costs one pass of the scheduler, as the read above would.
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = sock.recv(size)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise self._error(exc) from exc
+            self._drained = 0 < len(data) < size
+            return data
 
     def close(self) -> None:
         """Close the socket at once (closing a plain socket never blocks); a task
