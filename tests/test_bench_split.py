@@ -1,9 +1,12 @@
-"""The session benchmark's split of speak → first audio between client and emulator."""
+"""The session benchmark's splits: speak → first audio between client and emulator, and
+the collector's part of a client's CPU."""
 
 from __future__ import annotations
 
+import gc
 import math
 
+from tests.bench.common import CollectorTime
 from tests.bench.sessions import speech_split
 
 
@@ -38,3 +41,16 @@ def test_nothing_matched_gives_nan_not_an_error() -> None:
     assert split["first_audio_matched"] == 0
     assert math.isnan(split["first_audio_in_emulator_p50_s"])
     assert math.isnan(split["first_audio_in_emulator_p99_s"])
+
+
+def test_the_collectors_time_and_its_full_collections_are_counted() -> None:
+    timer = CollectorTime()
+    gc.callbacks.append(timer)
+    try:
+        gc.collect(0)
+        assert timer.full == 0
+        gc.collect()
+    finally:
+        gc.callbacks.remove(timer)
+    assert timer.full == 1
+    assert timer.cpu_s > 0

@@ -276,6 +276,13 @@ in every row: neither may set the pace.
 ### Medians
 
 {sessions.markdown(rows)}
+### Where the CPU goes (ms per session, medians)
+
+The client's CPU per session split into user and system time (the kernel's: socket
+calls, waits, wake-ups), and the part of it spent in CPython's cyclic garbage collector
+(a `gc.callbacks` hook in every client process; full collections counted apart).
+
+{sessions.cpu_markdown(rows)}
 ### Where speak → first audio goes (p50 / p99, ms)
 
 Both processes note the time of each step on the machine's monotonic clock, matched by

@@ -84,7 +84,7 @@ async def main(url: str, n: int, stagger: float) -> None:
     loop = asyncio.get_running_loop()
     c = common.Collector(n)
     rss0 = common.rss_kb()
-    cpu0 = common.cpu_s()
+    cpu0 = common.usage()
     t_start = loop.time()
 
     async def guarded(delay: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -58,6 +59,48 @@ def rss_kb() -> int:
 def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+class CollectorTime:
+    """CPU time spent in CPython's cyclic garbage collector (a ``gc.callbacks`` hook)
+    and the number of full (generation 2) collections, since it was installed."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.cpu_s += time.process_time() - self._started
+            self.full += info["generation"] == 2
+
+
+COLLECTOR = CollectorTime()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Where a client process's CPU went so far: user and system time, and the
+    collector's part of it (with how many full collections)."""
+
+    user_s: float
+    sys_s: float
+    gc_s: float
+    gc_full: int
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+def usage() -> Usage:
+    """This process's :class:`Usage` now (the collector's part counts once
+    :func:`prepare_process` installed :data:`COLLECTOR`)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return Usage(own.ru_utime, own.ru_stime, COLLECTOR.cpu_s, COLLECTOR.full)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -136,6 +179,10 @@ class Result:
     wall_s: float
     cpu_s: float
     cpu_ms_per_session: float
+    user_ms_per_session: float
+    sys_ms_per_session: float
+    gc_ms_per_session: float
+    gc_full: int
     rss_kb_per_session: float
     send_lag_p50_s: float
     send_lag_p99_s: float
@@ -149,17 +196,23 @@ class Result:
 
 
 def finish(
-    client: str, c: Collector, *, t_start: float, t_end: float, cpu0: float, rss0: int
+    client: str, c: Collector, *, t_start: float, t_end: float, cpu0: Usage, rss0: int
 ) -> None:
-    """Print the result of this client process as one JSON line on stdout."""
+    """Print the result of this client process as one JSON line on stdout (``cpu0``:
+    the :func:`usage` when the sessions started)."""
     ready = [t - t_start for t in c.ready_at]
+    now = usage()
     result = Result(
         client=client,
         n=c.n,
         all_ready_s=max(ready) if ready else float("nan"),
         wall_s=t_end - t_start,
-        cpu_s=cpu_s() - cpu0,
-        cpu_ms_per_session=(cpu_s() - cpu0) * 1000 / c.n,
+        cpu_s=now.cpu_s - cpu0.cpu_s,
+        cpu_ms_per_session=(now.cpu_s - cpu0.cpu_s) * 1000 / c.n,
+        user_ms_per_session=(now.user_s - cpu0.user_s) * 1000 / c.n,
+        sys_ms_per_session=(now.sys_s - cpu0.sys_s) * 1000 / c.n,
+        gc_ms_per_session=(now.gc_s - cpu0.gc_s) * 1000 / c.n,
+        gc_full=now.gc_full - cpu0.gc_full,
         rss_kb_per_session=max(0, c.peak_rss_kb - rss0) / c.n,
         send_lag_p50_s=statistics.median(c.send_lags) if c.send_lags else float("nan"),
         send_lag_p99_s=percentile(c.send_lags, 99),
@@ -189,9 +242,12 @@ def raise_fd_limit() -> None:
 
 
 def prepare_process() -> None:
-    """What every client process does first: core 0, enough file descriptors."""
+    """What every client process does first: core 0, enough file descriptors, the
+    collector's time counted."""
     pin_to_cpu(0)
     raise_fd_limit()
+    if COLLECTOR not in gc.callbacks:
+        gc.callbacks.append(COLLECTOR)
 
 
 def stagger_s(argv: list[str]) -> float:
@@ -217,7 +273,7 @@ async def run_trio_clients(
 
     c = Collector(n)
     rss0 = rss_kb()
-    cpu0 = cpu_s()
+    cpu0 = usage()
     t_start = trio.current_time()
 
     async def guarded(delay: float) -> None:

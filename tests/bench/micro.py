@@ -16,6 +16,10 @@ Each figure is CPU time per operation in one process pinned to core 0 (best of 3
   once) and the emulator's parser (masked client frames), on reads of one frame (most
   of a session's) and of 100 (about 64 KiB);
 - ``scheduler round trip``: ``trio.lowlevel.checkpoint()`` vs ``asyncio.sleep(0)``;
+- ``wake up an idle process``: a callback re-armed 1 ms ahead 2,000 times, on saynad's
+  pacing timer, on asyncio's loop, and ``time.sleep(0.001)`` for the kernel's own part;
+- ``opening handshake``: writing the upgrade request and accepting a ``101``, no I/O,
+  with :mod:`saynad.protocol.upgrade` and with wsproto's ``H11Handshake``;
 - ``mask 640 bytes``: saynad's frame encoder (``saynad.protocol.framing``, websockets' C
   masking), its pure-Python fallback (big-integer XOR) and wsproto's table method.
 """
@@ -287,6 +291,100 @@ def round_trip(kind: str) -> float:
     return asyncio.run(aloop()) / n * 1e6
 
 
+WAKES = 2_000
+
+
+def wake_up(kind: str) -> float:
+    """CPU per wake-up of an otherwise idle process, one every millisecond, µs: what a
+    timer pass costs when nothing else is due (the floor of small fleets)."""
+    import time
+
+    if kind.startswith("time.sleep"):
+        before = _cpu()
+        for _ in range(WAKES):
+            time.sleep(0.001)
+        return (_cpu() - before) / WAKES * 1e6
+    if kind.startswith("asyncio"):
+
+        async def amain() -> float:
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            count = 0
+            t0 = loop.time() + 0.01
+
+            def tick() -> None:
+                nonlocal count
+                count += 1
+                if count < WAKES:
+                    loop.call_at(t0 + count * 0.001, tick)
+                else:
+                    done.set_result(None)
+
+            loop.call_at(t0, tick)
+            before = _cpu()
+            await done
+            return _cpu() - before
+
+        return asyncio.run(amain()) / WAKES * 1e6
+    import trio
+
+    from saynad.client import pacing
+
+    async def tmain() -> float:
+        done = trio.Event()
+        count = 0
+        t0 = trio.current_time() + 0.01
+        entry: list[Any] | None = None
+
+        def tick() -> None:
+            nonlocal count, entry
+            count += 1
+            if count < WAKES:
+                entry = pacing.call_at(t0 + count * 0.001, tick, entry)
+            else:
+                done.set()
+
+        entry = pacing.call_at(t0, tick)
+        before = _cpu()
+        await done.wait()
+        return _cpu() - before
+
+    return trio.run(tmain) / WAKES * 1e6
+
+
+def upgrade(kind: str) -> float:
+    """CPU to write an upgrade request and accept its 101 answer (no I/O), µs."""
+    from wsproto import ConnectionType
+    from wsproto.events import AcceptConnection, Request
+    from wsproto.handshake import H11Handshake
+
+    from saynad.protocol import upgrade as handshake
+
+    headers = [(b"Authorization", b"Bearer k")]
+
+    def answer(key: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade"
+            b"\r\nSec-WebSocket-Accept: " + handshake.accept_value(key)
+        )
+
+    def ours() -> None:
+        key = handshake.new_key()
+        handshake.upgrade_request("127.0.0.1:8000", "/ws", headers, key)
+        assert handshake.check_answer(answer(key), key)
+
+    def wsprotos() -> None:
+        shake = H11Handshake(ConnectionType.CLIENT)
+        request = shake.send(Request(host="127.0.0.1:8000", target="/ws", extra_headers=headers))
+        key = request.split(b"Sec-WebSocket-Key: ", 1)[1].split(b"\r\n", 1)[0]
+        shake.receive_data(answer(key) + b"\r\n\r\n")
+        assert isinstance(next(iter(shake.events())), AcceptConnection)
+
+    run = ours if kind.startswith("saynad") else wsprotos
+    # Both build the accept value of the answer the same way: the difference is theirs.
+    return min(timeit.repeat(run, number=2_000, repeat=3)) / 2_000 * 1e6
+
+
 def mask(kind: str) -> float:
     """Time to mask one 640-byte payload, µs."""
     from wsproto.frame_protocol import XorMaskerSimple
@@ -339,6 +437,20 @@ def run() -> list[dict[str, Any]]:
             ),
         ),
         ("scheduler round trip", round_trip, ("trio checkpoint()", "asyncio.sleep(0)")),
+        (
+            f"wake up an idle process, every 1 ms ({WAKES:,} times)",
+            wake_up,
+            (
+                "saynad pacing timer (call_at)",
+                "asyncio loop.call_at",
+                "time.sleep (the kernel's part alone)",
+            ),
+        ),
+        (
+            "opening handshake: write the request, accept the 101 (no I/O)",
+            upgrade,
+            ("saynad.protocol.upgrade", "wsproto H11Handshake (h11)"),
+        ),
         (
             "mask a 640-byte payload",
             mask,

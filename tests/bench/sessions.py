@@ -222,6 +222,10 @@ METRICS = (
     "all_ready_s",
     "wall_s",
     "cpu_ms_per_session",
+    "user_ms_per_session",
+    "sys_ms_per_session",
+    "gc_ms_per_session",
+    "gc_full",
     "rss_kb_per_session",
     "send_lag_p50_s",
     "send_lag_p99_s",
@@ -243,7 +247,8 @@ METRICS = (
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, Any] = {"client": runs[0]["client"], "n": runs[0]["n"], "reps": len(runs)}
     for key in METRICS:
-        merged[key] = statistics.median(float(r[key]) for r in runs)
+        # Results saved before a metric existed lack it.
+        merged[key] = statistics.median(float(r.get(key, math.nan)) for r in runs)
     merged["failures_total"] = sum(int(r["failures"]) for r in runs)
     merged["errors"] = {k: v for r in runs for k, v in r["errors"].items()}
     merged["runs"] = runs
@@ -307,6 +312,23 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         f"{r.get('emulator_busy', nan) * 100:.0f} % "
         f"| {r.get('driver_cpu_s', nan):.2f} "
         f"| {r['failures_total']} |\n"
+        for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
+    )
+    return head + body
+
+
+def cpu_markdown(rows: list[dict[str, Any]]) -> str:
+    """Where each client's CPU went, one row per client and N (medians)."""
+    head = (
+        "| N | client | CPU (ms/session) | user | system | of which the collector "
+        "| full collections |\n|---:|---|---:|---:|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {r['n']} | {r['client']} | {r['cpu_ms_per_session']:.2f} "
+        f"| {r.get('user_ms_per_session', math.nan):.2f} "
+        f"| {r.get('sys_ms_per_session', math.nan):.2f} "
+        f"| {r.get('gc_ms_per_session', math.nan):.2f} "
+        f"| {r.get('gc_full', math.nan):.0f} |\n"
         for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
     )
     return head + body
