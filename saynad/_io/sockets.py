@@ -139,32 +139,31 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
         await trio.lowlevel.wait_writable(self._sock)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        sock = self._sock
         size = RECEIVE_BYTES if max_bytes is None else max_bytes
         if not self._drained:
             await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                data = sock.recv(size)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise self._error(exc) from exc
-            else:
-                self._drained = 0 < len(data) < size
+            data = self._try_receive(size)
+            if data is not None:
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return data
         # Data that came since the last read makes the socket readable at once: the wait
         # (a checkpoint) then costs one pass of the scheduler, as the read above would.
         while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                data = sock.recv(size)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise self._error(exc) from exc
-            self._drained = 0 < len(data) < size
-            return data
+            await trio.lowlevel.wait_readable(self._sock)
+            data = self._try_receive(size)
+            if data is not None:
+                return data
+
+    def _try_receive(self, size: int) -> bytes | None:
+        """One ``recv``: the bytes (empty at EOF), or ``None`` when there is nothing yet."""
+        try:
+            data = self._sock.recv(size)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise self._error(exc) from exc
+        self._drained = 0 < len(data) < size
+        return data
 
     def close(self) -> None:
         """Close the socket at once (closing a plain socket never blocks); a task

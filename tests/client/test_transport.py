@@ -493,14 +493,19 @@ async def test_aclose_from_another_task_ends_a_blocked_receive() -> None:
 # --------------------------------------------------------------------------- handshake failures
 
 
-async def answer_upgrade_with(raw: bytes, *, then_close: bool = True) -> TransportError | Exception:
+async def answer_upgrade_with(
+    raw: bytes, *, then_close: bool = True, piecewise: bool = False
+) -> TransportError | Exception:
     client_stream, server_stream = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
 
         async def serve() -> None:
             await server_stream.receive_some(65536)
-            if raw:
-                await server_stream.send_all(raw)
+            # All at once, or one byte per read of the client.
+            for part in [raw[i : i + 1] for i in range(len(raw))] if piecewise else [raw]:
+                if part:
+                    await server_stream.send_all(part)
+                    await trio.testing.wait_all_tasks_blocked()
             if then_close:
                 await server_stream.aclose()
 
@@ -569,30 +574,11 @@ async def test_an_endless_answer_head_is_a_transport_error() -> None:
 
 
 async def test_a_refusal_whose_head_and_body_arrive_in_pieces() -> None:
-    client_stream, server_stream = trio.testing.memory_stream_pair()
     body = b'{"error":"busy"}'
-    async with trio.open_nursery() as nursery:
-
-        async def serve() -> None:
-            await server_stream.receive_some(65536)
-            answer = (
-                b"HTTP/1.1 503 Busy\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
-            ) + body
-            for i in range(len(answer)):
-                await server_stream.send_all(answer[i : i + 1])
-                await trio.testing.wait_all_tasks_blocked()
-
-        nursery.start_soon(serve)
-        with pytest.raises(HandshakeRejectedError) as caught, trio.fail_after(HANG_S):
-            await handshake(
-                client_stream,
-                host="h",
-                resource="/ws",
-                extra_headers=[],
-                max_message_bytes=100,
-                close_timeout_s=0.1,
-            )
-    assert (caught.value.status_code, caught.value.error) == (503, "busy")
+    head = b"HTTP/1.1 503 Busy\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+    exc = await answer_upgrade_with(head + body, then_close=False, piecewise=True)
+    assert isinstance(exc, HandshakeRejectedError)
+    assert (exc.status_code, exc.error) == (503, "busy")
 
 
 async def test_a_header_that_cannot_go_on_the_wire_is_refused_before_connecting() -> None:
