@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import wave
 from dataclasses import dataclass
@@ -77,19 +78,13 @@ class AudioSource:
         if not chunks:
             return
         counters = ctx.counters
-        if self.realtime:
-            period = self.chunk_ms / 1000
+        # Not in real time, every chunk is due at once: none counts as late.
+        period, late_s = (self.chunk_ms / 1000, AUDIO_LATE_S) if self.realtime else (0.0, math.inf)
 
-            def on_sent(index: int, lag_s: float) -> None:
-                counters.audio_chunks_sent += 1
-                if lag_s > AUDIO_LATE_S:
-                    counters.audio_chunks_late += 1
-
-        else:
-            period = 0.0
-
-            def on_sent(index: int, lag_s: float) -> None:
-                counters.audio_chunks_sent += 1
+        def on_sent(index: int, lag_s: float) -> None:
+            counters.audio_chunks_sent += 1
+            if lag_s > late_s:
+                counters.audio_chunks_late += 1
 
         # One absolute schedule for the whole stream: pass p starts at start + p * length.
         start = trio.current_time()
