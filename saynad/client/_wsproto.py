@@ -57,7 +57,6 @@ from saynad.errors import (
     ConnectionClosedError,
     HandshakeRejectedError,
     TransportError,
-    ValidationError,
 )
 from saynad.protocol import upgrade
 from saynad.protocol.framing import (
@@ -733,9 +732,10 @@ async def handshake(
     Returns the open transport on a valid ``101``; raises :class:`HandshakeRejectedError`
     for any other status (with the body, read until its end, the connection's end, or
     :data:`MAX_REJECTION_BODY_BYTES`), :class:`TransportError` when the peer hangs up or
-    answers something that is not a valid upgrade, and :class:`ValidationError` (nothing
-    sent) when a request part cannot go on the wire. The caller bounds the time and
-    closes ``stream`` on failure.
+    answers something that is not a valid upgrade. The caller has checked the request's
+    parts (:func:`saynad.protocol.upgrade.check_request`, as
+    :func:`~saynad.client.transport.connect_websocket` does before it connects), bounds
+    the time and closes ``stream`` on failure.
 
     The request and a ``101`` answer are written and checked by
     :mod:`saynad.protocol.upgrade`; a refusal's status and body are read by wsproto's
@@ -743,11 +743,7 @@ async def handshake(
     """
     key = upgrade.new_key()
     try:
-        request = upgrade.upgrade_request(host, resource, extra_headers, key)
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from None
-    try:
-        await stream.send_all(request)
+        await stream.send_all(upgrade.checked_request(host, resource, extra_headers, key))
     except trio.BrokenResourceError as exc:
         raise TransportError(f"connection broken during the WebSocket handshake: {exc}") from exc
     head = bytearray()
@@ -832,7 +828,4 @@ async def _refused(
                     "the server closed the connection during the WebSocket handshake"
                 )
             raise rejection_error(rejection.status_code, bytes(body))
-        data = await _handshake_read(stream)
-        if not data:
-            assert rejection is not None
-            raise rejection_error(rejection.status_code, bytes(body))
+        data = await _handshake_read(stream)  # an empty read (EOF) is handled above

@@ -34,6 +34,7 @@ __all__ = [
     "accept_value",
     "check_answer",
     "check_request",
+    "checked_request",
     "new_key",
     "upgrade_request",
 ]
@@ -98,6 +99,14 @@ def upgrade_request(
     """The upgrade request for ``resource`` on ``host`` (``host[:port]``) with ``key``
     and the extra ``headers``; checked by :func:`check_request` first."""
     check_request(host, resource, headers)
+    return checked_request(host, resource, headers, key)
+
+
+def checked_request(
+    host: str, resource: str, headers: Sequence[tuple[bytes, bytes]], key: bytes
+) -> bytes:
+    """:func:`upgrade_request` for parts that already passed :func:`check_request` (a
+    client checks them once per connection, before it connects)."""
     parts = [
         b"GET ",
         resource.encode("ascii"),
