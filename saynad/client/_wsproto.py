@@ -63,12 +63,15 @@ from saynad.protocol.framing import (
     ABNORMAL_CLOSURE,
     BINARY,
     BINARY_FRAME,
+    CLOSE,
+    CLOSE_FRAME,
     CONTINUATION,
     FIN,
     MESSAGE_TOO_BIG,
     TEXT,
     TEXT_FRAME,
     Taker,
+    close_payload,
     cut_frames,
     masked_frame,
 )
@@ -380,6 +383,15 @@ class WsprotoTransport:
                 break  # the rest of this frame is still on its way
             first = buf[pos]
             opcode = first & 0x0F
+            if self._local_close and self._conn is None:
+                # Our Close frame went out without wsproto (aclose). The peer's Close
+                # frame ends the handshake, whatever its payload; every other frame,
+                # well-formed or not, is dropped (nothing may be sent after a Close).
+                pos = end
+                if opcode == CLOSE:
+                    self._peer_closed = True
+                    await self._close_stream()
+                continue
             if opcode in (CONTINUATION, TEXT, BINARY) and not (
                 first in (TEXT_FRAME, BINARY_FRAME) and not buf[pos + 1] & 0x80
             ):
@@ -444,7 +456,9 @@ class WsprotoTransport:
         code = int(event.code)
         self._record_close(code, None if code == ABNORMAL_CLOSURE else event.reason or None)
         self._peer_closed = True
-        if self._protocol().state is not ConnectionState.CLOSED:
+        # After our own Close frame nothing more may go out, not even for a protocol
+        # error in what the peer sent meanwhile (wsproto would refuse it, too).
+        if not self._local_close and self._protocol().state is not ConnectionState.CLOSED:
             with contextlib.suppress(ConnectionClosedError):
                 # event.response() keeps wsproto's NO_STATUS_RCVD member, which it sends
                 # as a Close frame without code (1005 itself may not go on the wire).
@@ -478,8 +492,15 @@ class WsprotoTransport:
                 if self._close_error is None:
                     self._local_close = True
                     self._close_error = ConnectionClosedError(code, None)
+                    if self._conn is None:
+                        # wsproto never had a frame of this connection (no ping, no
+                        # fragment): the Close frame is written here, and the peer's
+                        # answer is read by _parse without wsproto too.
+                        frame = masked_frame(CLOSE_FRAME, close_payload(code), self._masking_key())
+                    else:
+                        frame = self._protocol().send(CloseConnection(code=code))
                     with contextlib.suppress(ConnectionClosedError):
-                        await self._write(self._protocol().send(CloseConnection(code=code)))
+                        await self._write(frame)
                 while not self._peer_closed:
                     await self._read_or_wait()
         finally:

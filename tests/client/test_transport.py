@@ -704,3 +704,66 @@ async def test_pacing_sleep_is_cancellable_and_checkpoints(
     # A cancelled sleeper left in the heap does not disturb later ones.
     await pacing.sleep(200)
     assert trio.current_time() == pytest.approx(201)
+
+
+# Frames a server may send after the client's Close frame and before its answer: all are
+# dropped, none is answered, and the answer still ends the close at once.
+LATE_FRAMES = [
+    pytest.param(server_frame(9, b"ping?"), id="ping"),
+    pytest.param(server_frame(10, b"pong"), id="pong"),
+    pytest.param(server_frame(1, b"frag", fin=False) + server_frame(0, b"ment"), id="fragments"),
+    pytest.param(server_frame(1, b"\xff\xfe not utf-8"), id="bad-utf-8"),
+    pytest.param(bytes((0x82, 0x83)) + b"mask" + b"abc", id="masked"),
+    pytest.param(bytes((0xC2, 0x03)) + b"abc", id="reserved-bit"),
+    pytest.param(bytes((0x83, 0x01)) + b"x", id="unknown-opcode"),
+    pytest.param(server_frame(2, b"x" * 2048), id="oversized"),
+]
+
+
+@pytest.mark.parametrize("late", LATE_FRAMES)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(server_frame(8, (1000).to_bytes(2, "big") + b"bye"), id="close-1000"),
+        pytest.param(server_frame(8, b""), id="close-without-code"),
+        pytest.param(server_frame(8, b"\x03"), id="close-one-byte"),
+        pytest.param(server_frame(8, (999).to_bytes(2, "big")), id="close-bad-code"),
+    ],
+)
+@pytest.mark.parametrize("pinged", [False, True], ids=["own-close", "wsproto-close"])
+async def test_after_its_close_frame_the_client_sends_nothing_and_ends_at_the_answer(
+    late: bytes, answer: bytes, pinged: bool, autojump_clock: trio.abc.Clock
+) -> None:
+    # pinged: a ping answered before the close puts wsproto in charge of the closing
+    # handshake; without one the client writes its Close frame and reads the answer
+    # itself. Both must behave the same.
+    received = bytearray()
+    protocol = FrameProtocol(client=False, extensions=[])
+
+    async def scenario(server: Server) -> None:
+        if pinged:
+            await server.stream.send_all(server_frame(9, b"hi") + server_frame(1, b"go"))
+            assert isinstance(await server.next_event(), Pong)
+        # Read the client's Close frame raw (wsproto's server side would reject some
+        # of the late frames on its own), then send the late frames and the answer.
+        while not received:
+            received.extend(await server.stream.receive_some(65536))
+        await server.stream.send_all(late + answer)
+        with trio.move_on_after(1.0):
+            while data := await server.stream.receive_some(65536):
+                received.extend(data)
+
+    async with connected(scenario, max_message_bytes=1024, close_timeout_s=5.0) as transport:
+        if pinged:
+            assert await transport.receive() == "go"  # the ping before it is answered
+        before = trio.current_time()
+        await transport.aclose(1000)
+        assert trio.current_time() == before  # the answer ended it: no close timeout
+        with pytest.raises(ConnectionClosedError) as info:
+            await transport.receive()
+    assert info.value.code == 1000
+    protocol.receive_bytes(bytes(received))
+    frames = list(protocol.received_frames())
+    assert len(frames) == 1  # the Close frame, and nothing after it
+    assert frames[0].opcode.name == "CLOSE"
+    assert frames[0].payload == (1000, "")
