@@ -19,6 +19,9 @@ thousands of sessions and pays this code on every 20 ms audio chunk:
   :func:`saynad.protocol.framing.cut_frames`; every other frame goes through wsproto's
   sans-IO :class:`~wsproto.connection.Connection` (reassembly, UTF-8 checks, close
   codes); pings are answered inline by the reader;
+- **closing**: :meth:`WsprotoTransport.aclose` writes its Close frame itself and reads
+  the answer without wsproto when wsproto never had a frame of the connection (the
+  usual session); once saynad's Close frame is out, nothing else goes out;
 - the opening handshake is :mod:`saynad.protocol.upgrade` (request and ``101`` in a few
   operations; a refusal is read by wsproto's h11-based ``H11Handshake``), without the
   permessage-deflate offer (audio does not compress, and inflating costs CPU).
@@ -348,7 +351,9 @@ class WsprotoTransport:
         close), fragments, and anything malformed (a masked or reserved-bit frame, an
         over-long length encoding, text that is not UTF-8) — goes to wsproto as one
         complete frame, so that wsproto answers pings, runs the closing handshake and
-        reports protocol errors with the right close code. wsproto never holds a
+        reports protocol errors with the right close code. (After a Close frame that
+        :meth:`aclose` wrote without wsproto, the peer's Close frame ends the handshake
+        here and every other frame is dropped.) wsproto never holds a
         partial frame, and while a fragmented message is open every frame goes to it,
         so the two never disagree on where a frame starts.
 

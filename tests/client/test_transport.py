@@ -13,6 +13,8 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -706,6 +708,52 @@ async def test_pacing_sleep_is_cancellable_and_checkpoints(
     assert trio.current_time() == pytest.approx(201)
 
 
+class ClientFrames:
+    """Every frame the client sends, read raw from the server's end of the stream (a
+    wsproto server connection would reject some of what these tests send back)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.protocol = FrameProtocol(client=False, extensions=[])
+        self.opcodes: list[str] = []
+
+    async def until(self, opcode: str) -> None:
+        while opcode not in self.opcodes:
+            data = await self.server.stream.receive_some(65536)
+            assert data, f"the client hung up before a {opcode} frame"
+            self.protocol.receive_bytes(data)
+            self.opcodes.extend(frame.opcode.name for frame in self.protocol.received_frames())
+
+    async def rest(self) -> None:
+        """Whatever else comes, until the client hangs up."""
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            while data := await self.server.stream.receive_some(65536):
+                self.protocol.receive_bytes(data)
+                self.opcodes.extend(frame.opcode.name for frame in self.protocol.received_frames())
+
+
+def after_close_scenario(frames: list[ClientFrames], pinged: bool, late: bytes) -> Scenario:
+    """Optionally a ping (answered before the close: wsproto then runs the client's
+    closing handshake), then wait for the client's Close frame, send ``late`` and read
+    what else the client sends."""
+
+    async def scenario(server: Server) -> None:
+        client = ClientFrames(server)
+        frames.append(client)
+        if pinged:
+            await server.stream.send_all(server_frame(9, b"hi") + server_frame(1, b"go"))
+            await client.until("PONG")
+        await client.until("CLOSE")
+        await server.stream.send_all(late)
+        if not late.endswith(HANG_UP):
+            await client.rest()
+        await server.stream.aclose()
+
+    return scenario
+
+
+HANG_UP = b"<hang up>"  # a marker at the end of ``late``: the server closes the stream
+
 # Frames a server may send after the client's Close frame and before its answer: all are
 # dropped, none is answered, and the answer still ends the close at once.
 LATE_FRAMES = [
@@ -734,25 +782,10 @@ LATE_FRAMES = [
 async def test_after_its_close_frame_the_client_sends_nothing_and_ends_at_the_answer(
     late: bytes, answer: bytes, pinged: bool, autojump_clock: trio.abc.Clock
 ) -> None:
-    # pinged: a ping answered before the close puts wsproto in charge of the closing
-    # handshake; without one the client writes its Close frame and reads the answer
-    # itself. Both must behave the same.
-    received = bytearray()
-    protocol = FrameProtocol(client=False, extensions=[])
-
-    async def scenario(server: Server) -> None:
-        if pinged:
-            await server.stream.send_all(server_frame(9, b"hi") + server_frame(1, b"go"))
-            assert isinstance(await server.next_event(), Pong)
-        # Read the client's Close frame raw (wsproto's server side would reject some
-        # of the late frames on its own), then send the late frames and the answer.
-        while not received:
-            received.extend(await server.stream.receive_some(65536))
-        await server.stream.send_all(late + answer)
-        with trio.move_on_after(1.0):
-            while data := await server.stream.receive_some(65536):
-                received.extend(data)
-
+    # pinged: wsproto runs the closing handshake; without a ping the client writes its
+    # Close frame and reads the answer itself. Both must behave the same.
+    frames: list[ClientFrames] = []
+    scenario = after_close_scenario(frames, pinged, late + answer)
     async with connected(scenario, max_message_bytes=1024, close_timeout_s=5.0) as transport:
         if pinged:
             assert await transport.receive() == "go"  # the ping before it is answered
@@ -762,8 +795,31 @@ async def test_after_its_close_frame_the_client_sends_nothing_and_ends_at_the_an
         with pytest.raises(ConnectionClosedError) as info:
             await transport.receive()
     assert info.value.code == 1000
-    protocol.receive_bytes(bytes(received))
-    frames = list(protocol.received_frames())
-    assert len(frames) == 1  # the Close frame, and nothing after it
-    assert frames[0].opcode.name == "CLOSE"
-    assert frames[0].payload == (1000, "")
+    assert frames[0].opcodes == (["PONG", "CLOSE"] if pinged else ["CLOSE"])
+
+
+@settings(max_examples=200, derandomize=True)
+@given(late=st.binary(max_size=300), hang_up=st.booleans(), pinged=st.booleans())
+def test_whatever_follows_its_close_frame_aclose_ends_quietly_within_its_timeout(
+    late: bytes, hang_up: bool, pinged: bool
+) -> None:
+    # Any bytes after the client's Close frame, then the server's Close frame or a hang
+    # up: aclose() raises nothing, ends within its close timeout, and the Close frame is
+    # the last thing the client sent.
+    frames: list[ClientFrames] = []
+    answer = HANG_UP if hang_up else server_frame(8, (1000).to_bytes(2, "big"))
+    scenario = after_close_scenario(frames, pinged, late + answer)
+
+    async def main() -> None:
+        async with connected(scenario, max_message_bytes=1024, close_timeout_s=5.0) as transport:
+            if pinged:
+                assert await transport.receive() == "go"
+            before = trio.current_time()
+            await transport.aclose(1000)
+            assert trio.current_time() - before <= 5.0
+            with pytest.raises(ConnectionClosedError) as info:
+                await transport.receive()
+            assert info.value.code == 1000
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert frames[0].opcodes == (["PONG", "CLOSE"] if pinged else ["CLOSE"])
