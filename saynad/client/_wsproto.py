@@ -20,8 +20,8 @@ thousands of sessions and pays this code on every 20 ms audio chunk:
   sans-IO :class:`~wsproto.connection.Connection` (reassembly, UTF-8 checks, close
   codes); pings are answered inline by the reader;
 - **closing**: :meth:`WsprotoTransport.aclose` writes its Close frame itself and reads
-  the answer without wsproto when wsproto never had a frame of the connection (the
-  usual session); once saynad's Close frame is out, nothing else goes out;
+  the answer without wsproto; once saynad's Close frame is out, nothing else goes out
+  (the peer's Close frame ends the handshake, every other frame is dropped);
 - the opening handshake is :mod:`saynad.protocol.upgrade` (request and ``101`` in a few
   operations; a refusal is read by wsproto's h11-based ``H11Handshake``), without the
   permessage-deflate offer (audio does not compress, and inflating costs CPU).
@@ -351,8 +351,8 @@ class WsprotoTransport:
         close), fragments, and anything malformed (a masked or reserved-bit frame, an
         over-long length encoding, text that is not UTF-8) — goes to wsproto as one
         complete frame, so that wsproto answers pings, runs the closing handshake and
-        reports protocol errors with the right close code. (After a Close frame that
-        :meth:`aclose` wrote without wsproto, the peer's Close frame ends the handshake
+        reports protocol errors with the right close code. (After saynad's own Close
+        frame, written by :meth:`aclose`, the peer's Close frame ends the handshake
         here and every other frame is dropped.) wsproto never holds a
         partial frame, and while a fragmented message is open every frame goes to it,
         so the two never disagree on where a frame starts.
@@ -388,10 +388,10 @@ class WsprotoTransport:
                 break  # the rest of this frame is still on its way
             first = buf[pos]
             opcode = first & 0x0F
-            if self._local_close and self._conn is None:
-                # Our Close frame went out without wsproto (aclose). The peer's Close
-                # frame ends the handshake, whatever its payload; every other frame,
-                # well-formed or not, is dropped (nothing may be sent after a Close).
+            if self._local_close:
+                # Our Close frame is out (aclose). The peer's Close frame ends the
+                # handshake, whatever its payload; every other frame, well-formed or
+                # not, is dropped (nothing may be sent after a Close).
                 pos = end
                 if opcode == CLOSE:
                     self._peer_closed = True
@@ -454,15 +454,15 @@ class WsprotoTransport:
         """The connection ends from the reading side: record the close, send the Close
         frame that is due, drop the TCP connection.
 
-        In wsproto's state after the event: ``CLOSED`` — the peer answered our Close
-        frame, or EOF (code 1006); ``REMOTE_CLOSING`` — the peer started the close: echo
-        its code; ``OPEN`` — a protocol error or an oversized message: report it.
+        Nothing is due after our own Close frame (nothing more may go out; the peer's
+        answer ends the handshake in _parse, so only EOF or an oversized frame gets
+        here then). Otherwise, in wsproto's state after the event: ``CLOSED`` — EOF
+        (code 1006); ``REMOTE_CLOSING`` — the peer started the close: echo its code;
+        ``OPEN`` — a protocol error or an oversized message: report it.
         """
         code = int(event.code)
         self._record_close(code, None if code == ABNORMAL_CLOSURE else event.reason or None)
         self._peer_closed = True
-        # After our own Close frame nothing more may go out, not even for a protocol
-        # error in what the peer sent meanwhile (wsproto would refuse it, too).
         if not self._local_close and self._protocol().state is not ConnectionState.CLOSED:
             with contextlib.suppress(ConnectionClosedError):
                 # event.response() keeps wsproto's NO_STATUS_RCVD member, which it sends
@@ -497,13 +497,8 @@ class WsprotoTransport:
                 if self._close_error is None:
                     self._local_close = True
                     self._close_error = ConnectionClosedError(code, None)
-                    if self._conn is None:
-                        # wsproto never had a frame of this connection (no ping, no
-                        # fragment): the Close frame is written here, and the peer's
-                        # answer is read by _parse without wsproto too.
-                        frame = masked_frame(CLOSE_FRAME, close_payload(code), self._masking_key())
-                    else:
-                        frame = self._protocol().send(CloseConnection(code=code))
+                    # Written here and answered in _parse, without wsproto.
+                    frame = masked_frame(CLOSE_FRAME, close_payload(code), self._masking_key())
                     with contextlib.suppress(ConnectionClosedError):
                         await self._write(frame)
                 while not self._peer_closed:

@@ -733,8 +733,8 @@ class ClientFrames:
 
 
 def after_close_scenario(frames: list[ClientFrames], pinged: bool, late: bytes) -> Scenario:
-    """Optionally a ping (answered before the close: wsproto then runs the client's
-    closing handshake), then wait for the client's Close frame, send ``late`` and read
+    """Optionally a ping (answered before the close, so the client's wsproto state
+    exists and is open), then wait for the client's Close frame, send ``late`` and read
     what else the client sends."""
 
     async def scenario(server: Server) -> None:
@@ -778,12 +778,13 @@ LATE_FRAMES = [
         pytest.param(server_frame(8, (999).to_bytes(2, "big")), id="close-bad-code"),
     ],
 )
-@pytest.mark.parametrize("pinged", [False, True], ids=["own-close", "wsproto-close"])
+@pytest.mark.parametrize("pinged", [False, True], ids=["fresh", "after-a-ping"])
 async def test_after_its_close_frame_the_client_sends_nothing_and_ends_at_the_answer(
     late: bytes, answer: bytes, pinged: bool, autojump_clock: trio.abc.Clock
 ) -> None:
-    # pinged: wsproto runs the closing handshake; without a ping the client writes its
-    # Close frame and reads the answer itself. Both must behave the same.
+    # pinged: the client answered a ping through wsproto first, whose state is then
+    # open while the client closes; without a ping wsproto was never used. Both must
+    # behave the same.
     frames: list[ClientFrames] = []
     scenario = after_close_scenario(frames, pinged, late + answer)
     async with connected(scenario, max_message_bytes=1024, close_timeout_s=5.0) as transport:
