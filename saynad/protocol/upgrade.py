@@ -22,6 +22,7 @@ The answer's bytes are hostile: :func:`check_answer` never raises anything but
 from __future__ import annotations
 
 import base64
+import encodings.idna  # noqa: F401  (the codec of _host_bytes, see there)
 import hashlib
 import os
 import re
@@ -86,7 +87,11 @@ def check_request(host: str, resource: str, headers: Sequence[tuple[bytes, bytes
 
 
 def _host_bytes(host: str) -> bytes:
-    """``host`` as it goes on the wire: IDNA, as wsproto and the resolver write it."""
+    """``host`` as it goes on the wire: IDNA, as wsproto and the resolver write it.
+
+    The codec's module (and the ``stringprep`` tables it loads) is imported with this
+    module: looked up by name on first use instead, it took 1.6 ms of the process's
+    first connection."""
     try:
         return host.encode("idna")
     except UnicodeError:

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import socket
 import ssl
+import sys
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 
@@ -790,3 +791,37 @@ async def test_untrusted_tls_certificate_is_a_transport_error() -> None:
             async with open_session(url, stt=STT, tts=TTS, ssl_context=client_context):
                 pass
         nursery.cancel_scope.cancel()
+
+
+# A fresh process: what its first open_session loads besides the session itself.
+FIRST_SESSION = """
+import sys, trio
+from saynad import STTConfig, TTSConfig, open_session
+
+async def main(url: str) -> None:
+    before = set(sys.modules)
+    async with open_session(
+        url,
+        stt=STTConfig(provider="deepgram", language="en-US", sample_rate=16000, channels=1,
+                      punctuation=True, encoding="linear16", model="nova-3"),
+        tts=TTSConfig(provider="deepgram", model="aura-asteria-en"),
+    ) as session:
+        await session.speak("hello")
+    print(" ".join(sorted(set(sys.modules) - before)))
+
+trio.run(main, sys.argv[1])
+"""
+
+
+async def test_a_process_first_session_imports_no_module_on_the_way(emulator: Emulator) -> None:
+    # A module looked up on first use makes the first connection of every process (a
+    # daemon's first call, a fleet's first session) pay for its import: the IDNA codec
+    # of the Host header took 1.6 ms of it before it was imported with saynad.
+    result = await trio.run_process(
+        [sys.executable, "-c", FIRST_SESSION, emulator.url],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout.decode().split() == []
