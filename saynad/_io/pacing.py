@@ -86,6 +86,7 @@ class _Timer(trio.abc.Instrument):
         "_seq",
         "_task",
         "_wake_at",
+        "now",
         "passes",
     )
 
@@ -101,6 +102,10 @@ class _Timer(trio.abc.Instrument):
         self._error: BaseException | None = None  # raised by a callback in the hook
         self.passes = 0
         """Timer passes so far."""
+        self.now: Callable[[], float] = trio.lowlevel.current_clock().current_time
+        """:func:`trio.current_time` of the run the timer belongs to, one call instead
+        of three: the timer reads the clock several times per pass, and a paced stream
+        once or twice per frame."""
 
     def add(self, deadline: float, target: object, reuse: TimerEntry | None = None) -> TimerEntry:
         """Register ``target`` (a task to wake or a callback to run) at ``deadline``,
@@ -121,7 +126,7 @@ class _Timer(trio.abc.Instrument):
 
     def _arm(self, deadline: float) -> None:
         """Have the earliest entry, due at ``deadline``, served in time."""
-        if deadline <= trio.current_time():
+        if deadline <= self.now():
             # Already due. A deadline in the past would have trio fire the scope (and
             # sleep no longer in the meantime only if something else is runnable):
             # wake the task, which makes the pass in the next batch unless the hook
@@ -148,16 +153,20 @@ class _Timer(trio.abc.Instrument):
         callback's error goes to the task instead, which raises it (and so ends the
         run, as it would have in the task's own pass)."""
         heap = self._heap
-        if heap and heap[0][0] <= trio.current_time() and self._error is None:
+        if not heap or self._error is not None:
+            return
+        now = self.now()
+        if heap[0][0] <= now:
             try:
-                self._pass()
+                self._pass(now)
             except BaseException as exc:  # handed to the task, which raises it
                 self._error = exc
                 self._wake_at = -math.inf
                 self._wake()
 
-    def _pass(self) -> None:
-        """Wake due sleepers and run due callbacks, then re-arm.
+    def _pass(self, now: float | None = None) -> None:
+        """Wake due sleepers and run due callbacks, then re-arm (``now``: the clock,
+        when the caller has just read it).
 
         What comes due while the pass runs is served too, but an entry added during
         the pass (a callback re-arming itself, even already due) waits for the next
@@ -170,9 +179,11 @@ class _Timer(trio.abc.Instrument):
         self.passes += 1
         task_type = trio.lowlevel.Task
         reschedule = trio.lowlevel.reschedule
+        clock = self.now
         try:
-            for _ in range(_SWEEPS):
-                now = trio.current_time()
+            for sweep in range(_SWEEPS):
+                if sweep or now is None:
+                    now = clock()
                 while heap and heap[0][0] <= now:
                     entry = heapq.heappop(heap)
                     if entry[1] >= added:

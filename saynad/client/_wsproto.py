@@ -660,7 +660,7 @@ class _PacedFrames:
         transport = self._transport
         chunks = self._chunks
         count = len(chunks)
-        now = trio.current_time()
+        now = self._timer.now()
         for _ in range(_BURST):
             index = self.index
             if index >= count:
@@ -692,7 +692,7 @@ class _PacedFrames:
     def _sent(self, index: int, due: float) -> None:
         self.index = index + 1
         if self._on_sent is not None:
-            self._on_sent(index, trio.current_time() - due)
+            self._on_sent(index, self._timer.now() - due)
 
     def _arm(self, deadline: float) -> None:
         self._state = _WAITING
