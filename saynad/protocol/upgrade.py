@@ -90,8 +90,8 @@ def _host_bytes(host: str) -> bytes:
     """``host`` as it goes on the wire: IDNA, as wsproto and the resolver write it.
 
     The codec's module (and the ``stringprep`` tables it loads) is imported with this
-    module: looked up by name on first use instead, it took 1.6 ms of the process's
-    first connection."""
+    module: looked up by name on first use instead, it made the process's first
+    connection about 0.5 ms longer (2.31 against 1.75 ms median)."""
     try:
         return host.encode("idna")
     except UnicodeError:
