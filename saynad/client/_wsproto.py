@@ -11,10 +11,10 @@ thousands of sessions and pays this code on every 20 ms audio chunk:
   payload) in one buffer and written with one ``send_all``; concurrent senders are
   serialised by a flag, and only a contended send parks (FIFO hand-off);
 - **paced audio from the timer**: :meth:`WsprotoTransport.stream_bytes` writes each due
-  frame from the pacing timer (:func:`saynad._io.pacing.call_at`) straight to
-  the socket; the streaming task sleeps until the stream ends and wakes only when a
-  write cannot finish at once (another writer holds the socket, or the kernel buffer
-  is full);
+  frame from the pacing timer (:func:`saynad._io.pacing.call_at`) straight to the
+  socket (a stream behind schedule writes its overdue frames together, in one write);
+  the streaming task sleeps until the stream ends and wakes only when a write cannot
+  finish at once (another writer holds the socket, or the kernel buffer is full);
 - **inbound frames**: whole text and binary frames are cut out of each read by
   :func:`saynad.protocol.framing.cut_frames`; every other frame goes through wsproto's
   sans-IO :class:`~wsproto.connection.Connection` (reassembly, UTF-8 checks, close
@@ -541,11 +541,13 @@ class _PacedFrames:
     :meth:`run` first writes, from the streaming task itself, every frame already due
     when the stream starts (chunk 0, and the backlog of a stream whose ``start`` has
     passed), so a stream started while the process is busy loses no scheduler pass
-    before its first frame. After that, :meth:`__call__` runs on the pacing timer (outside any task)
-    at each due time: it writes every frame that is due (at most :data:`_BURST` per
-    pass, so a stream far behind schedule catches up without holding the timer) and
-    re-arms the timer for the next one. It never awaits and never raises; what it cannot
-    do, it leaves to the streaming task (:meth:`run`), which it wakes with one of:
+    before its first frame. After that, :meth:`__call__` runs on the pacing timer
+    (outside any task) at each due time: it writes every frame that is due (at most
+    :data:`_BURST` per pass, so a stream far behind schedule catches up without holding
+    the timer; frames due together go out in one write, up to :data:`_BURST_BYTES`) and
+    re-arms the timer for the next one. It never awaits and never raises; what it
+    cannot do, it leaves to the streaming task (:meth:`run`), which it wakes with one
+    of:
 
     - ``_DONE``: every frame is written;
     - ``_OWNER``: the next frame needs an ``await``: another writer holds the socket
@@ -597,7 +599,8 @@ class _PacedFrames:
         self._parked = False  # the owner waits in _wait() (else _wake only sets the state)
         self._state = _WAITING
         self._error: BaseException | None = None
-        self._partial: tuple[bytes, int] | None = None  # (frame, bytes already sent)
+        # (frames, bytes already sent, the index after the last frame in them)
+        self._partial: tuple[bytes, int, int] | None = None
 
     async def run(self) -> None:
         transport = self._transport
@@ -626,16 +629,17 @@ class _PacedFrames:
             partial = self._partial
             if partial is not None:
                 self._partial = None
-                frame, sent = partial
+                data, sent, end = partial
                 try:
-                    await self._fast.send_rest(frame, sent)
+                    await self._fast.send_rest(data, sent)
                 except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                     raise transport._lost() from exc
                 finally:
                     transport._release_write()
+                self._sent_all(index, end)
             else:
                 await transport.send_bytes(chunk)
-            self._sent(index, due)
+                self._sent(index, due)
             waited = True  # the send above was a checkpoint
             self._write_due()  # what came due meanwhile, then the timer
 
@@ -660,39 +664,82 @@ class _PacedFrames:
         transport = self._transport
         chunks = self._chunks
         count = len(chunks)
+        start = self._start
+        interval_s = self._interval_s
         now = self._timer.now()
-        for _ in range(_BURST):
+        written = 0
+        while True:
             index = self.index
             if index >= count:
                 self._wake(_DONE)
                 return
-            due = self._start + index * self._interval_s
+            due = start + index * interval_s
             if due > now:
                 self._arm(due)
+                return
+            if written >= _BURST:
+                self._arm(now)  # more is overdue: the next timer pass, after other tasks ran
                 return
             if transport._writing or transport._close_error is not None:
                 self._wake(_OWNER)  # send_bytes waits its turn, or raises the close
                 return
-            chunk = chunks[index]
-            frame = masked_frame(BINARY_FRAME, chunk, transport._masking_key())
+            end = index + 1
+            if end < count and start + end * interval_s <= now and written + 1 < _BURST:
+                # Behind schedule: the due frames in one write (up to _BURST_BYTES of
+                # audio), one system call and one TCP segment for them all.
+                last = min(count, index + _BURST - written)
+                size = len(chunks[index])
+                while end < last and start + end * interval_s <= now:
+                    size += len(chunks[end])
+                    if size > _BURST_BYTES:
+                        break
+                    end += 1
+            key = transport._masking_key
+            if end == index + 1:
+                data = masked_frame(BINARY_FRAME, chunks[index], key())
+            else:
+                data = b"".join(
+                    [masked_frame(BINARY_FRAME, chunks[i], key()) for i in range(index, end)]
+                )
             try:
-                sent = self._fast.try_send(frame)
+                sent = self._fast.try_send(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._error = transport._lost()
                 self._wake(_FAILED)
                 return
-            if sent < len(frame):
+            if sent < len(data):
                 transport._writing = True  # nothing may go out before the rest
-                self._partial = (frame, sent)
+                self._partial = (data, sent, end)
                 self._wake(_OWNER)
                 return
-            self._sent(index, due)  # on_sent's error ends the stream (__call__)
-        self._arm(now)  # more is overdue: the next timer pass, after other tasks ran
+            # on_sent's error ends the stream (__call__)
+            if end == index + 1:
+                self._sent(index, due)
+            else:
+                self._sent_all(index, end)
+            written += end - index
 
     def _sent(self, index: int, due: float) -> None:
         self.index = index + 1
         if self._on_sent is not None:
             self._on_sent(index, self._timer.now() - due)
+
+    def _sent_all(self, index: int, end: int) -> None:
+        """Frames ``index`` to ``end - 1`` went out in one write: count each of them
+        (``on_sent`` is called for every one, even after it raised for an earlier one:
+        they are on the wire), then raise the first error, if any."""
+        if end == index + 1:
+            self._sent(index, self._start + index * self._interval_s)
+            return
+        error: Exception | None = None
+        for i in range(index, end):
+            try:
+                self._sent(i, self._start + i * self._interval_s)
+            except Exception as exc:
+                if error is None:
+                    error = exc
+        if error is not None:
+            raise error
 
     def _arm(self, deadline: float) -> None:
         self._state = _WAITING
@@ -721,6 +768,9 @@ _OWNER: Final = object()
 _FAILED: Final = object()
 _BURST: Final = 16
 """Frames one stream writes per timer pass when it is behind schedule."""
+_BURST_BYTES: Final = 64 * 1024
+"""Payload bytes past which overdue frames no longer join one write (big chunks are
+not copied into an ever bigger buffer; each still goes out in its own write)."""
 
 
 # --------------------------------------------------------------------------- handshake

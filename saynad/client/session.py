@@ -363,8 +363,10 @@ class Session:
         Frames never leave early, and each is due on the absolute schedule: a frame
         written late (the process was busy) does not delay the ones after it. What is
         already due when the call starts — chunk 0, and every chunk whose time has
-        passed when ``start`` lies in the past — is written at once, back to back, by
-        the calling task; overdue frames after a stall go out back to back too.
+        passed when ``start`` lies in the past — is written at once by the calling task;
+        overdue frames after a stall go out at once too. Frames due together leave in
+        one write (up to 16 frames or 64 KiB of audio): the server gets them back to
+        back, and catching up costs one system call, not one per frame.
 
         ``start``: where the schedule begins. Leave it out when the call itself marks
         the start of the audio. When the schedule began earlier — the audio is due from
@@ -375,7 +377,8 @@ class Session:
         the whole stream by the delay.
         ``on_sent(i, lag_s)`` runs after chunk ``i`` was written, ``lag_s`` after its due
         time; it must be quick and is called from saynad's pacing timer, outside any
-        task (an exception from it stops the stream and is raised here).
+        task (an exception from it stops the stream and is raised here; it still hears
+        of the other frames of the same write, which are on the wire).
 
         Returns once the last frame is written. Cheaper than a ``sleep_until`` and
         :meth:`send_audio` per chunk: the pacing timer writes due frames itself and this

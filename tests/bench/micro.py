@@ -8,7 +8,8 @@ Each figure is CPU time per operation in one process pinned to core 0 (best of 3
   process (core 1) that only drains the socket, through saynad's default transport,
   saynad over trio-websocket, and aiohttp (the official SDK's WebSocket);
 - ``stream 640-byte audio frames from the pacing timer``: the same 20,000 frames through
-  ``stream_bytes``, all overdue, so the pacing timer writes them (16 per timer pass);
+  ``stream_bytes``, all overdue, so the pacing timer writes them (16 per timer pass,
+  in one write);
 - ``receive one 640-byte audio frame``: a server process (core 1) writes 20,000 binary
   frames back to back, the default transport receives them;
 - ``take one 640-byte frame out of socket reads``: the frame parsers alone, the

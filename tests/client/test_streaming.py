@@ -186,6 +186,60 @@ async def test_overdue_chunks_catch_up_a_burst_per_timer_pass(
     assert per_pass[pass_of_send[16]] >= 4
 
 
+def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The length of every write the pacing timer makes (the real writes, counted)."""
+    lengths: list[int] = []
+    try_send = FastSocketStream.try_send
+
+    def counting_try_send(self: FastSocketStream, data: bytes | bytearray | memoryview) -> int:
+        lengths.append(len(data))
+        return try_send(self, data)
+
+    monkeypatch.setattr(FastSocketStream, "try_send", counting_try_send)
+    return lengths
+
+
+async def test_overdue_frames_go_out_together_in_one_write(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+) -> None:
+    writes = record_writes(monkeypatch)
+    data = chunks(40)
+    progress = Written(data)
+    frame = 4 + 4 + 640  # header with a 16-bit length, masking key, payload
+    async with socket_pair() as (transport, received, _):
+        # Chunks 0-20 are overdue when the stream starts, 21-39 are due later.
+        start = trio.current_time() - 0.41
+        opened = len(writes)  # the handshake's
+        await transport.stream_bytes(data, 0.02, start=start, on_sent=progress)
+        streamed = writes[opened:]
+        await received.until(lambda r: len(r.binary) == 40)
+    assert received.binary == data
+    assert progress.frames == 40
+    assert all(length % frame == 0 for length in streamed)
+    # One write for the first burst, one for the rest of the backlog in the next
+    # timer pass, then one frame per write on schedule.
+    assert [length // frame for length in streamed] == [16, 5] + [1] * 19
+
+
+async def test_big_overdue_frames_are_not_joined_past_the_byte_bound(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+) -> None:
+    writes = record_writes(monkeypatch)
+    data = chunks(20, size=30_000)
+    progress = Written(data)
+    async with socket_pair() as (transport, received, _):
+        opened = len(writes)  # the handshake's
+        await transport.stream_bytes(data, 0.02, start=trio.current_time() - 1, on_sent=progress)
+        streamed = writes[opened:]
+        await received.until(lambda r: len(r.binary) == 20)
+    assert received.binary == data
+    assert progress.frames == 20
+    frame = 4 + 4 + 30_000  # header with a 16-bit length, masking key, payload
+    # Two 30,000-byte chunks fit in 64 KiB, three do not.
+    assert all(length % frame == 0 for length in streamed)
+    assert [length // frame for length in streamed] == [2] * 10
+
+
 async def _busy(clock: trio.testing.MockClock, step_s: float) -> None:
     """Another session's work: each scheduler batch it takes ``step_s`` of CPU."""
     while True:
@@ -249,20 +303,23 @@ async def test_commands_from_other_tasks_go_out_between_intact_frames(
     assert 0 <= first_text < last_text < len(received.messages) - 1  # interleaved
 
 
+@pytest.mark.parametrize("size", [96 * 1024, 4 * 1024])
 async def test_short_writes_and_a_full_kernel_buffer_keep_frames_whole(
-    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock, size: int
 ) -> None:
-    # Big chunks, a tiny send buffer and a server that does not read at first: the timer
-    # gets short writes, and the streaming task must finish each frame before the next.
-    finished_by_the_task: list[int] = []
+    # Big chunks (one per write) or smaller ones (16 per write), a tiny send buffer and a
+    # server that does not read at first: the timer gets short writes, and the streaming
+    # task must finish each write before the next.
+    finished_by_the_task: list[int] = []  # the length of each write the task finished
     send_rest = FastSocketStream.send_rest
 
     async def counting_send_rest(self: FastSocketStream, data: bytes, sent: int) -> None:
-        finished_by_the_task.append(sent)
+        finished_by_the_task.append(len(data))
         await send_rest(self, data, sent)
 
     monkeypatch.setattr(FastSocketStream, "send_rest", counting_send_rest)
-    data = chunks(24, size=96 * 1024)
+    data = chunks(24, size=size)
+    progress = Written(data)
     async with (
         socket_pair(client_sndbuf=4096, serve=False) as (transport, received, server),
         trio.open_nursery() as nursery,
@@ -274,13 +331,16 @@ async def test_short_writes_and_a_full_kernel_buffer_keep_frames_whole(
 
         nursery.start_soon(late_reader)
         with trio.fail_after(HANG_S):
-            await transport.stream_bytes(data, 0, start=trio.current_time())
+            await transport.stream_bytes(data, 0, start=trio.current_time(), on_sent=progress)
         await transport.send_text("after")
         await received.until(lambda r: len(r.messages) == 25)
         nursery.cancel_scope.cancel()
     assert received.binary == data
     assert received.messages[-1] == "after"
+    assert (progress.frames, progress.bytes) == (24, 24 * size)
     assert finished_by_the_task  # the timer's writes were short, the task finished them
+    frame = 4 + 4 + size if size < 0x10000 else 10 + 4 + size
+    assert max(finished_by_the_task) == (frame if size > 64 * 1024 else 16 * frame)
 
 
 async def test_a_broken_connection_ends_the_stream_with_connection_closed(
@@ -334,6 +394,29 @@ async def test_an_error_from_on_sent_stops_the_stream_and_is_raised(
         await trio.sleep(1)
         await received.until(lambda r: len(r.binary) == 4)
     assert len(received.binary) == 4  # chunk 3 went out, then nothing
+
+
+async def test_an_error_from_on_sent_in_a_write_of_several_frames(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    # Chunks 0-15 go out in one write; on_sent hears of every one of them (they are on
+    # the wire), then the first error stops the stream.
+    reported: list[int] = []
+
+    def on_sent(index: int, _lag: float) -> None:
+        reported.append(index)
+        if index in (3, 5):
+            raise RuntimeError(f"the callback failed at {index}")
+
+    async with socket_pair() as (transport, received, _):
+        with pytest.raises(RuntimeError, match="failed at 3"):
+            await transport.stream_bytes(
+                chunks(40), 0.02, start=trio.current_time() - 0.5, on_sent=on_sent
+            )
+        await trio.sleep(1)
+        await received.until(lambda r: len(r.binary) == 16)
+    assert len(received.binary) == 16
+    assert reported == list(range(16))
 
 
 async def test_stream_after_close_raises() -> None:
