@@ -6,10 +6,11 @@ thousands of sessions and pays this code on every 20 ms audio chunk:
 - **no background task**: :meth:`WsprotoTransport.receive` reads the socket itself, in
   64 KiB reads, only while its caller waits; everything a read brought in is parsed at
   once and handed out from a deque;
-- **one write per frame**: outbound data frames are built by the sans-IO codec
-  (:func:`saynad.protocol.framing.masked_frame`: header, fresh masking key, masked
-  payload) in one buffer and written with one ``send_all``; concurrent senders are
-  serialised by a flag, and only a contended send parks (FIFO hand-off);
+- **one write per frame** (or one for several, below): outbound data frames are built
+  by the sans-IO codec (:func:`saynad.protocol.framing.masked_frame`: header, fresh
+  masking key, masked payload) in one buffer and written with one ``send_all``;
+  concurrent senders are serialised by a flag, and only a contended send parks (FIFO
+  hand-off);
 - **paced audio from the timer**: :meth:`WsprotoTransport.stream_bytes` writes each due
   frame from the pacing timer (:func:`saynad._io.pacing.call_at`) straight to the
   socket (a stream behind schedule writes its overdue frames together, in one write);
