@@ -729,9 +729,6 @@ class _PacedFrames:
         """Frames ``index`` to ``end - 1`` went out in one write: count each of them
         (``on_sent`` is called for every one, even after it raised for an earlier one:
         they are on the wire), then raise the first error, if any."""
-        if end == index + 1:
-            self._sent(index, self._start + index * self._interval_s)
-            return
         error: Exception | None = None
         for i in range(index, end):
             try:
