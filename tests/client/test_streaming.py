@@ -186,6 +186,11 @@ async def test_overdue_chunks_catch_up_a_burst_per_timer_pass(
     assert per_pass[pass_of_send[16]] >= 4
 
 
+def frame_bytes(size: int) -> int:
+    """The length on the wire of one client binary frame of ``size`` payload bytes."""
+    return len(framing.masked_frame(framing.BINARY_FRAME, bytes(size), bytes(4)))
+
+
 def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The length of every write the pacing timer makes (the real writes, counted)."""
     lengths: list[int] = []
@@ -205,7 +210,7 @@ async def test_overdue_frames_go_out_together_in_one_write(
     writes = record_writes(monkeypatch)
     data = chunks(40)
     progress = Written(data)
-    frame = 4 + 4 + 640  # header with a 16-bit length, masking key, payload
+    frame = frame_bytes(640)
     async with socket_pair() as (transport, received, _):
         # Chunks 0-20 are overdue when the stream starts, 21-39 are due later.
         start = trio.current_time() - 0.41
@@ -234,7 +239,7 @@ async def test_big_overdue_frames_are_not_joined_past_the_byte_bound(
         await received.until(lambda r: len(r.binary) == 20)
     assert received.binary == data
     assert progress.frames == 20
-    frame = 4 + 4 + 30_000  # header with a 16-bit length, masking key, payload
+    frame = frame_bytes(30_000)
     # Two 30,000-byte chunks fit in 64 KiB, three do not.
     assert all(length % frame == 0 for length in streamed)
     assert [length // frame for length in streamed] == [2] * 10
@@ -339,7 +344,7 @@ async def test_short_writes_and_a_full_kernel_buffer_keep_frames_whole(
     assert received.messages[-1] == "after"
     assert (progress.frames, progress.bytes) == (24, 24 * size)
     assert finished_by_the_task  # the timer's writes were short, the task finished them
-    frame = 4 + 4 + size if size < 0x10000 else 10 + 4 + size
+    frame = frame_bytes(size)
     assert max(finished_by_the_task) == (frame if size > 64 * 1024 else 16 * frame)
 
 
