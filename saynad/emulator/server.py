@@ -272,8 +272,19 @@ class DirectWebSocket(WebSocket):
                     return
 
     async def _write(self, data: bytes) -> None:
-        async with self._write_lock:
+        lock = self._write_lock
+        if lock.locked():
+            async with lock:
+                await self._stream.send_all(data)
+            return
+        # Free (trio hands a released lock straight to its next waiter, so nobody
+        # waits): take it without the schedule point of ``acquire``; ``send_all`` is a
+        # cancellation point itself.
+        lock.acquire_nowait()
+        try:
             await self._stream.send_all(data)
+        finally:
+            lock.release()
 
 
 class _Reader:

@@ -10,7 +10,10 @@ One connection is one :class:`_Session` and one task tree, owned by
     │                  queue (1024 frames, as the server; producers block when full) and
     │                  applies the chaos options (latency, garbage, abrupt drop)
     ├── TTS worker     speak jobs (FIFO, 256) → tone chunks of ``tts_chunk_ms`` at real-
-    │                  time pace → ``tts_playback_complete`` when the queue drains
+    │                  time pace → ``tts_playback_complete`` when the queue drains; a
+    │                  ``speak`` that finds nothing playing and no first-audio delay has
+    │                  its first chunk queued by the read loop itself (a task switch
+    │                  sooner), the worker plays the rest
     └── room pump      LiveKit room events (256; overflow dropped and counted in
                        ``state.dropped_room_events``) → participant/message frames
 
@@ -149,6 +152,11 @@ class _SpeakJob:
     text: str
     allow_interruption: bool
     generation: int
+    # Filled in when the job starts (see _Session.start_job).
+    pcm: bytes = b""
+    chunk_bytes: int = 0
+    start: float = 0.0
+    next_chunk: int = 0  # the chunks before it are out
 
 
 @dataclass(slots=True)
@@ -192,6 +200,7 @@ class _Session:
         self.loading_active = False
         # TTS
         self.tts_generation = 0
+        self.tts_jobs = 0  # queued or being played
         self.no_interrupt_until = float("-inf")
         # The session's entry in state.speech_timings, when those are recorded.
         self.timing: list[float] | None = None
@@ -250,35 +259,50 @@ class _Session:
     async def tts_loop(self, out: trio.MemorySendChannel[_Outbound]) -> None:
         """Synthesize queued speech at real-time pace; report when the queue drains."""
         chunk_s = self.options.tts_chunk_ms / 1000
-        ms_per_char = self.options.tts_ms_per_char
         produced_generation: int | None = None
         async with self.tts_recv, out:
             async for job in self.tts_recv:
-                if job.generation == self.tts_generation and self.pipeline is not None:
-                    rate = self.pipeline.tts_sample_rate
-                    pcm = synthesize(job.text, rate, ms_per_char)
-                    chunk_bytes = max(2, rate * self.options.tts_chunk_ms // 1000 * 2)
-                    start = trio.current_time() + self.options.tts_first_audio_ms / 1000
-                    if not job.allow_interruption:
-                        self.no_interrupt_until = start + len(pcm) / (2 * rate)
-                    for index, offset in enumerate(range(0, len(pcm), chunk_bytes)):
-                        await pacing.sleep_until(start + index * chunk_s)
-                        if job.generation != self.tts_generation:
-                            break  # cleared
-                        chunk = pcm[offset : offset + chunk_bytes]
-                        if self.room is not None:
-                            # LiveKit sessions publish to the room track, not the socket.
-                            self.room.published_audio_bytes += len(chunk)
-                        else:
-                            await out.send(chunk)
-                        produced_generation = job.generation
+                try:
+                    if job.generation == self.tts_generation and self.pipeline is not None:
+                        if not job.chunk_bytes:
+                            self.start_job(job, self.pipeline)
+                        elif job.next_chunk:
+                            produced_generation = job.generation
+                        pcm, chunk_bytes, start = job.pcm, job.chunk_bytes, job.start
+                        for index in range(job.next_chunk, -(-len(pcm) // chunk_bytes)):
+                            await pacing.sleep_until(start + index * chunk_s)
+                            if job.generation != self.tts_generation:
+                                break  # cleared
+                            offset = index * chunk_bytes
+                            await self.produce(pcm[offset : offset + chunk_bytes], out)
+                            produced_generation = job.generation
+                finally:
+                    self.tts_jobs -= 1
                 if (
                     produced_generation is not None
                     and produced_generation == self.tts_generation
-                    and self.tts_recv.statistics().current_buffer_used == 0
+                    and self.tts_jobs == 0
                 ):
                     produced_generation = None
                     await out.send(_text(TTSPlaybackComplete(timestamp=_now_ms())))
+
+    async def produce(self, chunk: bytes, out: trio.MemorySendChannel[_Outbound]) -> None:
+        """Play one chunk of speech."""
+        if self.room is not None:
+            # LiveKit sessions publish to the room track, not the socket.
+            self.room.published_audio_bytes += len(chunk)
+        else:
+            await out.send(chunk)
+
+    def start_job(self, job: _SpeakJob, pipeline: _Pipeline) -> None:
+        """Synthesize ``job`` and fix its schedule: chunk i is due ``i × tts_chunk_ms``
+        after the first, ``tts_first_audio_ms`` from now."""
+        rate = pipeline.tts_sample_rate
+        job.pcm = synthesize(job.text, rate, self.options.tts_ms_per_char)
+        job.chunk_bytes = max(2, rate * self.options.tts_chunk_ms // 1000 * 2)
+        job.start = trio.current_time() + self.options.tts_first_audio_ms / 1000
+        if not job.allow_interruption:
+            self.no_interrupt_until = job.start + len(job.pcm) / (2 * rate)
 
     async def room_loop(self, out: trio.MemorySendChannel[_Outbound]) -> None:
         """Turn room events into frames."""
@@ -488,9 +512,20 @@ class _Session:
             timing[0] = time.monotonic()
         for pattern, replacement in pipeline.pronunciations:
             text = pattern.sub(replacement, text)
-        await self.tts_send.send(
-            _SpeakJob(text, msg.allow_interruption is not False, self.tts_generation)
-        )
+        job = _SpeakJob(text, msg.allow_interruption is not False, self.tts_generation)
+        self.tts_jobs += 1
+        try:
+            if self.tts_jobs == 1 and self.options.tts_first_audio_ms <= 0:
+                # Nothing is playing and the first audio is due now: play it from here,
+                # a task switch sooner than the worker could; the worker plays the rest.
+                self.start_job(job, pipeline)
+                if job.pcm:
+                    await self.produce(job.pcm[: job.chunk_bytes], out)
+                    job.next_chunk = 1
+            await self.tts_send.send(job)
+        except BaseException:
+            self.tts_jobs -= 1
+            raise
 
     async def on_clear(self, out: trio.MemorySendChannel[_Outbound]) -> None:
         if not self.audio:

@@ -420,6 +420,34 @@ async def test_speak_streams_pcm_then_playback_complete(emulator: Emulator) -> N
         assert audio == synthesize("hello world", 24000, 20)
 
 
+async def test_a_speak_into_silence_has_its_first_audio_queued_before_the_next_frame(
+    emulator: Emulator,
+) -> None:
+    # The read loop queues the first chunk itself when nothing plays, so it goes out
+    # ahead of the reply to the frame after the speak; the rest keeps its real-time pace.
+    text = "x" * 40  # 800 ms at 20 ms a character: 8 chunks of 100 ms
+    async with raw(emulator) as ws:
+        await ws.config()
+        await ws.send({"type": "speak", "text": text})
+        before = await ws.barrier()
+        assert before == [synthesize(text, 24000, 20)[: 24000 * 2 // 10]]
+        audio = before[0]
+        while isinstance(frame := await ws.recv(), bytes):
+            audio += frame
+        assert audio == synthesize(text, 24000, 20)
+        assert json.loads(frame)["type"] == "tts_playback_complete"
+
+
+async def test_a_speech_of_one_chunk_still_reports_playback_complete(emulator: Emulator) -> None:
+    async with raw(emulator) as ws:
+        await ws.config()
+        for _ in range(2):  # the second one after the queue drained, into silence again
+            await ws.send({"type": "speak", "text": "hi"})  # 40 ms: one chunk
+            assert await ws.recv() == synthesize("hi", 24000, 20)
+            assert (await ws.json())["type"] == "tts_playback_complete"
+        assert await ws.barrier() == []
+
+
 async def test_speech_timings_are_recorded_only_when_asked(emulator: Emulator) -> None:
     async with raw(emulator) as ws:
         await ws.config()
