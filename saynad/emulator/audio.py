@@ -14,7 +14,7 @@ import sys
 from array import array
 from functools import lru_cache
 
-__all__ = ["TONE_HZ", "prepare_tone", "synthesize", "wav_bytes"]
+__all__ = ["TONE_HZ", "prepare_tone", "speech_bytes", "synthesize", "tone", "wav_bytes"]
 
 TONE_HZ = 440
 # About -10 dBFS: clearly audible, far from clipping when mixed with other audio.
@@ -49,14 +49,35 @@ def synthesize(text: str, sample_rate: int, ms_per_char: int) -> bytes:
     Empty text yields ``b""``. Raises :class:`ValueError` for a non-positive
     ``sample_rate`` or a negative ``ms_per_char``.
     """
+    return tone(sample_rate, 0, speech_bytes(text, sample_rate, ms_per_char))
+
+
+def speech_bytes(text: str, sample_rate: int, ms_per_char: int) -> int:
+    """The length of :func:`synthesize`'s result, without making it. Raises like it."""
     if sample_rate <= 0:
         raise ValueError(f"invalid sample rate {sample_rate}")
     if ms_per_char < 0:
         raise ValueError(f"invalid ms_per_char {ms_per_char}")
-    n_samples = sample_rate * len(text) * ms_per_char // 1000
+    return sample_rate * len(text) * ms_per_char // 1000 * 2
+
+
+def tone(sample_rate: int, start: int, stop: int) -> bytes:
+    """Bytes ``start`` to ``stop`` of the endless tone at ``sample_rate`` (s16le mono;
+    ``synthesize(text, …) == tone(rate, 0, speech_bytes(text, …))``). A speech played
+    in chunks takes each chunk from here, so no whole speech is ever built: a fresh
+    buffer of a speech's size costs more (page faults) than the tone it holds."""
     second = _one_second(sample_rate)
-    full, rest = divmod(n_samples * 2, len(second))
-    return second * full + second[:rest]
+    size = len(second)
+    if stop <= start:
+        return b""
+    first, offset = divmod(start, size)
+    if stop - first * size <= size:  # within one second of tone: one slice
+        return second[offset : stop - first * size]
+    parts = [second[offset:]]
+    full, rest = divmod(stop - (first + 1) * size, size)
+    parts.extend([second] * full)
+    parts.append(second[:rest])
+    return b"".join(parts)
 
 
 def wav_bytes(pcm: bytes, sample_rate: int, *, channels: int = 1) -> bytes:

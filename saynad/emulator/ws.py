@@ -41,7 +41,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
 import trio
@@ -50,7 +50,7 @@ from wsproto.frame_protocol import CloseReason, FrameProtocol
 from saynad._io import pacing
 from saynad.emulator import wire
 from saynad.emulator.asgi import WebSocket
-from saynad.emulator.audio import synthesize
+from saynad.emulator.audio import speech_bytes, tone
 from saynad.emulator.context import Context
 from saynad.emulator.rest import provider_auth_problem
 from saynad.emulator.state import Participant, Room, RoomEvent
@@ -132,6 +132,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+_T = TypeVar("_T")
+
+
+async def _put(channel: trio.MemorySendChannel[_T], item: _T) -> None:
+    """``channel.send(item)`` without its schedule point when the channel has room: the
+    caller goes on at once (its next wait is its schedule point), the receiver runs in
+    the scheduler's next batch either way."""
+    try:
+        channel.send_nowait(item)
+    except trio.WouldBlock:
+        await channel.send(item)
+
+
 def _text(event: ServerEvent) -> str:
     return _encoder.encode(event).decode()
 
@@ -153,7 +166,8 @@ class _SpeakJob:
     allow_interruption: bool
     generation: int
     # Filled in when the job starts (see _Session.start_job).
-    pcm: bytes = b""
+    rate: int = 0
+    size: int = 0  # bytes of speech
     chunk_bytes: int = 0
     start: float = 0.0
     next_chunk: int = 0  # the chunks before it are out
@@ -268,13 +282,15 @@ class _Session:
                             self.start_job(job, self.pipeline)
                         elif job.next_chunk:
                             produced_generation = job.generation
-                        pcm, chunk_bytes, start = job.pcm, job.chunk_bytes, job.start
-                        for index in range(job.next_chunk, -(-len(pcm) // chunk_bytes)):
+                        rate, size, chunk_bytes = job.rate, job.size, job.chunk_bytes
+                        start = job.start
+                        for index in range(job.next_chunk, -(-size // chunk_bytes)):
                             await pacing.sleep_until(start + index * chunk_s)
                             if job.generation != self.tts_generation:
                                 break  # cleared
                             offset = index * chunk_bytes
-                            await self.produce(pcm[offset : offset + chunk_bytes], out)
+                            chunk = tone(rate, offset, min(offset + chunk_bytes, size))
+                            await self.produce(chunk, out)
                             produced_generation = job.generation
                 finally:
                     self.tts_jobs -= 1
@@ -292,17 +308,17 @@ class _Session:
             # LiveKit sessions publish to the room track, not the socket.
             self.room.published_audio_bytes += len(chunk)
         else:
-            await out.send(chunk)
+            await _put(out, chunk)
 
     def start_job(self, job: _SpeakJob, pipeline: _Pipeline) -> None:
         """Synthesize ``job`` and fix its schedule: chunk i is due ``i × tts_chunk_ms``
         after the first, ``tts_first_audio_ms`` from now."""
-        rate = pipeline.tts_sample_rate
-        job.pcm = synthesize(job.text, rate, self.options.tts_ms_per_char)
+        job.rate = rate = pipeline.tts_sample_rate
+        job.size = speech_bytes(job.text, rate, self.options.tts_ms_per_char)
         job.chunk_bytes = max(2, rate * self.options.tts_chunk_ms // 1000 * 2)
         job.start = trio.current_time() + self.options.tts_first_audio_ms / 1000
         if not job.allow_interruption:
-            self.no_interrupt_until = job.start + len(job.pcm) / (2 * rate)
+            self.no_interrupt_until = job.start + job.size / (2 * rate)
 
     async def room_loop(self, out: trio.MemorySendChannel[_Outbound]) -> None:
         """Turn room events into frames."""
@@ -519,10 +535,10 @@ class _Session:
                 # Nothing is playing and the first audio is due now: play it from here,
                 # a task switch sooner than the worker could; the worker plays the rest.
                 self.start_job(job, pipeline)
-                if job.pcm:
-                    await self.produce(job.pcm[: job.chunk_bytes], out)
+                if job.size:
+                    await self.produce(tone(job.rate, 0, min(job.chunk_bytes, job.size)), out)
                     job.next_chunk = 1
-            await self.tts_send.send(job)
+            await _put(self.tts_send, job)
         except BaseException:
             self.tts_jobs -= 1
             raise

@@ -8,8 +8,10 @@ import math
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from saynad.emulator.audio import TONE_HZ, synthesize, wav_bytes
+from saynad.emulator.audio import TONE_HZ, speech_bytes, synthesize, tone, wav_bytes
 
 
 @pytest.mark.parametrize(
@@ -50,10 +52,31 @@ def test_longer_audio_tiles_seamlessly() -> None:
     assert two_seconds[:16000] == two_seconds[16000:]
 
 
+@given(
+    rate=st.sampled_from([8000, 11025, 16000, 22050, 24000, 44100, 48000]),
+    length=st.integers(0, 300),
+    ms_per_char=st.integers(0, 60),
+    cut=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+)
+def test_a_slice_of_the_tone_is_the_same_slice_of_the_speech(
+    rate: int, length: int, ms_per_char: int, cut: tuple[float, float]
+) -> None:
+    # A speech played in chunks takes each from tone(); together they are synthesize().
+    text = "x" * length
+    speech = synthesize(text, rate, ms_per_char)
+    assert speech_bytes(text, rate, ms_per_char) == len(speech)
+    start, stop = sorted(round(c * len(speech)) for c in cut)
+    assert tone(rate, start, stop) == speech[start:stop]
+    if start < stop:
+        assert tone(rate, stop, start) == b""  # an empty range, either way round
+
+
 @pytest.mark.parametrize(("rate", "ms"), [(0, 20), (-1, 20), (16000, -1)])
 def test_invalid_arguments(rate: int, ms: int) -> None:
     with pytest.raises(ValueError, match="invalid"):
         synthesize("x", rate, ms)
+    with pytest.raises(ValueError, match="invalid"):
+        speech_bytes("x", rate, ms)
 
 
 def test_wav_header() -> None:
