@@ -271,7 +271,7 @@ class _Session:
                     return
 
     async def tts_loop(self, out: trio.MemorySendChannel[_Outbound]) -> None:
-        """Synthesize queued speech at real-time pace; report when the queue drains."""
+        """Play queued speech at real-time pace; report when the queue drains."""
         chunk_s = self.options.tts_chunk_ms / 1000
         produced_generation: int | None = None
         async with self.tts_recv, out:
@@ -311,8 +311,9 @@ class _Session:
             await _put(out, chunk)
 
     def start_job(self, job: _SpeakJob, pipeline: _Pipeline) -> None:
-        """Synthesize ``job`` and fix its schedule: chunk i is due ``i × tts_chunk_ms``
-        after the first, ``tts_first_audio_ms`` from now."""
+        """Start ``job``: its length in bytes, its chunk size and its schedule (chunk i
+        is due ``i × tts_chunk_ms`` after the first, ``tts_first_audio_ms`` from now);
+        the chunks themselves are sliced from the tone as they are played."""
         job.rate = rate = pipeline.tts_sample_rate
         job.size = speech_bytes(job.text, rate, self.options.tts_ms_per_char)
         job.chunk_bytes = max(2, rate * self.options.tts_chunk_ms // 1000 * 2)
