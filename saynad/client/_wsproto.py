@@ -625,8 +625,6 @@ class _PacedFrames:
                 raise self._error
             # _OWNER: the next frame needs this task.
             index = self.index
-            chunk = self._chunks[index]
-            due = self._start + index * self._interval_s
             partial = self._partial
             if partial is not None:
                 self._partial = None
@@ -639,8 +637,8 @@ class _PacedFrames:
                     transport._release_write()
                 self._sent_all(index, end)
             else:
-                await transport.send_bytes(chunk)
-                self._sent(index, due)
+                await transport.send_bytes(self._chunks[index])
+                self._sent(index, self._start + index * self._interval_s)
             waited = True  # the send above was a checkpoint
             self._write_due()  # what came due meanwhile, then the timer
 
@@ -684,17 +682,16 @@ class _PacedFrames:
             if transport._writing or transport._close_error is not None:
                 self._wake(_OWNER)  # send_bytes waits its turn, or raises the close
                 return
+            # The frames due by now go out in one write (within this pass's _BURST and
+            # _BURST_BYTES of audio): one system call and one TCP segment for them all.
             end = index + 1
-            if end < count and start + end * interval_s <= now and written + 1 < _BURST:
-                # Behind schedule: the due frames in one write (up to _BURST_BYTES of
-                # audio), one system call and one TCP segment for them all.
-                last = min(count, index + _BURST - written)
-                size = len(chunks[index])
-                while end < last and start + end * interval_s <= now:
-                    size += len(chunks[end])
-                    if size > _BURST_BYTES:
-                        break
-                    end += 1
+            last = min(count, index + _BURST - written)
+            size = len(chunks[index])
+            while end < last and start + end * interval_s <= now:
+                size += len(chunks[end])
+                if size > _BURST_BYTES:
+                    break
+                end += 1
             key = transport._masking_key
             if end == index + 1:
                 data = masked_frame(BINARY_FRAME, chunks[index], key())
