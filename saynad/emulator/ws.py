@@ -172,6 +172,14 @@ class _SpeakJob:
     start: float = 0.0
     next_chunk: int = 0  # the chunks before it are out
 
+    def chunks(self) -> int:
+        return -(-self.size // self.chunk_bytes)
+
+    def chunk(self, index: int) -> bytes:
+        """Chunk ``index`` of the speech, sliced from the tone."""
+        offset = index * self.chunk_bytes
+        return tone(self.rate, offset, min(offset + self.chunk_bytes, self.size))
+
 
 @dataclass(slots=True)
 class _Pipeline:
@@ -278,19 +286,15 @@ class _Session:
             async for job in self.tts_recv:
                 try:
                     if job.generation == self.tts_generation and self.pipeline is not None:
-                        if not job.chunk_bytes:
+                        if not job.chunk_bytes:  # not started by the read loop
                             self.start_job(job, self.pipeline)
-                        elif job.next_chunk:
+                        elif job.next_chunk:  # and its first chunk played there
                             produced_generation = job.generation
-                        rate, size, chunk_bytes = job.rate, job.size, job.chunk_bytes
-                        start = job.start
-                        for index in range(job.next_chunk, -(-size // chunk_bytes)):
-                            await pacing.sleep_until(start + index * chunk_s)
+                        for index in range(job.next_chunk, job.chunks()):
+                            await pacing.sleep_until(job.start + index * chunk_s)
                             if job.generation != self.tts_generation:
                                 break  # cleared
-                            offset = index * chunk_bytes
-                            chunk = tone(rate, offset, min(offset + chunk_bytes, size))
-                            await self.produce(chunk, out)
+                            await self.produce(job.chunk(index), out)
                             produced_generation = job.generation
                 finally:
                     self.tts_jobs -= 1
@@ -537,7 +541,7 @@ class _Session:
                 # a task switch sooner than the worker could; the worker plays the rest.
                 self.start_job(job, pipeline)
                 if job.size:
-                    await self.produce(tone(job.rate, 0, min(job.chunk_bytes, job.size)), out)
+                    await self.produce(job.chunk(0), out)
                     job.next_chunk = 1
             await _put(self.tts_send, job)
         except BaseException:
