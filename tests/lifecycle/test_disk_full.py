@@ -29,6 +29,7 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from saynad.http import METRICS_CACHE_S
 from tests.lifecycle._harness import assert_complete, read_entries, user_numbers
 from tests.support.processes import DaemonProcess, daemon_process, poll_until
 from tests.support.samples import talking_fleet
@@ -167,6 +168,9 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
             )
             await trio.sleep_until(trio.current_time() + OUTAGE_S)
             during = await scrape(client)
+            # /metrics reuses a rendering for METRICS_CACHE_S: the next scrape must not
+            # be answered with this one.
+            fresh_scrape_at = trio.current_time() + METRICS_CACHE_S
             outage_s = trio.current_time() - full
 
             sizes = [f.stat().st_size for f in files]
@@ -182,6 +186,7 @@ async def test_a_full_disk_never_ends_a_session_nor_loses_a_transcript(
             await poll_until(
                 lambda: all(logged(daemon, "transcript writes resumed", s) for s in SESSIONS),
             )
+            await trio.sleep_until(fresh_scrape_at)
             after = await scrape(client)
 
             # Nothing ended, nothing reconnected: the sessions never noticed.
