@@ -12,10 +12,14 @@ single reader, so there is no conflict detector.
 
 One deliberate difference from trio's streams: ``send_all`` takes a schedule point
 (lets other tasks run) when it has to wait for the socket, and otherwise only every
-:data:`SEND_SCHEDULE_EVERY` calls, not on every call. A schedule point costs about as
-much CPU as the ``send`` system call; a real-time audio stream already yields in the
-sleep between chunks, and a task that sends in a tight loop still lets others run
-every few frames.
+:data:`SEND_SCHEDULE_EVERY` calls, not on every call; ``receive_some`` likewise when it
+has to wait for data, and otherwise every :data:`RECEIVE_SCHEDULE_EVERY` calls. A
+schedule point costs about as much CPU as the system call; a real-time audio stream
+already yields in the sleep between chunks, and a task that sends or reads in a tight
+loop still lets others run every few calls. A read that finds its data at once is
+handled in the same scheduler pass: in a busy process a pass can last tens of
+milliseconds, and a reply already waiting (the first audio of a ``speak``) is not held
+back for another one.
 """
 
 from __future__ import annotations
@@ -26,25 +30,34 @@ from typing import Any
 
 import trio
 
-__all__ = ["RECEIVE_BYTES", "SEND_SCHEDULE_EVERY", "FastSocketStream", "open_fast_tcp_stream"]
+__all__ = [
+    "RECEIVE_BYTES",
+    "RECEIVE_SCHEDULE_EVERY",
+    "SEND_SCHEDULE_EVERY",
+    "FastSocketStream",
+    "open_fast_tcp_stream",
+]
 
 RECEIVE_BYTES = 64 * 1024
 """Bytes asked of the socket per read (and by default): a burst of TTS chunks, or of
 audio frames, in one system call."""
 SEND_SCHEDULE_EVERY = 16
 """``send_all`` calls completed without waiting between two schedule points."""
+RECEIVE_SCHEDULE_EVERY = 16
+"""``receive_some`` calls answered without waiting between two schedule points."""
 
 
 class FastSocketStream(trio.abc.HalfCloseableStream):
     """:class:`trio.abc.Stream` over a connected stdlib socket (made non-blocking)."""
 
-    __slots__ = ("_closed", "_drained", "_sends_unscheduled", "_sock")
+    __slots__ = ("_closed", "_drained", "_reads_unscheduled", "_sends_unscheduled", "_sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._closed = False
         self._sends_unscheduled = 0
+        self._reads_unscheduled = 0
         # The last read took less than it asked for: the socket was empty then, and a
         # read at once would most likely fail (a wasted system call); wait first.
         self._drained = False
@@ -144,8 +157,12 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint_if_cancelled()
             data = self._try_receive(size)
             if data is not None:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                self._reads_unscheduled += 1
+                if self._reads_unscheduled >= RECEIVE_SCHEDULE_EVERY:
+                    self._reads_unscheduled = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return data
+        self._reads_unscheduled = 0
         # Data that came since the last read makes the socket readable at once: the wait
         # (a checkpoint) then costs one pass of the scheduler, as the read above would.
         while True:
@@ -153,6 +170,11 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
             data = self._try_receive(size)
             if data is not None:
                 return data
+
+    def expect_data(self) -> None:
+        """Data is likely to be waiting by the next read (a request just went out): that
+        read tries the socket before it waits, even when the last one emptied it."""
+        self._drained = False
 
     def _try_receive(self, size: int) -> bytes | None:
         """One ``recv``: the bytes (empty at EOF), or ``None`` when there is nothing yet."""

@@ -206,6 +206,10 @@ class WsprotoTransport:
             raise self._closed()
         payload = data.encode() if isinstance(data, str) else data
         await self._write(masked_frame(TEXT_FRAME, payload, self._masking_key()))
+        if self._fast is not None:
+            # A command is usually answered (a speak's first audio): the next read looks
+            # before it waits, and finds the answer in the same scheduler pass.
+            self._fast.expect_data()
 
     async def send_bytes(self, data: bytes) -> None:
         # The per-chunk audio path: one coroutine layer above _write().

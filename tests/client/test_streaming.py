@@ -122,6 +122,35 @@ async def socket_pair(
             nursery.cancel_scope.cancel()  # last: nothing may await in a cancelled scope
 
 
+async def test_the_answer_to_a_command_is_read_in_the_same_scheduler_pass() -> None:
+    # A speak's first audio, already waiting when the session reads next, is handled
+    # without another pass of the scheduler (in a busy process a pass lasts tens of
+    # milliseconds); audio that merely keeps coming is waited for as before.
+    async with (
+        socket_pair(serve=False) as (transport, received, server),
+        trio.open_nursery() as nursery,
+    ):
+        ran: list[str] = []
+
+        async def other(name: str) -> None:
+            ran.append(name)
+
+        await trio.testing.wait_all_tasks_blocked()  # the upgrade answer is out
+        await server.send(TextMessage(data='{"type":"ready"}'))
+        assert await transport.receive() == '{"type":"ready"}'  # a short read
+        await transport.send_text('{"type":"speak","text":"hi"}')
+        assert await server.message() == '{"type":"speak","text":"hi"}'
+        await server.send(BytesMessage(data=b"first audio"))
+        nursery.start_soon(other, "after the speak")
+        assert await transport.receive() == b"first audio"
+        assert ran == []  # no other task ran: no schedule point
+        await server.send(BytesMessage(data=b"more audio"))
+        with trio.testing.assert_checkpoints():
+            assert await transport.receive() == b"more audio"
+        nursery.start_soon(_serve, server, received)  # answers the Close
+        await transport.aclose()
+
+
 class Written:
     """What a paced stream reported written through ``on_sent``: frames and bytes."""
 

@@ -8,6 +8,8 @@ import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import TypeVar
 
 import pytest
 import trio
@@ -29,7 +31,7 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
-from saynad._io.sockets import SEND_SCHEDULE_EVERY, FastSocketStream
+from saynad._io.sockets import RECEIVE_SCHEDULE_EVERY, SEND_SCHEDULE_EVERY, FastSocketStream
 from saynad.client import pacing
 from saynad.client._wsproto import WsprotoTransport, handshake
 from saynad.client.transport import connect_websocket
@@ -42,6 +44,8 @@ from saynad.errors import (
 from saynad.protocol.framing import FIN, masked_frame, unmasked_frame
 from saynad.protocol.upgrade import accept_value
 from tests.timing import HANG_S
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- frames
 
@@ -649,6 +653,63 @@ async def test_fast_socket_stream_send_is_a_cancellation_point() -> None:
     with pytest.raises(BlockingIOError):
         b.recv(10)  # nothing was sent
     await left.aclose()
+    b.close()
+
+
+async def without_schedule_point(call: Callable[[], Awaitable[T]]) -> T:
+    """Await ``call()`` and check it never let another task run (no schedule point:
+    a task started just before cannot have run by the time it returns)."""
+    ran: list[bool] = []
+
+    async def other() -> None:
+        ran.append(True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        result = await call()
+        assert not ran, "took a schedule point"
+    return result
+
+
+async def with_schedule_point(call: Callable[[], Awaitable[T]]) -> T:
+    with trio.testing.assert_checkpoints():
+        return await call()
+
+
+async def test_fast_socket_stream_reads_waiting_data_in_the_same_scheduler_pass() -> None:
+    a, b = socket.socketpair()
+    stream = FastSocketStream(a)
+    # Data already waiting: read at once, a schedule point only every
+    # RECEIVE_SCHEDULE_EVERY reads (a full read leaves the socket likely non-empty).
+    b.sendall(b"x" * (4 * RECEIVE_SCHEDULE_EVERY))
+    for _ in range(2):
+        for _ in range(RECEIVE_SCHEDULE_EVERY - 1):
+            assert await without_schedule_point(partial(stream.receive_some, 2)) == b"xx"
+        assert await with_schedule_point(partial(stream.receive_some, 2)) == b"xx"
+    # A short read emptied the socket: the next read waits first (a schedule point),
+    # even if data came meanwhile ...
+    b.sendall(b"y")
+    assert await stream.receive_some(10) == b"y"
+    b.sendall(b"z")
+    assert await with_schedule_point(partial(stream.receive_some, 10)) == b"z"
+    # ... unless a reply is expected: then it looks first, and finds it.
+    b.sendall(b"answer")
+    stream.expect_data()
+    assert await without_schedule_point(partial(stream.receive_some, 10)) == b"answer"
+    # Nothing there after all: it waits as usual.
+    stream.expect_data()
+    with trio.move_on_after(0.05) as waited:
+        await stream.receive_some(10)
+    assert waited.cancelled_caught
+    # Cancelled before it starts, a read with data waiting reads nothing.
+    b.sendall(b"kept")
+    stream.expect_data()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await stream.receive_some(10)
+    assert scope.cancelled_caught
+    assert await stream.receive_some(10) == b"kept"
+    await stream.aclose()
     b.close()
 
 
