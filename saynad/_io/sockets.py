@@ -164,7 +164,8 @@ class FastSocketStream(trio.abc.HalfCloseableStream):
                 return data
         self._reads_unscheduled = 0
         # Data that came since the last read makes the socket readable at once: the wait
-        # (a checkpoint) then costs one pass of the scheduler, as the read above would.
+        # (a checkpoint) then costs one pass of the scheduler, the price of a wasted
+        # read saved (see expect_data for when looking first is worth it).
         while True:
             await trio.lowlevel.wait_readable(self._sock)
             data = self._try_receive(size)
