@@ -273,14 +273,13 @@ class DirectWebSocket(WebSocket):
 
     async def _write(self, data: bytes) -> None:
         lock = self._write_lock
-        if lock.locked():
-            async with lock:
-                await self._stream.send_all(data)
-            return
-        # Free (trio hands a released lock straight to its next waiter, so nobody
-        # waits): take it without the schedule point of ``acquire``; ``send_all`` is a
-        # cancellation point itself.
-        lock.acquire_nowait()
+        # A free lock is taken without the schedule point of ``acquire`` (trio hands a
+        # released lock straight to its next waiter, so a free one has nobody waiting);
+        # ``send_all`` is a cancellation point itself.
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
         try:
             await self._stream.send_all(data)
         finally:
