@@ -17,23 +17,17 @@ from saynad.protocol.webhooks import (
     WebhookRoom,
     encode_webhook_payload,
 )
-from tests.support.daemon import daemon_in_process, running_daemon
+from tests.support.daemon import running_daemon
 from tests.support.http import raw_request
 from tests.support.processes import daemon_process
 from tests.support.samples import daemon_config, signed
-from tests.timing import HANG_S
 
 
 @pytest.mark.parametrize("path", ["/metrics", "/healthz", "/readyz", "/sessions"])
 async def test_get_routes_answer_head_without_a_body(tmp_path: Path, path: str) -> None:
-    config = tmp_path / "saynad.yaml"
-    config.write_text(daemon_config())
     # /metrics: one rendering answers both (kept longer than any stall of the machine),
     # so the HEAD's length is the GET's.
-    async with (
-        daemon_in_process(config, metrics_cache_s=3600) as daemon,
-        httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=HANG_S) as client,
-    ):
+    async with running_daemon(tmp_path, fields={"metrics_cache_s": 3600}) as (_daemon, client):
         head = await client.head(path)
         get = await client.get(path)
     assert head.status_code == get.status_code

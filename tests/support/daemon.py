@@ -35,14 +35,15 @@ async def daemon_in_process(
 
 @asynccontextmanager
 async def running_daemon(
-    tmp_path: Path, **options: Any
+    tmp_path: Path, *, fields: Mapping[str, Any] | None = None, **options: Any
 ) -> AsyncIterator[tuple[Daemon, httpx.AsyncClient]]:
     """A daemon on :func:`~tests.support.samples.daemon_config` (``options``) and an
-    HTTP client on the address it bound."""
+    HTTP client on the address it bound; ``fields``: more of the :class:`Daemon`'s
+    fields, as for :func:`daemon_in_process`."""
     path = tmp_path / "saynad.yaml"
     path.write_text(daemon_config(**options))
     async with (
-        daemon_in_process(path) as daemon,
+        daemon_in_process(path, **(fields or {})) as daemon,
         httpx.AsyncClient(base_url=daemon.http_urls[0], timeout=HANG_S) as client,
     ):
         yield daemon, client
