@@ -196,9 +196,18 @@ def speech_split(
     sessions matched, and how close together the client sent its speaks
     (``speak_spread_s``: p95 − p5 of the send times; the emulator serves speaks sent
     together one after the other).
+
+    And who makes the tail of speak → first audio: the sessions are ranked by when
+    their ``speak`` left, and the first tenth of them (at least one) — the sessions
+    ready first, whose answer comes while the client is still starting the rest — is
+    set apart: ``first_audio_early_p50_s`` (their p50), ``first_audio_rest_p99_s``
+    (the p99 of the other nine tenths) and ``first_audio_slowest_early_share`` (the
+    share of the slowest hundredth, at least one session, that spoke in that first
+    tenth).
     """
     parts: dict[str, list[float]] = {name: [] for name in SPLIT}
     sent = [spoke for _, spoke, _ in client_side.values() if not math.isnan(spoke)]
+    by_speak: list[tuple[float, float]] = []  # (speak sent, speak → first audio)
     for stream_id, (began, spoke, heard) in client_side.items():
         handled, written = emulator_side.get(stream_id, (math.nan, math.nan))
         stamps = (began, spoke, handled, written, heard)
@@ -208,6 +217,7 @@ def speech_split(
         parts["in_emulator"].append(written - handled)
         parts["to_client"].append(heard - written)
         parts["since_start"].append(heard - began)
+        by_speak.append((spoke, heard - spoke))
     out: dict[str, float] = {
         "first_audio_matched": float(len(parts["to_client"])),
         "speak_spread_s": percentile(sent, 95) - percentile(sent, 5),
@@ -215,7 +225,27 @@ def speech_split(
     for name, values in parts.items():
         out[f"first_audio_{name}_p50_s"] = statistics.median(values) if values else math.nan
         out[f"first_audio_{name}_p99_s"] = percentile(values, 99)
+    out.update(_early_speakers(by_speak))
     return out
+
+
+def _early_speakers(by_speak: list[tuple[float, float]]) -> dict[str, float]:
+    """The first tenth of the speakers against the rest (see :func:`speech_split`)."""
+    if not by_speak:
+        return {
+            "first_audio_early_p50_s": math.nan,
+            "first_audio_rest_p99_s": math.nan,
+            "first_audio_slowest_early_share": math.nan,
+        }
+    ranked = sorted(range(len(by_speak)), key=lambda i: by_speak[i][0])
+    early = set(ranked[: max(1, math.ceil(len(ranked) / 10))])
+    waits = [wait for _, wait in by_speak]
+    slowest = sorted(range(len(waits)), key=waits.__getitem__)[-max(1, len(waits) // 100) :]
+    return {
+        "first_audio_early_p50_s": statistics.median(waits[i] for i in early),
+        "first_audio_rest_p99_s": percentile([waits[i] for i in ranked if i not in early], 99),
+        "first_audio_slowest_early_share": sum(i in early for i in slowest) / len(slowest),
+    }
 
 
 METRICS = (
@@ -241,6 +271,9 @@ METRICS = (
     "first_audio_matched",
     "speak_spread_s",
     *(f"first_audio_{part}_{q}_s" for part in SPLIT for q in ("p50", "p99")),
+    "first_audio_early_p50_s",
+    "first_audio_rest_p99_s",
+    "first_audio_slowest_early_share",
 )
 
 
@@ -355,5 +388,23 @@ def split_markdown(rows: list[dict[str, Any]]) -> str:
         f"| {_ms(r['speak_spread_s'])} |\n"
         for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
         if "first_audio_since_start_p50_s" in r
+    )
+    return head + body
+
+
+def early_markdown(rows: list[dict[str, Any]]) -> str:
+    """Who makes the tail of speak → first audio: the first tenth of the speakers against
+    the rest, one row per client and N (medians over the runs)."""
+    head = (
+        "| N | client | speak→first audio p99 | first 10 % of speakers: p50 "
+        "| the other 90 %: p99 | slowest 1 % that spoke in the first 10 % |\n"
+        "|---:|---|---:|---:|---:|---:|\n"
+    )
+    body = "".join(
+        f"| {r['n']} | {r['client']} | {_ms(r['first_audio_p99_s'])} "
+        f"| {_ms(r['first_audio_early_p50_s'])} | {_ms(r['first_audio_rest_p99_s'])} "
+        f"| {r['first_audio_slowest_early_share'] * 100:.0f} % |\n"
+        for r in sorted(rows, key=lambda r: (r["n"], r["client"]))
+        if not math.isnan(r.get("first_audio_early_p50_s", math.nan))
     )
     return head + body
