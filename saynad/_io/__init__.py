@@ -6,7 +6,9 @@
   :mod:`saynad.client.pacing`);
 - :mod:`saynad._io.asgi`: the ASGI types and lifespan answers of both HTTP servers;
 - :mod:`saynad._io.listener`: a TCP listener that steps aside from a port it shares
-  with other processes (``SO_REUSEPORT``) while it cannot take more work.
+  with other processes (``SO_REUSEPORT``) while it cannot take more work;
+- :mod:`saynad._io.httpclient`: the one way saynad makes an ``httpx.AsyncClient``
+  (request bodies sent without an async generator that a cut-short send leaves behind).
 
 This package imports nothing from saynad: it sits at the bottom of the layers drawn in
 ``docs/architecture.md``, beside the sans-IO :mod:`saynad.protocol`.

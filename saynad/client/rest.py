@@ -42,6 +42,7 @@ import httpx
 import msgspec
 import trio
 
+from saynad._io.httpclient import async_client
 from saynad.errors import (
     ClientError,
     HTTPStatusError,
@@ -218,7 +219,7 @@ class RestClient:
         if key:
             default_headers["authorization"] = f"Bearer {key}"
         default_headers.update({k.lower(): v for k, v in (headers or {}).items()})
-        self._client = httpx.AsyncClient(
+        self._client = async_client(
             base_url=self.base_url,
             headers=default_headers,
             timeout=httpx.Timeout(timeout_s),

@@ -23,6 +23,7 @@ import httpx
 import msgspec
 import trio
 
+from saynad._io.httpclient import async_client
 from saynad.actors.behaviour import SessionIdentity
 from saynad.actors.behaviours.agent import (
     AgentError,
@@ -100,7 +101,7 @@ _chunk_decoder: Final = msgspec.json.Decoder(_Chunk)
 
 
 def _client(timeout_s: float, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=httpx.Timeout(timeout_s), transport=transport)
+    return async_client(timeout=httpx.Timeout(timeout_s), transport=transport)
 
 
 def _transport_error(exc: httpx.HTTPError) -> AgentError:

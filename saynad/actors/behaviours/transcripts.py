@@ -45,6 +45,7 @@ import structlog
 import trio
 import trio.lowlevel
 
+from saynad._io.httpclient import async_client
 from saynad.actors.behaviour import BehaviourContext, SessionCounters, SessionIdentity
 from saynad.client.session import SessionEvent
 from saynad.paths import expand_path_template, open_regular
@@ -542,8 +543,8 @@ class HttpSink:
         backoff = Backoff(self.backoff_initial_s, self.backoff_max_s, rng=self.rng)
         headers = {"content-type": "application/json", **self.headers}
         batch: list[Entry] = []
-        async with httpx.AsyncClient(
-            transport=self.transport, timeout=self.timeout_s, headers=headers
+        async with async_client(
+            transport=self.transport, timeout=httpx.Timeout(self.timeout_s), headers=headers
         ) as client:
             try:
                 while batch := await queue.next_batch(self.batch_size, self.flush_interval_s):
