@@ -51,7 +51,11 @@ class _OnePiece:
 async def _send_in_one_piece(request: httpx.Request) -> None:
     # Only httpx's own bytes body: a body the caller streams stays the caller's.
     if type(request.stream) is httpx.ByteStream:
-        request.stream = OnePieceBody(request.content)
+        try:
+            body = request.content
+        except httpx.RequestNotRead:  # a stream handed to the request whole: left alone
+            return
+        request.stream = OnePieceBody(body)
 
 
 def async_client(
