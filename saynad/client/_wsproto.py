@@ -686,16 +686,19 @@ class _PacedFrames:
             if transport._writing or transport._close_error is not None:
                 self._wake(_OWNER)  # send_bytes waits its turn, or raises the close
                 return
-            # The frames due by now go out in one write (within this pass's _BURST and
-            # _BURST_BYTES of audio): one system call and one TCP segment for them all.
             end = index + 1
-            last = min(count, index + _BURST - written)
-            size = len(chunks[index])
-            while end < last and start + end * interval_s <= now:
-                size += len(chunks[end])
-                if size > _BURST_BYTES:
-                    break
-                end += 1
+            if end < count and start + end * interval_s <= now:
+                # Behind schedule: the frames due by now go out in one write (within
+                # this pass's _BURST and _BURST_BYTES of audio), one system call and one
+                # TCP segment for them all. A frame on schedule (the usual case) skips
+                # this: it is the per-frame path.
+                last = min(count, index + _BURST - written)
+                size = len(chunks[index])
+                while end < last and start + end * interval_s <= now:
+                    size += len(chunks[end])
+                    if size > _BURST_BYTES:
+                        break
+                    end += 1
             key = transport._masking_key
             if end == index + 1:
                 data = masked_frame(BINARY_FRAME, chunks[index], key())
