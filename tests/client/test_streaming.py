@@ -38,6 +38,7 @@ from saynad.protocol import framing
 from saynad.protocol.messages import STTResult
 from tests.support.samples import STT_CONFIG as STT
 from tests.support.samples import TTS_CONFIG as TTS
+from tests.support.scheduling import with_schedule_point, without_schedule_point
 from tests.support.wspeer import ScriptedPeer as Server
 from tests.timing import HANG_S
 
@@ -130,23 +131,15 @@ async def test_the_answer_to_a_command_is_read_in_the_same_scheduler_pass() -> N
         socket_pair(serve=False) as (transport, received, server),
         trio.open_nursery() as nursery,
     ):
-        ran: list[str] = []
-
-        async def other(name: str) -> None:
-            ran.append(name)
-
         await trio.testing.wait_all_tasks_blocked()  # the upgrade answer is out
         await server.send(TextMessage(data='{"type":"ready"}'))
         assert await transport.receive() == '{"type":"ready"}'  # a short read
         await transport.send_text('{"type":"speak","text":"hi"}')
         assert await server.message() == '{"type":"speak","text":"hi"}'
         await server.send(BytesMessage(data=b"first audio"))
-        nursery.start_soon(other, "after the speak")
-        assert await transport.receive() == b"first audio"
-        assert ran == []  # no other task ran: no schedule point
+        assert await without_schedule_point(transport.receive) == b"first audio"
         await server.send(BytesMessage(data=b"more audio"))
-        with trio.testing.assert_checkpoints():
-            assert await transport.receive() == b"more audio"
+        assert await with_schedule_point(transport.receive) == b"more audio"
         nursery.start_soon(_serve, server, received)  # answers the Close
         await transport.aclose()
 

@@ -9,7 +9,6 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import TypeVar
 
 import pytest
 import trio
@@ -43,9 +42,8 @@ from saynad.errors import (
 )
 from saynad.protocol.framing import FIN, masked_frame, unmasked_frame
 from saynad.protocol.upgrade import accept_value
+from tests.support.scheduling import with_schedule_point, without_schedule_point
 from tests.timing import HANG_S
-
-T = TypeVar("T")
 
 # --------------------------------------------------------------------------- frames
 
@@ -654,26 +652,6 @@ async def test_fast_socket_stream_send_is_a_cancellation_point() -> None:
         b.recv(10)  # nothing was sent
     await left.aclose()
     b.close()
-
-
-async def without_schedule_point(call: Callable[[], Awaitable[T]]) -> T:
-    """Await ``call()`` and check it never let another task run (no schedule point:
-    a task started just before cannot have run by the time it returns)."""
-    ran: list[bool] = []
-
-    async def other() -> None:
-        ran.append(True)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(other)
-        result = await call()
-        assert not ran, "took a schedule point"
-    return result
-
-
-async def with_schedule_point(call: Callable[[], Awaitable[T]]) -> T:
-    with trio.testing.assert_checkpoints():
-        return await call()
 
 
 async def test_fast_socket_stream_reads_waiting_data_in_the_same_scheduler_pass() -> None:
